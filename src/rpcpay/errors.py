@@ -1,0 +1,50 @@
+"""The one exception tree of rpcpay.
+
+Every error rpcpay raises on purpose derives from ``RpcPayError``::
+
+    RpcPayError
+    ├── ConfigError            bad flag, price file or data dir (reported, never a traceback)
+    ├── WireError              bytes that do not parse as monerod's formats
+    │   ├── ClientIdError      a malformed 208-character client id
+    │   └── BlockFormatError   a block or transaction blob we cannot parse
+    ├── PowError               RandomX could not be loaded or run
+    │   └── VerifierBusy       too many shares queued; the share was not checked
+    ├── LedgerError            the ledger store failed; no balance changed
+    └── UpstreamError          the backend behind the gateway failed; nobody was charged
+"""
+
+
+class RpcPayError(Exception):
+    """Base of every error rpcpay raises on purpose."""
+
+
+class ConfigError(RpcPayError):
+    """A flag, price file or data directory is unusable."""
+
+
+class WireError(RpcPayError):
+    """Bytes that do not parse as one of monerod's wire formats."""
+
+
+class ClientIdError(WireError):
+    """A client id that is not 208 hex-and-timestamp characters."""
+
+
+class BlockFormatError(WireError):
+    """A block or transaction blob that does not parse."""
+
+
+class PowError(RpcPayError):
+    """RandomX could not be loaded or run."""
+
+
+class VerifierBusy(PowError):
+    """The share queue is full: the share was refused unchecked, costing the server nothing."""
+
+
+class LedgerError(RpcPayError):
+    """The ledger store failed; the operation changed no balance."""
+
+
+class UpstreamError(RpcPayError):
+    """The backend behind the gateway failed or answered garbage; nobody was charged."""

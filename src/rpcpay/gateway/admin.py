@@ -1,0 +1,131 @@
+"""The admin listener: rpc_access_tracking, rpc_access_data and rpc_access_account.
+
+monerod serves these on its unrestricted port, so in regtest anyone who can reach it can mint
+credits. rpcpay never serves them on the public listener: they live on a separate listener,
+bound to loopback by default, and behind a bearer token whenever one is configured (a token is
+required to bind anywhere else).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import time
+from typing import Any
+
+from aiohttp import web
+
+from rpcpay.gateway.app import GatewayCore, json_response
+from rpcpay.gateway.protocol import (
+    ERROR_INVALID_CLIENT,
+    INVALID_PARAMS,
+    INVALID_REQUEST,
+    METHOD_NOT_FOUND,
+    PARSE_ERROR,
+    STATUS_OK,
+    RpcFault,
+    error_response,
+    result_response,
+)
+from rpcpay.ledger.account import last_activity
+
+JSON = Any
+I64_MIN, I64_MAX = -(2**63), 2**63 - 1
+
+
+class AdminHandler:
+    """JSON-RPC on /json_rpc for the operator's own tools (``rpcpay payments``)."""
+
+    def __init__(self, core: GatewayCore, token: str | None) -> None:
+        self.core = core
+        self._token = token
+
+    def _authorised(self, request: web.Request) -> bool:
+        if self._token is None:
+            return True
+        given = request.headers.get("Authorization", "")
+        return hmac.compare_digest(given.encode(), f"Bearer {self._token}".encode())
+
+    async def handle(self, request: web.Request) -> web.Response:
+        # Only the operator, holding the token when one is set, may use the admin methods.
+        if not self._authorised(request):
+            return json_response({"status": "Unauthorized"}, 401)
+        # Admin calls are JSON-RPC on /json_rpc.
+        if request.path != "/json_rpc":
+            return json_response({"status": f"Unknown endpoint {request.path}"}, 404)
+        try:
+            document = json.loads(await request.read())
+        except (ValueError, UnicodeDecodeError):
+            return json_response(error_response(None, PARSE_ERROR, "Parse error"))
+        # A request is one object with a string method.
+        if not isinstance(document, dict) or not isinstance(document.get("method"), str):
+            return json_response(error_response(None, INVALID_REQUEST, "Invalid Request"))
+        request_id = document.get("id", "")
+        params = document.get("params") or {}
+        try:
+            # Params are an object.
+            if not isinstance(params, dict):
+                raise RpcFault(INVALID_PARAMS, "Invalid params")
+            result = self._dispatch(document["method"], params)
+        except RpcFault as fault:
+            return json_response(error_response(request_id, fault.code, fault.message))
+        return json_response(result_response(request_id, result))
+
+    def _dispatch(self, method: str, params: dict[str, JSON]) -> dict[str, JSON]:
+        if method == "rpc_access_tracking":
+            return self._tracking(params)
+        if method == "rpc_access_data":
+            return self._data()
+        if method == "rpc_access_account":
+            return self._account(params)
+        raise RpcFault(METHOD_NOT_FOUND, "Method not found")
+
+    def _tracking(self, params: dict[str, JSON]) -> dict[str, JSON]:
+        if params.get("clear") is True:
+            self.core.tracker.clear()
+            return {"status": STATUS_OK, "untrusted": False}
+        return {"data": self.core.tracker.rows(), "status": STATUS_OK, "untrusted": False}
+
+    def _data(self) -> dict[str, JSON]:
+        payment = self.core.payment
+        entries = [
+            {
+                "client": a.client.hex(),
+                "balance": a.balance,
+                "last_update_time": last_activity(a),
+                "credits_total": a.credits_total,
+                "credits_used": a.credits_used,
+                "nonces_good": a.nonces_good,
+                "nonces_stale": a.nonces_stale,
+                "nonces_bad": a.nonces_bad,
+                "nonces_dupe": a.nonces_dupe,
+            }
+            for a in payment.ledger.accounts()
+        ]
+        result: dict[str, JSON] = {
+            "hashrate": payment.hashrate.hashes_per_second(time.time()),
+            "status": STATUS_OK,
+            "untrusted": False,
+        }
+        # epee leaves an empty list out of the answer; so does monerod.
+        if entries:
+            result["entries"] = entries
+        return result
+
+    def _account(self, params: dict[str, JSON]) -> dict[str, JSON]:
+        client, delta = params.get("client", ""), params.get("delta_balance", 0)
+        # delta_balance is an i64.
+        if isinstance(delta, bool) or not isinstance(delta, int) or not I64_MIN <= delta <= I64_MAX:
+            raise RpcFault(INVALID_PARAMS, "Invalid params")
+        # The first 64 characters of client are the hex public key.
+        try:
+            key = bytes.fromhex(client[:64]) if isinstance(client, str) else b""
+        except ValueError:
+            key = b""
+        if len(key) != 32:
+            raise RpcFault(ERROR_INVALID_CLIENT, "Invalid client ID")
+        account = self.core.payment.ledger.adjust_balance(key, delta)
+        return {"credits": account.balance, "status": STATUS_OK, "untrusted": False}
+
+
+__all__ = ["AdminHandler"]

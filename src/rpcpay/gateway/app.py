@@ -1,0 +1,346 @@
+"""HTTP handling: the public listener (paid calls, forwarding) and the admin listener.
+
+Every request is answered in monerod's form. Unpaid calls never reach the upstream; an
+upstream failure is refunded before the client hears about it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from aiohttp import web
+
+from rpcpay.errors import UpstreamError
+from rpcpay.gateway.costs import (
+    MONERO_FREE_JSON_ENDPOINTS,
+    MONERO_FREE_JSON_RPC,
+    MONERO_JSON_ENDPOINT_PRICES,
+    MONERO_JSON_RPC_PRICES,
+    Price,
+    PriceError,
+    PriceList,
+    after_charge_amount,
+)
+from rpcpay.gateway.payment import Charge, PaymentService
+from rpcpay.gateway.protocol import (
+    ERROR_INTERNAL,
+    ERROR_INVALID_CLIENT,
+    ERROR_UPSTREAM,
+    INVALID_PARAMS,
+    INVALID_REQUEST,
+    METHOD_NOT_FOUND,
+    PARSE_ERROR,
+    STATUS_OK,
+    RpcFault,
+    error_response,
+    result_response,
+)
+from rpcpay.gateway.tracking import Tracker
+from rpcpay.gateway.upstream import Upstream, UpstreamReply
+
+JSON = Any
+Mode = Literal["monero", "jsonrpc"]
+
+PAYMENT_METHODS = frozenset({"rpc_access_info", "rpc_access_submit_nonce", "rpc_access_pay"})
+ADMIN_METHODS = frozenset({"rpc_access_tracking", "rpc_access_data", "rpc_access_account"})
+UPSTREAM_FAILED = "Upstream unavailable; nothing was charged"
+U32_MAX = 0xFFFFFFFF
+I64_MIN, I64_MAX = -(2**63), 2**63 - 1
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayCore:
+    """What the HTTP layer needs: the payment service, the upstream and the pricing."""
+
+    payment: PaymentService
+    upstream: Upstream
+    tracker: Tracker
+    mode: Mode
+    prices: PriceList
+    upstream_path: str = "/json_rpc"
+
+
+def json_response(document: JSON, status: int = 200) -> web.Response:
+    return web.Response(
+        body=json.dumps(document).encode(), status=status, content_type="application/json"
+    )
+
+
+def _is_uint(value: JSON, limit: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= limit
+
+
+def _peer(request: web.Request) -> str:
+    return request.remote or ""
+
+
+async def read_json_body(request: web.Request) -> JSON:
+    """The request body as JSON; ``ValueError`` if it is not JSON at all."""
+    body = await request.read()
+    if not body.strip():
+        return None
+    return json.loads(body)
+
+
+def _strip_client(params: Mapping[str, JSON]) -> dict[str, JSON]:
+    return {k: v for k, v in params.items() if k != "client"}
+
+
+def _payment_answer(charge: Charge) -> dict[str, JSON]:
+    """The body monerod returns for a refused charge: status, credits, top_hash."""
+    return {
+        "credits": charge.credits,
+        "status": charge.status,
+        "top_hash": charge.top_hash,
+        "untrusted": False,
+    }
+
+
+class PublicHandler:
+    """Routes every public request: payment methods, charged calls, free calls."""
+
+    def __init__(self, core: GatewayCore) -> None:
+        self.core = core
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        path = request.path
+        if path == "/json_rpc" or (self.core.mode == "jsonrpc" and path == "/"):
+            return await self._json_rpc(request)
+        if self.core.mode == "monero":
+            if path in MONERO_JSON_ENDPOINT_PRICES or path in MONERO_FREE_JSON_ENDPOINTS:
+                return await self._json_endpoint(request, path)
+            if path.endswith(".bin"):
+                return json_response(
+                    {"status": "Binary endpoints are not served by this gateway yet"}, 501
+                )
+        return json_response({"status": f"Unknown endpoint {path}"}, 404)
+
+    # -- JSON-RPC ----------------------------------------------------------------------------
+
+    async def _json_rpc(self, request: web.Request) -> web.Response:
+        try:
+            document = await read_json_body(request)
+        except (ValueError, UnicodeDecodeError):
+            return json_response(error_response(None, PARSE_ERROR, "Parse error"))
+        # A request is one object with a string method (batches are not served).
+        if not isinstance(document, dict) or not isinstance(document.get("method"), str):
+            return json_response(error_response(None, INVALID_REQUEST, "Invalid Request"))
+        request_id = document.get("id", "")
+        method: str = document["method"]
+        params = document.get("params")
+        try:
+            if method in PAYMENT_METHODS:
+                params = self._object_params(params)
+                return json_response(
+                    result_response(
+                        request_id, await self._payment_method(method, params, _peer(request))
+                    )
+                )
+            if method in ADMIN_METHODS:
+                raise RpcFault(METHOD_NOT_FOUND, "Method not found")
+            return await self._charged_rpc(request, document, method, params)
+        except RpcFault as fault:
+            return json_response(error_response(request_id, fault.code, fault.message))
+
+    @staticmethod
+    def _object_params(params: JSON) -> dict[str, JSON]:
+        # monerod's methods take an object (or nothing) as params.
+        if params is None:
+            return {}
+        if not isinstance(params, dict):
+            raise RpcFault(INVALID_PARAMS, "Invalid params")
+        return params
+
+    async def _payment_method(
+        self, method: str, params: dict[str, JSON], peer: str
+    ) -> dict[str, JSON]:
+        payment = self.core.payment
+        started = time.perf_counter()
+        client = params.get("client", "")
+        if method == "rpc_access_info":
+            result = await payment.access_info(client, peer)
+        elif method == "rpc_access_submit_nonce":
+            nonce, cookie = params.get("nonce", 0), params.get("cookie", 0)
+            # nonce and cookie are u32 numbers.
+            if not _is_uint(nonce, U32_MAX) or not _is_uint(cookie, U32_MAX):
+                raise RpcFault(INVALID_PARAMS, "Invalid params")
+            result = await payment.submit_nonce(client, nonce, cookie, peer)
+        else:
+            result = await self._access_pay(params, peer)
+        self.core.tracker.record(method, int((time.perf_counter() - started) * 1e6), 0)
+        return result
+
+    async def _access_pay(self, params: dict[str, JSON], peer: str) -> dict[str, JSON]:
+        """rpc_access_pay: a third party's paywall debits the client's credits."""
+        paying_for, amount = params.get("paying_for", ""), params.get("payment", 0)
+        # paying_for is a label and payment a u64 amount.
+        if not isinstance(paying_for, str) or not _is_uint(amount, 2**64 - 1):
+            raise RpcFault(INVALID_PARAMS, "Invalid params")
+        payment = self.core.payment
+        # The client id must verify before anything else (error, not status).
+        if payment.authenticate(params.get("client", "")) is None:
+            raise RpcFault(ERROR_INVALID_CLIENT, "Invalid client ID")
+        charge = await payment.charge(params.get("client"), amount, paying_for, peer)
+        if not charge.ok:
+            return _payment_answer(charge)
+        self.core.tracker.record("external:" + paying_for, 0, amount)
+        return {
+            "credits": charge.credits,
+            "status": STATUS_OK,
+            "top_hash": charge.top_hash,
+            "untrusted": False,
+        }
+
+    def _price_of(self, method: str, params: JSON) -> Price | None:
+        """The call's price; None if it is free. RpcFault if it is not served or malformed."""
+        if self.core.mode == "jsonrpc":
+            price = self.core.prices.price(method)
+            return price if price.upfront > 0 else None
+        if method in MONERO_FREE_JSON_RPC:
+            return None
+        rule = MONERO_JSON_RPC_PRICES.get(method)
+        # Only monerod's restricted-safe methods are served to the public.
+        if rule is None:
+            raise RpcFault(METHOD_NOT_FOUND, "Method not found")
+        try:
+            return rule(self._object_params(params))
+        except PriceError as exc:
+            raise RpcFault(INVALID_PARAMS, f"Invalid params: {exc}") from exc
+
+    @staticmethod
+    def _client_of(request: web.Request, document: dict[str, JSON], params: JSON) -> JSON:
+        """Where the client id travels: in object params (monerod's way), else beside them
+        in the request object or in an X-Rpc-Client header (for array-params backends)."""
+        if isinstance(params, dict) and "client" in params:
+            return params["client"]
+        if "client" in document:
+            return document["client"]
+        return request.headers.get("X-Rpc-Client")
+
+    async def _charged_rpc(
+        self, request: web.Request, document: dict[str, JSON], method: str, params: JSON
+    ) -> web.Response:
+        request_id = document.get("id", "")
+        price = self._price_of(method, params)
+        client = self._client_of(request, document, params)
+        started = time.perf_counter()
+        charge = None
+        paid = 0
+        if price is not None:
+            charge = await self.core.payment.charge(
+                client, price.upfront, price.rpc, _peer(request)
+            )
+            paid = charge.amount
+            if not charge.ok:
+                if method == "get_info":
+                    # monerod's JSON-RPC get_info turns any non-OK status into error -5.
+                    return json_response(error_response(request_id, ERROR_INTERNAL, charge.status))
+                return json_response(result_response(request_id, _payment_answer(charge)))
+        forwarded = {k: v for k, v in document.items() if k != "client"}
+        if isinstance(params, dict):
+            forwarded["params"] = _strip_client(params)
+        try:
+            reply = await self._forward(self.core.upstream_path, forwarded)
+            answer = json.loads(reply.body)
+            # The upstream must answer a JSON-RPC object.
+            if reply.status != 200 or not isinstance(answer, dict):
+                raise UpstreamError(f"upstream answered HTTP {reply.status}")
+        except (UpstreamError, ValueError):
+            credits = self.core.payment.refund(charge) if charge is not None else 0
+            return json_response(
+                {**error_response(request_id, ERROR_UPSTREAM, UPSTREAM_FAILED), "credits": credits}
+            )
+        if charge is not None and price is not None:
+            result = answer.get("result")
+            if price.after is not None and isinstance(result, dict):
+                extra = after_charge_amount(price.after, result)
+                if extra > 0:
+                    second = await self.core.payment.charge(
+                        client, extra, price.rpc, _peer(request), same_ts=True
+                    )
+                    if not second.ok:
+                        return json_response(result_response(request_id, _payment_answer(second)))
+                    paid += second.amount
+                    charge = second
+            self._stamp(answer, charge)
+        self.core.tracker.record(
+            price.rpc if price else method, int((time.perf_counter() - started) * 1e6), paid
+        )
+        return json_response(answer)
+
+    def _stamp(self, answer: dict[str, JSON], charge: Charge) -> None:
+        """Tell the client its balance and the chain top, where monerod puts them."""
+        result = answer.get("result")
+        if self.core.mode == "monero" and isinstance(result, dict):
+            result["credits"] = charge.credits
+            result["top_hash"] = charge.top_hash
+        else:
+            answer["credits"] = charge.credits
+            answer["top_hash"] = charge.top_hash
+
+    async def _forward(self, path: str, document: JSON) -> UpstreamReply:
+        return await self.core.upstream.post(
+            path, json.dumps(document).encode(), "application/json"
+        )
+
+    # -- JSON endpoints (monerod's /get_info, /get_transactions, ...) ---------------------------
+
+    async def _json_endpoint(self, request: web.Request, path: str) -> web.Response:
+        try:
+            body = await read_json_body(request)
+        except (ValueError, UnicodeDecodeError):
+            return json_response({"status": "Failed to parse JSON request"}, 400)
+        body = {} if body is None else body
+        # A JSON endpoint takes an object.
+        if not isinstance(body, dict):
+            return json_response(
+                {"status": "Failed to parse JSON request: expected an object"}, 400
+            )
+        rule = MONERO_JSON_ENDPOINT_PRICES.get(path)
+        started = time.perf_counter()
+        charge = None
+        price = None
+        paid = 0
+        if rule is not None:
+            try:
+                price = rule(body)
+            except PriceError as exc:
+                return json_response({"status": f"Invalid parameters: {exc}"}, 400)
+            charge = await self.core.payment.charge(
+                body.get("client"), price.upfront, price.rpc, _peer(request)
+            )
+            if not charge.ok:
+                return json_response(_payment_answer(charge))
+            paid = charge.amount
+        try:
+            reply = await self._forward(path, _strip_client(body))
+            answer = json.loads(reply.body)
+            # The upstream must answer a JSON object.
+            if reply.status != 200 or not isinstance(answer, dict):
+                raise UpstreamError(f"upstream answered HTTP {reply.status}")
+        except (UpstreamError, ValueError):
+            credits = self.core.payment.refund(charge) if charge is not None else 0
+            return json_response({"status": UPSTREAM_FAILED, "credits": credits}, 502)
+        if charge is not None and price is not None:
+            if price.after is not None:
+                extra = after_charge_amount(price.after, answer)
+                if extra > 0:
+                    second = await self.core.payment.charge(
+                        body.get("client"), extra, price.rpc, _peer(request), same_ts=True
+                    )
+                    if not second.ok:
+                        return json_response(_payment_answer(second))
+                    paid += second.amount
+                    charge = second
+            answer["credits"] = charge.credits
+            answer["top_hash"] = charge.top_hash
+        self.core.tracker.record(
+            price.rpc if price else path.lstrip("/"),
+            int((time.perf_counter() - started) * 1e6),
+            paid,
+        )
+        return json_response(answer)

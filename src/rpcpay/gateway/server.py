@@ -1,0 +1,242 @@
+"""Assembling and running the gateway: ledger, jobs, verifier, listeners, housekeeping."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from aiohttp import web
+
+from rpcpay.errors import ConfigError, UpstreamError, WireError
+from rpcpay.gateway.admin import AdminHandler
+from rpcpay.gateway.app import GatewayCore, Mode, PublicHandler
+from rpcpay.gateway.costs import PriceList, load_price_list
+from rpcpay.gateway.jobs import JobSource
+from rpcpay.gateway.limits import AbuseGuard, AbuseLimits
+from rpcpay.gateway.monerod_jobs import MonerodJobSource
+from rpcpay.gateway.payment import Hasher, PaymentService, PaymentSettings, is_loopback
+from rpcpay.gateway.synthetic_jobs import SyntheticJobSource
+from rpcpay.gateway.tracking import Tracker
+from rpcpay.gateway.upstream import HttpUpstream, Upstream, post_json
+from rpcpay.ledger.ledger import Ledger
+from rpcpay.ledger.sqlite_store import SqliteLedgerStore
+from rpcpay.pow.verifier import ShareVerifier
+from rpcpay.wire.address import decode_address
+
+log = logging.getLogger("rpcpay.gateway")
+
+HOUSEKEEPING_INTERVAL_S = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayConfig:
+    """Everything ``rpcpay serve`` is told on its command line."""
+
+    upstream: str = "http://127.0.0.1:18081"
+    upstream_kind: Literal["auto", "monero", "jsonrpc"] = "auto"
+    payment_address: str | None = None
+    difficulty: int = 1000
+    credits_per_hash: int = 100
+    allow_free_loopback: bool = False
+    bind_ip: str = "127.0.0.1"
+    bind_port: int = 18089
+    admin_bind_ip: str = "127.0.0.1"
+    admin_bind_port: int | None = 18090  # None: no admin listener; 0: any free port
+    admin_token: str | None = None
+    data_dir: Path = Path("rpcpay-data")
+    price_file: Path | None = None
+    pow_mode: Literal["light", "fast", "auto"] = "auto"
+    verify_threads: int = field(default_factory=lambda: os.cpu_count() or 1)
+    max_body_bytes: int = 4 * 1024 * 1024
+    ledger_sync: Literal["full", "normal"] = "full"
+    limits: AbuseLimits = field(default_factory=AbuseLimits)
+
+
+def check_config(config: GatewayConfig) -> None:
+    """Refuse settings that cannot work or would be unsafe, with a clear message."""
+    # Difficulty and credits are positive u64 values.
+    if not 1 <= config.difficulty < 2**64:
+        raise ConfigError("--rpc-payment-difficulty must be between 1 and 2^64-1")
+    if not 1 <= config.credits_per_hash < 2**64:
+        raise ConfigError("--rpc-payment-credits must be between 1 and 2^64-1")
+    # Admin methods can mint credits: off loopback they need a token.
+    if (
+        config.admin_bind_port is not None
+        and not is_loopback(config.admin_bind_ip)
+        and not config.admin_token
+    ):
+        raise ConfigError("--admin-token is required when --admin-bind-ip is not loopback")
+    # Two listeners cannot share a port.
+    if config.admin_bind_port and config.admin_bind_port == config.bind_port:
+        raise ConfigError("--admin-bind-port must differ from --rpc-bind-port")
+    if config.payment_address is not None:
+        try:
+            decode_address(config.payment_address)
+        except WireError as exc:
+            raise ConfigError(f"--rpc-payment-address is not a Monero address: {exc}") from exc
+
+
+async def detect_mode(upstream: Upstream, kind: str) -> Mode:
+    """Is the upstream a monerod? Ask its free /get_height unless told."""
+    if kind == "monero":
+        return "monero"
+    if kind == "jsonrpc":
+        return "jsonrpc"
+    try:
+        answer = await post_json(upstream, "/get_height", {})
+    except UpstreamError:
+        return "jsonrpc"
+    return "monero" if isinstance(answer, dict) and "hash" in answer else "jsonrpc"
+
+
+def load_secret(data_dir: Path) -> bytes:
+    """The gateway's own secret for synthetic seeds, made once and kept owner-only."""
+    path = data_dir / "synthetic-seed.key"
+    if path.exists():
+        secret = path.read_bytes()
+        # The stored secret must be the 32 bytes we wrote.
+        if len(secret) == 32:
+            return secret
+        raise ConfigError(f"{path} is corrupt; delete it to make a new one")
+    secret = secrets.token_bytes(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(secret)
+    return secret
+
+
+@dataclass
+class RunningGateway:
+    """A started gateway; ``close()`` stops it cleanly, flushing nothing (the ledger is
+    always durable already)."""
+
+    core: GatewayCore
+    jobs: JobSource
+    verifier: ShareVerifier
+    ledger: Ledger
+    runners: list[web.AppRunner]
+    housekeeping: asyncio.Task[None]
+    public_port: int
+    admin_port: int
+
+    async def close(self) -> None:
+        self.housekeeping.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.housekeeping
+        for runner in self.runners:
+            await runner.cleanup()
+        await self.jobs.close()
+        await self.core.upstream.close()
+        self.verifier.close()
+        self.ledger.close()
+
+
+def _app(
+    handler_fn: Callable[[web.Request], Awaitable[web.StreamResponse]], max_body: int
+) -> web.Application:
+    app = web.Application(client_max_size=max_body)
+    app.router.add_route("*", "/{tail:.*}", handler_fn)
+    return app
+
+
+async def _housekeeping(payment: PaymentService) -> None:
+    while True:
+        await asyncio.sleep(HOUSEKEEPING_INTERVAL_S)
+        forgotten = payment.ledger.forget_idle()
+        if forgotten:
+            log.info("forgot idle clients", extra={"count": forgotten})
+
+
+async def _listen(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+    bound = runner.addresses[0][1] if runner.addresses else port
+    return runner, int(bound)
+
+
+async def start_gateway(
+    config: GatewayConfig, *, upstream: Upstream | None = None, hasher: Hasher | None = None
+) -> RunningGateway:
+    """Build every part and open the listeners. Port 0 picks a free port (tests)."""
+    check_config(config)
+    config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    upstream = upstream or HttpUpstream(config.upstream)
+    mode = await detect_mode(upstream, config.upstream_kind)
+    jobs: JobSource
+    if mode == "monero":
+        # A monerod upstream pays real blocks to the operator, so it needs an address.
+        if config.payment_address is None:
+            raise ConfigError("--rpc-payment-address is required in front of monerod")
+        jobs = MonerodJobSource(upstream, config.payment_address)
+    else:
+        jobs = SyntheticJobSource(load_secret(config.data_dir))
+    prices = load_price_list(config.price_file) if config.price_file else PriceList(1, {})
+    store = SqliteLedgerStore(config.data_dir / "ledger.sqlite3", synchronous=config.ledger_sync)
+    ledger = Ledger(store)
+    verifier = ShareVerifier(threads=config.verify_threads, mode=config.pow_mode)
+    try:
+        await jobs.start()
+    except UpstreamError as exc:
+        ledger.close()
+        verifier.close()
+        raise ConfigError(f"upstream {config.upstream} is not usable: {exc}") from exc
+    payment = PaymentService(
+        PaymentSettings(config.difficulty, config.credits_per_hash, config.allow_free_loopback),
+        ledger,
+        jobs,
+        hasher or verifier,
+        AbuseGuard(config.limits),
+    )
+    core = GatewayCore(payment, upstream, Tracker(), mode, prices)
+    public = PublicHandler(core)
+    runner, public_port = await _listen(
+        _app(public.handle, config.max_body_bytes), config.bind_ip, config.bind_port
+    )
+    runners = [runner]
+    admin_port = 0
+    if config.admin_bind_port is not None:
+        admin = AdminHandler(core, config.admin_token)
+        admin_runner, admin_port = await _listen(
+            _app(admin.handle, 64 * 1024), config.admin_bind_ip, config.admin_bind_port
+        )
+        runners.append(admin_runner)
+    housekeeping = asyncio.create_task(_housekeeping(payment), name="rpcpay-housekeeping")
+    log.info(
+        "gateway listening",
+        extra={
+            "mode": mode,
+            "public": f"{config.bind_ip}:{public_port}",
+            "admin": f"{config.admin_bind_ip}:{admin_port}" if admin_port else "off",
+            "difficulty": config.difficulty,
+            "credits_per_share": config.credits_per_hash,
+        },
+    )
+    return RunningGateway(
+        core, jobs, verifier, ledger, runners, housekeeping, public_port, admin_port
+    )
+
+
+async def serve_forever(config: GatewayConfig) -> None:
+    """Run until SIGINT/SIGTERM, then close cleanly."""
+    gateway = await start_gateway(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down")
+    await gateway.close()

@@ -1,0 +1,81 @@
+"""Per-client job state: cookies, current and previous job, the nonces already paid.
+
+This is monerod's ``client_info`` minus the balance (which lives in the ledger). It is kept in
+memory only: after a restart a client simply asks for a new job, as it would after a new block.
+The table is bounded; the least recently seen client is dropped first.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from rpcpay.gateway.jobs import Job
+
+STALE_THRESHOLD_S = 15  # monerod: a previous-job share is accepted this long after the last info
+JOB_MAX_AGE_S = 15  # monerod: a client gets a new job after this long, or on a new top
+U32 = 0xFFFFFFFF
+
+
+@dataclass(slots=True)
+class ClientSession:
+    """Mutable job state of one client."""
+
+    update_time: float
+    cookie: int = 0
+    top: str = ""
+    job: Job | None = None
+    previous_job: Job | None = None
+    payments: set[int] = field(default_factory=set)
+    previous_payments: set[int] = field(default_factory=set)
+    job_time: float = 0.0
+
+    def previous_cookie(self) -> int:
+        """The cookie of the previous job (u32 arithmetic, as in monerod)."""
+        return (self.cookie - 1) & U32
+
+    def needs_job(self, top: str, now: float) -> bool:
+        """monerod's rule: a new job on a new top, or when the job is 15 s old."""
+        return top != self.top or now >= self.job_time + JOB_MAX_AGE_S
+
+    def install_job(self, job: Job, now: float) -> None:
+        """Make ``job`` current; the current job becomes the previous one."""
+        self.previous_job = self.job
+        self.job = job
+        self.previous_payments = self.payments
+        self.payments = set()
+        self.cookie = (self.cookie + 1) & U32
+        self.job_time = now
+
+
+class SessionTable:
+    """Bounded LRU map of client key -> ClientSession."""
+
+    def __init__(self, max_sessions: int = 200_000) -> None:
+        # The table needs room for at least one client.
+        if max_sessions < 1:
+            raise ValueError("max_sessions must be at least 1")
+        self._max = max_sessions
+        self._sessions: OrderedDict[bytes, ClientSession] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def __contains__(self, client: bytes) -> bool:
+        return client in self._sessions
+
+    def get_or_create(self, client: bytes, now: float) -> ClientSession:
+        """The client's session, created as monerod creates one on first contact."""
+        session = self._sessions.get(client)
+        if session is None:
+            session = ClientSession(update_time=now)
+            self._sessions[client] = session
+            if len(self._sessions) > self._max:
+                self._sessions.popitem(last=False)
+        else:
+            self._sessions.move_to_end(client)
+        return session
+
+    def forget(self, client: bytes) -> None:
+        """Drop a client's session (when the ledger forgets the client)."""
+        self._sessions.pop(client, None)

@@ -1,0 +1,246 @@
+"""``LedgerStore`` on one SQLite file, through the standard library's ``sqlite3``.
+
+Why SQLite: one file, no server, and a commit in WAL mode is an append to the log,
+which keeps ``save`` (called on every paid call) cheap while still being durable.
+
+Layout: one ``WITHOUT ROWID`` table keyed by the 32-byte client key (a BLOB primary
+key, so a lookup is one B-tree descent). The schema version is ``PRAGMA user_version``.
+
+u64 values: SQLite integers are signed 64-bit, and monerod's counters are unsigned.
+Each u64 is stored as the signed integer with the *same 64 bits* (two's complement):
+values up to ``2**63 - 1`` (every balance a real client will have) are stored as
+themselves and stay readable in the ``sqlite3`` shell; only values from ``2**63`` to
+``2**64 - 1`` appear negative there. We chose this over TEXT or an offset so that the
+common case is neither larger nor obscured. SQL ordering and SUM over these columns are
+wrong above ``2**63 - 1``; the ledger never asks SQLite for either.
+
+Durability (``synchronous``):
+
+- ``"full"`` (default): each commit fsyncs the WAL, so an acknowledged change survives
+  a crash of the process, of the OS and a power cut.
+- ``"normal"``: commits reach the OS but are synced only at checkpoints. A change
+  survives a crash or SIGKILL of the process; a power cut or OS crash can lose the
+  last commits (never corrupts the file). Faster; for operators who accept that.
+
+Files: the data directory is created ``0700`` if missing and the database ``0600``
+(SQLite gives its ``-wal`` and ``-shm`` files the database file's permissions): the
+file holds who paid what. Every ``sqlite3`` or OS error is raised as ``LedgerError``.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Literal
+
+from rpcpay.errors import LedgerError
+from rpcpay.ledger.account import Account
+
+SCHEMA_VERSION = 1
+"""``PRAGMA user_version`` of the layout below; 0 means a new, empty file."""
+
+_TWO_64 = 2**64
+_I64_MAX = 2**63 - 1
+
+_COLUMNS = (
+    "client",
+    "balance",
+    "credits_total",
+    "credits_used",
+    "nonces_good",
+    "nonces_stale",
+    "nonces_bad",
+    "nonces_dupe",
+    "last_request_timestamp_us",
+    "update_time",
+)
+
+_CREATE = """
+CREATE TABLE accounts (
+    client BLOB PRIMARY KEY NOT NULL CHECK (length(client) = 32),
+    balance INTEGER NOT NULL,
+    credits_total INTEGER NOT NULL,
+    credits_used INTEGER NOT NULL,
+    nonces_good INTEGER NOT NULL,
+    nonces_stale INTEGER NOT NULL,
+    nonces_bad INTEGER NOT NULL,
+    nonces_dupe INTEGER NOT NULL,
+    last_request_timestamp_us INTEGER NOT NULL,
+    update_time INTEGER NOT NULL
+) WITHOUT ROWID
+"""
+
+_UPSERT = (
+    f"INSERT INTO accounts ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))}) "
+    "ON CONFLICT (client) DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS[1:])
+)
+_SELECT = f"SELECT {', '.join(_COLUMNS)} FROM accounts"
+
+Row = tuple[bytes, int, int, int, int, int, int, int, int, int]
+
+
+def encode_u64(value: int) -> int:
+    """The signed 64-bit integer with the same bits as the u64 ``value``."""
+    return value - _TWO_64 if value > _I64_MAX else value
+
+
+def decode_u64(value: int) -> int:
+    """The u64 whose bits the stored signed integer ``value`` holds."""
+    return value + _TWO_64 if value < 0 else value
+
+
+def account_to_row(acct: Account) -> Row:
+    """The column values of one account, in ``_COLUMNS`` order."""
+    return (
+        acct.client,
+        encode_u64(acct.balance),
+        encode_u64(acct.credits_total),
+        encode_u64(acct.credits_used),
+        encode_u64(acct.nonces_good),
+        encode_u64(acct.nonces_stale),
+        encode_u64(acct.nonces_bad),
+        encode_u64(acct.nonces_dupe),
+        encode_u64(acct.last_request_timestamp_us),
+        encode_u64(acct.update_time),
+    )
+
+
+def row_to_account(row: Row) -> Account:
+    """The account a stored row describes (positional, as this runs per row in scans)."""
+    client, *numbers = row
+    return Account(bytes(client), *[v + _TWO_64 if v < 0 else v for v in numbers])
+
+
+def create_private_file(path: Path) -> None:
+    """Make sure ``path`` exists, creating it (and its directory) owner-only.
+
+    Creating the file ourselves, before SQLite opens it, is the only way to choose its
+    mode without touching the process-wide umask.
+    """
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    os.close(fd)
+
+
+class SqliteLedgerStore:
+    """Accounts in one SQLite file (see the module docstring). Single thread, single writer."""
+
+    def __init__(self, path: Path, *, synchronous: Literal["normal", "full"] = "full") -> None:
+        # Only the two durability levels documented above are offered.
+        if synchronous not in ("normal", "full"):
+            raise ValueError(f"synchronous must be 'normal' or 'full', not {synchronous!r}")
+        self.path = Path(path)
+        self.synchronous = synchronous
+        try:
+            create_private_file(self.path)
+            self._db: sqlite3.Connection | None = sqlite3.connect(
+                self.path, isolation_level=None, timeout=5.0
+            )
+        except (OSError, sqlite3.Error) as exc:
+            raise LedgerError(f"cannot open ledger {self.path}: {exc}") from exc
+        try:
+            self._configure(self._db)
+        except (sqlite3.Error, LedgerError) as exc:
+            self._db.close()
+            self._db = None
+            if isinstance(exc, LedgerError):
+                raise
+            raise LedgerError(f"cannot open ledger {self.path}: {exc}") from exc
+
+    def _configure(self, db: sqlite3.Connection) -> None:
+        """Switch to WAL with the chosen sync level and create or check the schema."""
+        mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        # WAL is what makes a commit a cheap append; refuse to run without it.
+        if str(mode).lower() != "wal":
+            raise LedgerError(f"cannot use WAL journal on {self.path} (got {mode})")
+        db.execute(f"PRAGMA synchronous = {self.synchronous.upper()}")
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            # A new file gets the current schema.
+            if version == 0:
+                db.execute(_CREATE)
+                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            # Anything but the current schema is a file we do not understand.
+            elif version != SCHEMA_VERSION:
+                raise LedgerError(
+                    f"ledger {self.path} has schema version {version}, expected {SCHEMA_VERSION}"
+                )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def _conn(self) -> sqlite3.Connection:
+        """The open connection."""
+        # A closed store cannot be used again.
+        if self._db is None:
+            raise LedgerError(f"ledger {self.path} is closed")
+        return self._db
+
+    def load(self, client: bytes) -> Account | None:
+        """The stored account of ``client``, or None."""
+        try:
+            row = self._conn().execute(_SELECT + " WHERE client = ?", (client,)).fetchone()
+        except sqlite3.Error as exc:
+            raise LedgerError(f"cannot read ledger {self.path}: {exc}") from exc
+        return None if row is None else row_to_account(row)
+
+    def save(self, account: Account) -> None:
+        """Upsert one account; it is committed (durable per ``synchronous``) on return."""
+        try:
+            self._conn().execute(_UPSERT, account_to_row(account))
+        except sqlite3.Error as exc:
+            raise LedgerError(f"cannot write ledger {self.path}: {exc}") from exc
+
+    def save_many(self, accounts: Iterable[Account]) -> None:
+        """Upsert several accounts in one transaction."""
+        rows = [account_to_row(a) for a in accounts]
+        self._transact(_UPSERT, rows)
+
+    def delete(self, clients: Iterable[bytes]) -> None:
+        """Delete these clients' rows in one transaction."""
+        self._transact("DELETE FROM accounts WHERE client = ?", [(c,) for c in clients])
+
+    def _transact(self, sql: str, params: list[Row] | list[tuple[bytes]]) -> None:
+        """Run ``sql`` once per parameter tuple, all in one transaction."""
+        db = self._conn()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.executemany(sql, params)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise LedgerError(f"cannot write ledger {self.path}: {exc}") from exc
+
+    def iter_accounts(self) -> Iterator[Account]:
+        """Every stored account, streamed from the table."""
+        try:
+            cursor = self._conn().execute(_SELECT)
+            for row in cursor:
+                yield row_to_account(row)
+        except sqlite3.Error as exc:
+            raise LedgerError(f"cannot read ledger {self.path}: {exc}") from exc
+
+    def count(self) -> int:
+        """How many accounts are stored."""
+        try:
+            return int(self._conn().execute("SELECT count(*) FROM accounts").fetchone()[0])
+        except sqlite3.Error as exc:
+            raise LedgerError(f"cannot read ledger {self.path}: {exc}") from exc
+
+    def close(self) -> None:
+        """Close the connection (checkpointing the WAL). Safe to call twice."""
+        db, self._db = self._db, None
+        # Closing twice is allowed and does nothing.
+        if db is None:
+            return
+        try:
+            db.close()
+        except sqlite3.Error as exc:
+            raise LedgerError(f"cannot close ledger {self.path}: {exc}") from exc

@@ -1,0 +1,1 @@
+"""The paying client: signs calls, mines shares, keeps a balance."""

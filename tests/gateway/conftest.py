@@ -1,0 +1,134 @@
+"""Fixtures for gateway tests: a toy JSON-RPC backend that counts what reaches it, and a
+gateway (in-process, real listeners on loopback) in front of it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from rpcpay.gateway.limits import AbuseLimits
+from rpcpay.gateway.server import GatewayConfig, RunningGateway, start_gateway
+from rpcpay.wallet.keys import ClientKey
+from rpcpay.wallet.miner import LightMiner
+
+JSON = Any
+
+
+@dataclass
+class ToyBackend:
+    """A JSON-RPC service that records every request and can be told to fail."""
+
+    port: int = 0
+    requests: list[JSON] = field(default_factory=list)
+    failing: bool = False
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    async def handle(self, request: web.Request) -> web.Response:
+        document = await request.json()
+        self.requests.append(document)
+        if self.failing:
+            return web.Response(status=500, text="backend exploded")
+        result = {"echo": document.get("params"), "method": document.get("method")}
+        return web.json_response({"jsonrpc": "2.0", "id": document.get("id"), "result": result})
+
+
+@pytest.fixture
+async def toy_backend() -> AsyncIterator[ToyBackend]:
+    backend = ToyBackend()
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", backend.handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    backend.port = int(runner.addresses[0][1])
+    yield backend
+    await runner.cleanup()
+
+
+def gateway_config(upstream: str, data_dir: Path, **overrides: Any) -> GatewayConfig:
+    """A test gateway: light-mode PoW, tiny difficulty, free ports."""
+    settings: dict[str, Any] = {
+        "upstream": upstream,
+        "upstream_kind": "jsonrpc",
+        "difficulty": 2,
+        "credits_per_hash": 50,
+        "bind_port": 0,
+        "admin_bind_port": 0,
+        "data_dir": data_dir,
+        "pow_mode": "light",
+        "verify_threads": 1,
+        "ledger_sync": "normal",
+        "limits": AbuseLimits(),
+    }
+    settings.update(overrides)
+    return GatewayConfig(**settings)
+
+
+@pytest.fixture
+async def gateway(toy_backend: ToyBackend, tmp_path: Path) -> AsyncIterator[RunningGateway]:
+    running = await start_gateway(gateway_config(toy_backend.url, tmp_path / "gw"))
+    yield running
+    await running.close()
+
+
+async def post(port: int, path: str, body: bytes | JSON, headers: dict[str, str] | None = None
+               ) -> tuple[int, JSON]:
+    """POST to a local listener; (HTTP status, decoded JSON or None)."""
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    async with aiohttp.ClientSession() as session, session.post(
+        f"http://127.0.0.1:{port}{path}", data=data, headers=headers or {}
+    ) as response:
+        text = await response.text()
+        try:
+            return response.status, json.loads(text)
+        except ValueError:
+            return response.status, None
+
+
+def rpc(method: str, params: JSON = None, **extra: JSON) -> JSON:
+    body: dict[str, JSON] = {"jsonrpc": "2.0", "id": 7, "method": method}
+    if params is not None:
+        body["params"] = params
+    body.update(extra)
+    return body
+
+
+async def access_info(port: int, key: ClientKey) -> JSON:
+    """rpc_access_info's result for ``key`` (fails the test on an error)."""
+    status, answer = await post(port, "/json_rpc", rpc("rpc_access_info",
+                                                       {"client": key.client_id()}))
+    assert status == 200 and "result" in answer, answer
+    return answer["result"]
+
+
+def find_nonce(info: JSON, start: int = 0) -> int:
+    """Search the job in ``info`` for a nonce meeting its difficulty (light mode)."""
+    miner = LightMiner()
+    try:
+        nonce, _ = miner.search(bytes.fromhex(info["seed_hash"]),
+                                bytes.fromhex(info["hashing_blob"]), int(info["diff"]), start,
+                                100_000)
+    finally:
+        miner.close()
+    assert nonce is not None
+    return nonce
+
+
+async def earn_share(port: int, key: ClientKey) -> JSON:
+    """Mine and submit one good share; the submit answer."""
+    info = await access_info(port, key)
+    nonce = find_nonce(info)
+    _, answer = await post(port, "/json_rpc", rpc("rpc_access_submit_nonce", {
+        "client": key.client_id(), "nonce": nonce, "cookie": info["cookie"]}))
+    return answer

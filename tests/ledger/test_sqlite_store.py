@@ -1,0 +1,192 @@
+"""SqliteLedgerStore: round trips, u64 edges, files, schema version, errors."""
+
+from __future__ import annotations
+
+import sqlite3
+import stat
+from pathlib import Path
+from typing import Literal
+
+import pytest
+
+from rpcpay.errors import LedgerError
+from rpcpay.ledger.account import U64_MAX, Account, new_account
+from rpcpay.ledger.sqlite_store import (
+    SCHEMA_VERSION,
+    SqliteLedgerStore,
+    decode_u64,
+    encode_u64,
+)
+
+
+def key(i: int) -> bytes:
+    return i.to_bytes(32, "big")
+
+
+def sample(i: int, value: int = 5) -> Account:
+    return Account(key(i), value, value + 1, value + 2, 3, 4, 5, 6, 7_000_000 + i, 8 + i)
+
+
+@pytest.fixture(params=["full", "normal"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> SqliteLedgerStore:
+    mode: Literal["normal", "full"] = request.param
+    s = SqliteLedgerStore(tmp_path / "data" / "ledger.sqlite3", synchronous=mode)
+    request.addfinalizer(s.close)
+    return s
+
+
+@pytest.mark.parametrize("value", [0, 1, 2**63 - 1, 2**63, 2**64 - 2, U64_MAX])
+def test_u64_encoding_round_trips_within_i64(value: int) -> None:
+    stored = encode_u64(value)
+    assert -(2**63) <= stored <= 2**63 - 1
+    assert decode_u64(stored) == value
+
+
+def test_small_values_are_stored_as_themselves() -> None:
+    assert encode_u64(12345) == 12345
+    assert encode_u64(U64_MAX) == -1
+
+
+def test_save_load(store: SqliteLedgerStore) -> None:
+    assert store.load(key(1)) is None
+    store.save(sample(1))
+    assert store.load(key(1)) == sample(1)
+    assert store.count() == 1
+
+
+def test_save_replaces(store: SqliteLedgerStore) -> None:
+    store.save(sample(1, 5))
+    store.save(sample(1, 9))
+    assert store.load(key(1)) == sample(1, 9)
+    assert store.count() == 1
+
+
+def test_every_field_round_trips_u64_max(tmp_path: Path) -> None:
+    path = tmp_path / "l.db"
+    s = SqliteLedgerStore(path)
+    big = Account(key(7), *([U64_MAX] * 9))
+    mid = Account(key(8), *([2**63] * 9))
+    s.save_many([big, mid])
+    s.close()
+    s = SqliteLedgerStore(path)
+    assert s.load(key(7)) == big
+    assert s.load(key(8)) == mid
+    s.close()
+
+
+def test_save_many_delete_iter(store: SqliteLedgerStore) -> None:
+    store.save_many(sample(i) for i in range(10))
+    assert store.count() == 10
+    store.delete([key(2), key(3), key(99)])
+    assert sorted(a.client for a in store.iter_accounts()) == [
+        key(i) for i in range(10) if i not in (2, 3)
+    ]
+    store.delete([])
+    store.save_many([])
+    assert store.count() == 8
+
+
+def test_save_many_is_all_or_nothing(store: SqliteLedgerStore) -> None:
+    store.save(sample(1, 1))
+    # A 31-byte key violates the table's CHECK and must roll the whole batch back.
+    bogus = Account.__new__(Account)
+    for name, value in zip(Account.__slots__, (bytes(31), *([0] * 9)), strict=True):
+        object.__setattr__(bogus, name, value)
+    with pytest.raises(LedgerError):
+        store.save_many([sample(1, 50), sample(2), bogus])
+    assert store.load(key(1)) == sample(1, 1)
+    assert store.load(key(2)) is None
+    # The store is still usable afterwards.
+    store.save(sample(2))
+    assert store.count() == 2
+
+
+def test_persists_across_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "l.db"
+    s = SqliteLedgerStore(path)
+    s.save(sample(1))
+    s.close()
+    s.close()  # idempotent
+    s = SqliteLedgerStore(path, synchronous="normal")
+    assert s.load(key(1)) == sample(1)
+    s.close()
+
+
+def test_wal_and_sync_mode(tmp_path: Path) -> None:
+    for mode, level in (("full", 2), ("normal", 1)):
+        s = SqliteLedgerStore(tmp_path / f"{mode}.db", synchronous=mode)  # type: ignore[arg-type]
+        db = s._conn()
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert db.execute("PRAGMA synchronous").fetchone()[0] == level
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        s.close()
+
+
+def test_rejects_unknown_sync_mode(tmp_path: Path) -> None:
+    with pytest.raises(ValueError):
+        SqliteLedgerStore(tmp_path / "x.db", synchronous="off")  # type: ignore[arg-type]
+
+
+def test_files_are_owner_only(tmp_path: Path) -> None:
+    data = tmp_path / "a" / "data"
+    s = SqliteLedgerStore(data / "ledger.db")
+    s.save(sample(1))
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700
+    for name in ("ledger.db", "ledger.db-wal", "ledger.db-shm"):
+        assert stat.S_IMODE((data / name).stat().st_mode) == 0o600, name
+    s.close()
+
+
+def test_unknown_schema_version_refused(tmp_path: Path) -> None:
+    path = tmp_path / "l.db"
+    SqliteLedgerStore(path).close()
+    db = sqlite3.connect(path)
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    db.commit()
+    db.close()
+    with pytest.raises(LedgerError, match="schema version"):
+        SqliteLedgerStore(path)
+
+
+def test_not_a_database_is_ledger_error(tmp_path: Path) -> None:
+    path = tmp_path / "l.db"
+    path.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(LedgerError):
+        SqliteLedgerStore(path)
+
+
+def test_unopenable_path_is_ledger_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(LedgerError):
+        SqliteLedgerStore(blocker / "ledger.db")
+
+
+def test_use_after_close_is_ledger_error(tmp_path: Path) -> None:
+    s = SqliteLedgerStore(tmp_path / "l.db")
+    s.close()
+    with pytest.raises(LedgerError):
+        s.save(new_account(key(1), 0))
+    with pytest.raises(LedgerError):
+        s.load(key(1))
+    with pytest.raises(LedgerError):
+        list(s.iter_accounts())
+    with pytest.raises(LedgerError):
+        s.count()
+
+
+def test_write_failure_is_ledger_error(tmp_path: Path) -> None:
+    path = tmp_path / "l.db"
+    s = SqliteLedgerStore(path)
+    # Another connection holding the write lock makes our write fail (after the timeout).
+    other = sqlite3.connect(path, isolation_level=None, timeout=0)
+    other.execute("BEGIN IMMEDIATE")
+    s._conn().execute("PRAGMA busy_timeout = 0")
+    with pytest.raises(LedgerError):
+        s.save(sample(1))
+    with pytest.raises(LedgerError):
+        s.save_many([sample(2)])
+    other.execute("ROLLBACK")
+    other.close()
+    assert s.count() == 0
+    s.close()
