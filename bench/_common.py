@@ -43,6 +43,7 @@ __all__ = [
     "GatewayProcess",
     "LoadResult",
     "MonerodProcess",
+    "Request",
     "free_port",
     "post_json",
     "print_table",
@@ -164,16 +165,18 @@ def start_gateway_process(
         p for p in (str(REPO / "src"), env.get("PYTHONPATH", "")) if p
     )
     process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env)
-    gw = GatewayProcess(process, f"http://{HOST}:{port}", f"http://{HOST}:{admin_port}", log_path, log)
+    gw = GatewayProcess(
+        process, f"http://{HOST}:{port}", f"http://{HOST}:{admin_port}", log_path, log
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:
             gw.stop()
             raise RuntimeError(f"gateway exited ({process.returncode}):\n{gw.log_text()[-2000:]}")
-        with contextlib.suppress(OSError), socket.create_connection((HOST, port), timeout=1):
-            with contextlib.suppress(OSError, ValueError):
-                json_rpc(gw.admin_url, "rpc_access_data")
-                return gw
+        with contextlib.suppress(OSError, ValueError):
+            socket.create_connection((HOST, port), timeout=1).close()
+            json_rpc(gw.admin_url, "rpc_access_data")
+            return gw
         time.sleep(0.1)
     gw.stop()
     raise RuntimeError(f"gateway did not start within 60 s:\n{gw.log_text()[-2000:]}")

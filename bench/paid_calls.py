@@ -27,6 +27,7 @@ from _common import (
     TEST_ADDRESS,
     GatewayProcess,
     LoadResult,
+    Request,
     fund,
     print_table,
     run_load,
@@ -42,7 +43,7 @@ CREDITS_PER_HASH = 100
 FUNDING = 10**12
 
 
-def paid_get_info(base_url: str, keys: list[ClientKey]):  # type: ignore[no-untyped-def]
+def paid_get_info(base_url: str, keys: list[ClientKey]) -> Request:
     url = base_url + "/json_rpc"
 
     async def request(session: aiohttp.ClientSession, index: int) -> str | None:
@@ -69,7 +70,7 @@ def paid_get_info(base_url: str, keys: list[ClientKey]):  # type: ignore[no-unty
     return request
 
 
-def free_get_height(base_url: str):  # type: ignore[no-untyped-def]
+def free_get_height(base_url: str) -> Request:
     url = base_url + "/get_height"
 
     async def request(session: aiohttp.ClientSession, index: int) -> str | None:
@@ -126,7 +127,11 @@ def parse_args() -> argparse.Namespace:
 
 
 async def measure(
-    args: argparse.Namespace, target: str, make_request, concurrency: int, duration: float  # type: ignore[no-untyped-def]
+    args: argparse.Namespace,
+    target: str,
+    make_request: Request,
+    concurrency: int,
+    duration: float,
 ) -> LoadResult:
     return await run_load(
         target,
@@ -208,7 +213,9 @@ def main() -> int:
         {
             "target": r.target,
             "concurrency": r.concurrency,
-            "ratio_vs_monerod": r.per_second / ref[r.concurrency] if ref.get(r.concurrency) else None,
+            "ratio_vs_monerod": (
+                r.per_second / ref[r.concurrency] if ref.get(r.concurrency) else None
+            ),
         }
         for r in results
         if r.target.startswith("gateway")
@@ -238,7 +245,7 @@ def main() -> int:
         ["gateway", "conns", "ratio", "load-gen ceiling (get_height/s)"],
         [[x["target"], x["concurrency"],
           f"{x['ratio_vs_monerod']:.2f}x" if x["ratio_vs_monerod"] is not None else "n/a",
-          ceiling.get(int(x["concurrency"]), 0.0)] for x in ratios],  # type: ignore[call-overload]
+          ceiling.get(int(str(x["concurrency"])), 0.0)] for x in ratios],
     )
     print(f"\nwall time {elapsed:.1f} s")
     return 0

@@ -23,13 +23,13 @@ import asyncio
 import json
 import sys
 import time
-from collections.abc import Awaitable, Callable
 
 import aiohttp
 from _common import (
     TEST_ADDRESS,
     GatewayProcess,
     LoadResult,
+    Request,
     fund,
     json_rpc,
     print_table,
@@ -49,8 +49,6 @@ LIMIT_FLAGS = [
     "--bad-shares-burst", "1e9", "--bad-shares-per-second", "1e9",
     "--new-clients-burst", "1e9", "--new-clients-per-second", "1e9",
 ]  # fmt: skip
-
-Request = Callable[[aiohttp.ClientSession, int], Awaitable[str | None]]
 
 
 class Submitter:
@@ -85,7 +83,9 @@ class Submitter:
         error = answer.get("error")
         if isinstance(error, dict):
             # -16: the nonce was hashed and is too weak; that is one verified share.
-            return None if error.get("code") == -16 else f"error {error.get('code')}: {error.get('message')}"
+            if error.get("code") == -16:
+                return None
+            return f"error {error.get('code')}: {error.get('message')}"
         result = answer.get("result") or {}
         return None if result.get("status") == "OK" else f"status {result.get('status')}"
 

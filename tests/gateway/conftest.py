@@ -13,6 +13,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from rpcpay.gateway.jsoncodec import decode_json
 from rpcpay.gateway.limits import AbuseLimits
 from rpcpay.gateway.server import GatewayConfig, RunningGateway, start_gateway
 from rpcpay.wallet.keys import ClientKey
@@ -82,16 +83,20 @@ async def gateway(toy_backend: ToyBackend, tmp_path: Path) -> AsyncIterator[Runn
     await running.close()
 
 
-async def post(port: int, path: str, body: bytes | JSON, headers: dict[str, str] | None = None
-               ) -> tuple[int, JSON]:
+async def post(
+    port: int, path: str, body: bytes | JSON, headers: dict[str, str] | None = None
+) -> tuple[int, JSON]:
     """POST to a local listener; (HTTP status, decoded JSON or None)."""
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
-    async with aiohttp.ClientSession() as session, session.post(
-        f"http://127.0.0.1:{port}{path}", data=data, headers=headers or {}
-    ) as response:
-        text = await response.text()
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            f"http://127.0.0.1:{port}{path}", data=data, headers=headers or {}
+        ) as response,
+    ):
+        raw = await response.read()
         try:
-            return response.status, json.loads(text)
+            return response.status, decode_json(raw)
         except ValueError:
             return response.status, None
 
@@ -106,8 +111,9 @@ def rpc(method: str, params: JSON = None, **extra: JSON) -> JSON:
 
 async def access_info(port: int, key: ClientKey) -> JSON:
     """rpc_access_info's result for ``key`` (fails the test on an error)."""
-    status, answer = await post(port, "/json_rpc", rpc("rpc_access_info",
-                                                       {"client": key.client_id()}))
+    status, answer = await post(
+        port, "/json_rpc", rpc("rpc_access_info", {"client": key.client_id()})
+    )
     assert status == 200 and "result" in answer, answer
     return answer["result"]
 
@@ -116,19 +122,29 @@ def find_nonce(info: JSON, start: int = 0) -> int:
     """Search the job in ``info`` for a nonce meeting its difficulty (light mode)."""
     miner = LightMiner()
     try:
-        nonce, _ = miner.search(bytes.fromhex(info["seed_hash"]),
-                                bytes.fromhex(info["hashing_blob"]), int(info["diff"]), start,
-                                100_000)
+        nonce, _ = miner.search(
+            bytes.fromhex(info["seed_hash"]),
+            bytes.fromhex(info["hashing_blob"]),
+            int(info["diff"]),
+            start,
+            100_000,
+        )
     finally:
         miner.close()
     assert nonce is not None
     return nonce
 
 
-async def earn_share(port: int, key: ClientKey) -> JSON:
-    """Mine and submit one good share; the submit answer."""
+async def earn_share(port: int, key: ClientKey, start: int = 0) -> JSON:
+    """Mine and submit one good share, searching nonces from ``start``; the submit answer."""
     info = await access_info(port, key)
-    nonce = find_nonce(info)
-    _, answer = await post(port, "/json_rpc", rpc("rpc_access_submit_nonce", {
-        "client": key.client_id(), "nonce": nonce, "cookie": info["cookie"]}))
+    nonce = find_nonce(info, start)
+    _, answer = await post(
+        port,
+        "/json_rpc",
+        rpc(
+            "rpc_access_submit_nonce",
+            {"client": key.client_id(), "nonce": nonce, "cookie": info["cookie"]},
+        ),
+    )
     return answer

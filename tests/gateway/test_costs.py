@@ -29,8 +29,18 @@ from rpcpay.gateway.costs import (
         ("get_info", {}, 1, "get_info"),
         ("get_last_block_header", {}, 1, "get_last_block_header"),
         ("getblockheaderbyheight", {"height": 3}, 1, "get_block_header_by_height"),
-        ("get_block_headers_range", {"start_height": 0, "end_height": 9}, 1, "get_block_headers_range"),
-        ("get_block_headers_range", {"start_height": 0, "end_height": 19}, 2, "get_block_headers_range"),
+        (
+            "get_block_headers_range",
+            {"start_height": 0, "end_height": 9},
+            1,
+            "get_block_headers_range",
+        ),
+        (
+            "get_block_headers_range",
+            {"start_height": 0, "end_height": 19},
+            2,
+            "get_block_headers_range",
+        ),
         ("get_block", {"height": 1}, 1, "get_block"),
         ("hard_fork_info", {}, 1, "hard_fork_info"),
         ("get_output_histogram", {"amounts": []}, 5_000_000, "get_output_histogram"),
@@ -44,8 +54,9 @@ from rpcpay.gateway.costs import (
         ("get_output_distribution", {"amounts": [0, 5]}, 50_020, "get_output_distribution"),
     ],
 )
-def test_json_rpc_prices_match_monerod(method: str, params: dict[str, object], cost: int,
-                                       rpc: str) -> None:
+def test_json_rpc_prices_match_monerod(
+    method: str, params: dict[str, object], cost: int, rpc: str
+) -> None:
     price = MONERO_JSON_RPC_PRICES[method](params)
     assert (price.upfront, price.rpc) == (cost, rpc)
 
@@ -65,8 +76,9 @@ def test_json_rpc_prices_match_monerod(method: str, params: dict[str, object], c
         ("/get_transaction_pool", {}, 1),
     ],
 )
-def test_json_endpoint_prices_match_monerod(path: str, params: dict[str, object],
-                                            cost: int) -> None:
+def test_json_endpoint_prices_match_monerod(
+    path: str, params: dict[str, object], cost: int
+) -> None:
     assert MONERO_JSON_ENDPOINT_PRICES[path](params).upfront == cost
 
 
@@ -104,8 +116,9 @@ def test_truncation_is_monerods_cast(amount: float) -> None:
         ("get_coinbase_tx_sum", {"count": True}),
     ],
 )
-def test_malformed_params_are_refused_before_pricing(method: str,
-                                                     params: dict[str, object]) -> None:
+def test_malformed_params_are_refused_before_pricing(
+    method: str, params: dict[str, object]
+) -> None:
     with pytest.raises(PriceError):
         MONERO_JSON_RPC_PRICES[method](params)
 
@@ -121,8 +134,15 @@ def test_price_file_round_trip(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "document",
-    [[], {"default": -1}, {"default": "1"}, {"methods": []}, {"methods": {"x": 1.5}},
-     {"defualt": 1}, {"default": True}],
+    [
+        [],
+        {"default": -1},
+        {"default": "1"},
+        {"methods": []},
+        {"methods": {"x": 1.5}},
+        {"defualt": 1},
+        {"default": True},
+    ],
 )
 def test_bad_price_files_get_clear_errors(document: object) -> None:
     with pytest.raises(ConfigError, match="price file"):
@@ -136,3 +156,15 @@ def test_unreadable_price_file(tmp_path: Path) -> None:
     broken.write_text("{not json")
     with pytest.raises(ConfigError, match="not valid JSON"):
         load_price_list(broken)
+
+
+@given(st.binary(max_size=300))
+def test_json_codec_keeps_binary_strings_byte_exact(blob: bytes) -> None:
+    from rpcpay.gateway.jsoncodec import decode_json, encode_json
+
+    # epee writes raw bytes inside strings; a relay must hand them on unchanged in meaning.
+    raw = b'{"distribution": "' + blob.replace(b"\\", b"").replace(b'"', b"") + b'"}'
+    document = decode_json(raw)
+    again = decode_json(encode_json(document))
+    assert again == document
+    assert again["distribution"].encode("latin-1") == blob.replace(b"\\", b"").replace(b'"', b"")

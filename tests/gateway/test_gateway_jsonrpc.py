@@ -22,8 +22,9 @@ from tests.gateway.conftest import (
 )
 
 
-async def test_unsigned_call_never_reaches_upstream(gateway: RunningGateway,
-                                                    toy_backend: ToyBackend) -> None:
+async def test_unsigned_call_never_reaches_upstream(
+    gateway: RunningGateway, toy_backend: ToyBackend
+) -> None:
     status, answer = await post(gateway.public_port, "/", rpc("eth_blockNumber", []))
     assert status == 200
     assert answer["result"]["status"] == "Client signature does not verify for eth_blockNumber"
@@ -31,35 +32,41 @@ async def test_unsigned_call_never_reaches_upstream(gateway: RunningGateway,
     assert toy_backend.requests == []
 
 
-async def test_broke_client_gets_payment_required(gateway: RunningGateway,
-                                                  toy_backend: ToyBackend) -> None:
+async def test_broke_client_gets_payment_required(
+    gateway: RunningGateway, toy_backend: ToyBackend
+) -> None:
     key = ClientKey()
-    _, answer = await post(gateway.public_port, "/",
-                           rpc("eth_blockNumber", [], client=key.client_id()))
+    _, answer = await post(
+        gateway.public_port, "/", rpc("eth_blockNumber", [], client=key.client_id())
+    )
     assert answer["result"]["status"] == "PAYMENT REQUIRED"
     assert toy_backend.requests == []
 
 
-async def test_mined_credits_pay_for_calls(gateway: RunningGateway,
-                                           toy_backend: ToyBackend) -> None:
+async def test_mined_credits_pay_for_calls(
+    gateway: RunningGateway, toy_backend: ToyBackend
+) -> None:
     key = ClientKey()
     submitted = await earn_share(gateway.public_port, key)
     assert submitted["result"]["credits"] == 50
     # Array params (Ethereum style): the client id travels beside them and is stripped.
-    _, answer = await post(gateway.public_port, "/",
-                           rpc("eth_getBalance", ["0xabc", "latest"], client=key.client_id()))
+    _, answer = await post(
+        gateway.public_port, "/", rpc("eth_getBalance", ["0xabc", "latest"], client=key.client_id())
+    )
     assert answer["result"] == {"echo": ["0xabc", "latest"], "method": "eth_getBalance"}
     assert answer["credits"] == 49
     assert toy_backend.requests[-1] == rpc("eth_getBalance", ["0xabc", "latest"])
     # Object params (monerod style): the client id inside params is stripped too.
-    _, answer = await post(gateway.public_port, "/json_rpc",
-                           rpc("anything", {"a": 1, "client": key.client_id()}))
+    _, answer = await post(
+        gateway.public_port, "/json_rpc", rpc("anything", {"a": 1, "client": key.client_id()})
+    )
     assert answer["credits"] == 48
     assert toy_backend.requests[-1]["params"] == {"a": 1}
 
 
-async def test_upstream_failure_costs_nothing(gateway: RunningGateway,
-                                              toy_backend: ToyBackend) -> None:
+async def test_upstream_failure_costs_nothing(
+    gateway: RunningGateway, toy_backend: ToyBackend
+) -> None:
     key = ClientKey()
     await earn_share(gateway.public_port, key)
     toy_backend.failing = True
@@ -73,8 +80,7 @@ async def test_upstream_failure_costs_nothing(gateway: RunningGateway,
     assert account is not None and account.credits_used == 0
 
 
-async def test_unreachable_upstream_costs_nothing(toy_backend: ToyBackend, tmp_path: Path
-                                                  ) -> None:
+async def test_unreachable_upstream_costs_nothing(toy_backend: ToyBackend, tmp_path: Path) -> None:
     running = await start_gateway(gateway_config(toy_backend.url, tmp_path))
     try:
         key = ClientKey()
@@ -82,15 +88,17 @@ async def test_unreachable_upstream_costs_nothing(toy_backend: ToyBackend, tmp_p
         # Point the gateway at a port nobody listens on by stopping the backend's answers:
         await running.core.upstream.close()
         running.core.upstream._base = "http://127.0.0.1:9"  # type: ignore[attr-defined]
-        _, answer = await post(running.public_port, "/",
-                               rpc("eth_call", [], client=key.client_id()))
+        _, answer = await post(
+            running.public_port, "/", rpc("eth_call", [], client=key.client_id())
+        )
         assert answer["error"]["code"] == -32003 and answer["credits"] == 50
     finally:
         await running.close()
 
 
-async def test_replayed_client_id_is_refused(gateway: RunningGateway,
-                                             toy_backend: ToyBackend) -> None:
+async def test_replayed_client_id_is_refused(
+    gateway: RunningGateway, toy_backend: ToyBackend
+) -> None:
     key = ClientKey()
     await earn_share(gateway.public_port, key)
     client = key.client_id()
@@ -98,28 +106,35 @@ async def test_replayed_client_id_is_refused(gateway: RunningGateway,
     assert first["credits"] == 49
     _, second = await post(gateway.public_port, "/", rpc("eth_call", [], client=client))
     # monerod reports credits 0 on a timestamp refusal, and nothing is charged.
-    assert second["result"] == {"credits": 0, "status": "PAYMENT REQUIRED",
-                                "top_hash": first["top_hash"], "untrusted": False}
+    assert second["result"] == {
+        "credits": 0,
+        "status": "PAYMENT REQUIRED",
+        "top_hash": first["top_hash"],
+        "untrusted": False,
+    }
     assert len(toy_backend.requests) == 1
     assert gateway.ledger.get(key.public).balance == 49  # type: ignore[union-attr]
 
 
-async def test_expired_and_forged_ids_are_refused(gateway: RunningGateway,
-                                                  toy_backend: ToyBackend) -> None:
+async def test_expired_and_forged_ids_are_refused(
+    gateway: RunningGateway, toy_backend: ToyBackend
+) -> None:
     key = ClientKey()
     old = make_client_id(key.secret, int((time.time() - 120) * 1e6))
     _, answer = await post(gateway.public_port, "/", rpc("m", [], client=old))
     assert answer["result"]["status"] == "Client signature does not verify for m"
     valid = key.client_id()
     forged = valid[:-1] + ("0" if valid[-1] != "0" else "1")
-    _, answer = await post(gateway.public_port, "/json_rpc",
-                           rpc("rpc_access_info", {"client": forged}))
+    _, answer = await post(
+        gateway.public_port, "/json_rpc", rpc("rpc_access_info", {"client": forged})
+    )
     assert answer["error"] == {"code": -15, "message": "Invalid client ID"}
     assert toy_backend.requests == []
 
 
-async def test_malformed_requests_get_clear_errors(gateway: RunningGateway,
-                                                   toy_backend: ToyBackend) -> None:
+async def test_malformed_requests_get_clear_errors(
+    gateway: RunningGateway, toy_backend: ToyBackend
+) -> None:
     port = gateway.public_port
     _, answer = await post(port, "/json_rpc", b"{nope")
     assert answer["error"] == {"code": -32700, "message": "Parse error"}
@@ -128,13 +143,17 @@ async def test_malformed_requests_get_clear_errors(gateway: RunningGateway,
     _, answer = await post(port, "/json_rpc", {"jsonrpc": "2.0", "id": 1, "method": 5})
     assert answer["error"]["code"] == -32600
     key = ClientKey()
-    _, answer = await post(port, "/json_rpc", rpc("rpc_access_submit_nonce",
-                                                  {"client": key.client_id(), "nonce": "1",
-                                                   "cookie": 0}))
+    _, answer = await post(
+        port,
+        "/json_rpc",
+        rpc("rpc_access_submit_nonce", {"client": key.client_id(), "nonce": "1", "cookie": 0}),
+    )
     assert answer["error"]["code"] == -32602
-    _, answer = await post(port, "/json_rpc", rpc("rpc_access_submit_nonce",
-                                                  {"client": key.client_id(), "nonce": 2**32,
-                                                   "cookie": 0}))
+    _, answer = await post(
+        port,
+        "/json_rpc",
+        rpc("rpc_access_submit_nonce", {"client": key.client_id(), "nonce": 2**32, "cookie": 0}),
+    )
     assert answer["error"]["code"] == -32602
     _, answer = await post(port, "/json_rpc", rpc("rpc_access_info", ["not", "an", "object"]))
     assert answer["error"]["code"] == -32602
@@ -148,15 +167,19 @@ async def test_malformed_requests_get_clear_errors(gateway: RunningGateway,
 
 async def test_admin_methods_are_not_public(gateway: RunningGateway) -> None:
     key = ClientKey()
-    for method, params in [("rpc_access_account", {"client": key.public.hex(),
-                                                   "delta_balance": 10**6}),
-                           ("rpc_access_data", {}), ("rpc_access_tracking", {})]:
+    for method, params in [
+        ("rpc_access_account", {"client": key.public.hex(), "delta_balance": 10**6}),
+        ("rpc_access_data", {}),
+        ("rpc_access_tracking", {}),
+    ]:
         _, answer = await post(gateway.public_port, "/json_rpc", rpc(method, params))
         assert answer["error"] == {"code": -32601, "message": "Method not found"}
     assert gateway.ledger.get(key.public) is None
-    _, answer = await post(gateway.admin_port, "/json_rpc",
-                           rpc("rpc_access_account", {"client": key.public.hex(),
-                                                      "delta_balance": 500}))
+    _, answer = await post(
+        gateway.admin_port,
+        "/json_rpc",
+        rpc("rpc_access_account", {"client": key.public.hex(), "delta_balance": 500}),
+    )
     assert answer["result"]["credits"] == 500
     _, answer = await post(gateway.admin_port, "/json_rpc", rpc("rpc_access_data"))
     assert answer["result"]["entries"][0]["client"] == key.public.hex()
@@ -167,19 +190,23 @@ async def test_admin_token_is_enforced(toy_backend: ToyBackend, tmp_path: Path) 
     try:
         status, _ = await post(running.admin_port, "/json_rpc", rpc("rpc_access_data"))
         assert status == 401
-        status, answer = await post(running.admin_port, "/json_rpc", rpc("rpc_access_data"),
-                                    {"Authorization": "Bearer s3cret"})
+        status, answer = await post(
+            running.admin_port,
+            "/json_rpc",
+            rpc("rpc_access_data"),
+            {"Authorization": "Bearer s3cret"},
+        )
         assert status == 200 and answer["result"]["status"] == "OK"
     finally:
         await running.close()
 
 
-async def test_free_methods_pass_without_a_client(toy_backend: ToyBackend, tmp_path: Path
-                                                  ) -> None:
+async def test_free_methods_pass_without_a_client(toy_backend: ToyBackend, tmp_path: Path) -> None:
     prices = tmp_path / "prices.json"
     prices.write_text(json.dumps({"default": 5, "methods": {"net_version": 0}}))
-    running = await start_gateway(gateway_config(toy_backend.url, tmp_path / "d",
-                                                 price_file=prices))
+    running = await start_gateway(
+        gateway_config(toy_backend.url, tmp_path / "d", price_file=prices)
+    )
     try:
         _, answer = await post(running.public_port, "/", rpc("net_version", []))
         assert answer["result"]["method"] == "net_version"
@@ -211,8 +238,13 @@ async def test_share_rules_through_http(gateway: RunningGateway) -> None:
     nonce = find_nonce(info)
 
     async def submit(n: int, cookie: int) -> dict[str, object]:
-        _, answer = await post(port, "/json_rpc", rpc("rpc_access_submit_nonce", {
-            "client": key.client_id(), "nonce": n, "cookie": cookie}))
+        _, answer = await post(
+            port,
+            "/json_rpc",
+            rpc(
+                "rpc_access_submit_nonce", {"client": key.client_id(), "nonce": n, "cookie": cookie}
+            ),
+        )
         return dict(answer)
 
     good = await submit(nonce, info["cookie"])
@@ -228,8 +260,9 @@ async def test_share_rules_through_http(gateway: RunningGateway) -> None:
     assert (account.nonces_good, account.nonces_dupe, account.nonces_stale) == (1, 1, 1)
 
 
-async def test_bad_share_flood_is_cut_off_before_hashing(toy_backend: ToyBackend,
-                                                         tmp_path: Path) -> None:
+async def test_bad_share_flood_is_cut_off_before_hashing(
+    toy_backend: ToyBackend, tmp_path: Path
+) -> None:
     from rpcpay.gateway.limits import AbuseLimits
 
     limits = AbuseLimits(bad_shares_burst=3, bad_shares_per_second=0.001)
@@ -241,16 +274,23 @@ async def test_bad_share_flood_is_cut_off_before_hashing(toy_backend: ToyBackend
             hashed.append(blob)
             return await verifier.hash(seed_hash, blob)
 
-    running = await start_gateway(gateway_config(toy_backend.url, tmp_path, difficulty=10**12,
-                                                 limits=limits), hasher=CountingHasher())
+    running = await start_gateway(
+        gateway_config(toy_backend.url, tmp_path, difficulty=10**12, limits=limits),
+        hasher=CountingHasher(),
+    )
     try:
         key = ClientKey()
         info = await access_info(running.public_port, key)
         codes = []
         for n in range(40):
-            _, answer = await post(running.public_port, "/json_rpc", rpc(
-                "rpc_access_submit_nonce",
-                {"client": key.client_id(), "nonce": n, "cookie": info["cookie"]}))
+            _, answer = await post(
+                running.public_port,
+                "/json_rpc",
+                rpc(
+                    "rpc_access_submit_nonce",
+                    {"client": key.client_id(), "nonce": n, "cookie": info["cookie"]},
+                ),
+            )
             codes.append(answer["error"]["code"])
         assert codes[:3] == [-16, -16, -16]
         assert set(codes[3:]) == {-32005}
@@ -259,9 +299,14 @@ async def test_bad_share_flood_is_cut_off_before_hashing(toy_backend: ToyBackend
         # A new id from the same address gets no fresh budget.
         other = ClientKey()
         info = await access_info(running.public_port, other)
-        _, answer = await post(running.public_port, "/json_rpc", rpc(
-            "rpc_access_submit_nonce",
-            {"client": other.client_id(), "nonce": 1, "cookie": info["cookie"]}))
+        _, answer = await post(
+            running.public_port,
+            "/json_rpc",
+            rpc(
+                "rpc_access_submit_nonce",
+                {"client": other.client_id(), "nonce": 1, "cookie": info["cookie"]},
+            ),
+        )
         assert answer["error"]["code"] == -32005
         assert len(hashed) == 3
     finally:
@@ -275,11 +320,16 @@ async def test_new_client_flood_is_rationed(toy_backend: ToyBackend, tmp_path: P
     limits = AbuseLimits(new_clients_burst=5, new_clients_per_second=0.001)
     running = await start_gateway(gateway_config(toy_backend.url, tmp_path, limits=limits))
     try:
-        answers = await asyncio.gather(*[
-            post(running.public_port, "/json_rpc",
-                 rpc("rpc_access_info", {"client": ClientKey().client_id()}))
-            for _ in range(12)
-        ])
+        answers = await asyncio.gather(
+            *[
+                post(
+                    running.public_port,
+                    "/json_rpc",
+                    rpc("rpc_access_info", {"client": ClientKey().client_id()}),
+                )
+                for _ in range(12)
+            ]
+        )
         codes = sorted(a[1].get("error", {}).get("code", 0) for a in answers)
         assert codes.count(0) == 5 and codes.count(-32005) == 7
     finally:

@@ -8,10 +8,26 @@ from rpcpay.gateway.report import format_payments, human_time_ago, mining_speed
 def test_report_lists_clients_then_totals() -> None:
     data = {
         "entries": [
-            {"client": "ab" * 32, "balance": 7, "credits_total": 100, "nonces_good": 1,
-             "nonces_stale": 2, "nonces_bad": 3, "nonces_dupe": 4, "last_update_time": 990},
-            {"client": "cd" * 32, "balance": 5, "credits_total": 0, "nonces_good": 0,
-             "nonces_stale": 0, "nonces_bad": 0, "nonces_dupe": 0, "last_update_time": 0},
+            {
+                "client": "ab" * 32,
+                "balance": 7,
+                "credits_total": 100,
+                "nonces_good": 1,
+                "nonces_stale": 2,
+                "nonces_bad": 3,
+                "nonces_dupe": 4,
+                "last_update_time": 990,
+            },
+            {
+                "client": "cd" * 32,
+                "balance": 5,
+                "credits_total": 0,
+                "nonces_good": 0,
+                "nonces_stale": 0,
+                "nonces_bad": 0,
+                "nonces_dupe": 0,
+                "last_update_time": 0,
+            },
         ],
         "hashrate": 1500,
     }

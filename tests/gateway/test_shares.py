@@ -11,9 +11,18 @@ from rpcpay.gateway.shares import Admission, Verdict, admit_share
 
 
 def _job(stamp: int) -> Job:
-    return Job(hashing_blob=bytes(76), template_blob=b"", reserved_offset=0, height=1,
-               seed_hash=bytes(32), seed_height=0, next_seed_hash=None, network_difficulty=0,
-               timestamp=stamp, top_hash="00" * 32)
+    return Job(
+        hashing_blob=bytes(76),
+        template_blob=b"",
+        reserved_offset=0,
+        height=1,
+        seed_hash=bytes(32),
+        seed_height=0,
+        next_seed_hash=None,
+        network_difficulty=0,
+        timestamp=stamp,
+        top_hash="00" * 32,
+    )
 
 
 def test_fresh_client_cookie_zero_is_not_initialized_then_duplicate() -> None:

@@ -168,6 +168,13 @@ def test_auto_mode_follows_memory(monkeypatch: pytest.MonkeyPatch) -> None:
         assert v.mode == "fast"
 
 
+async def _mean_hash_time(v: ShareVerifier, n: int = 20) -> float:
+    t0 = time.perf_counter()
+    for i in range(n):
+        await v.hash(KEY_000, bytes([i]))
+    return (time.perf_counter() - t0) / n
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(os.environ.get("RPCPAY_SLOW") != "1", reason="builds 2 GiB; RPCPAY_SLOW=1")
 async def test_fast_mode_builds_dataset(caplog: pytest.LogCaptureFixture) -> None:
@@ -181,9 +188,13 @@ async def test_fast_mode_builds_dataset(caplog: pytest.LogCaptureFixture) -> Non
             await asyncio.sleep(0.5)
         for key, blob, want in VECTORS[:3]:
             assert (await v.hash(key, blob)).hex() == want
-        # Fast mode is several times faster than light (~5.5 ms vs ~30 ms).
-        t0 = time.perf_counter()
-        for i in range(20):
-            await v.hash(KEY_000, bytes([i]))
-        assert (time.perf_counter() - t0) / 20 < 0.015
+        # Fast mode is several times faster than light (~5.5 ms vs ~30 ms on an idle
+        # core); compare against a light VM measured now, so machine load cancels out.
+        fast_time = await _mean_hash_time(v)
+        with RandomXCache(KEY_000) as cache, RandomXVM(cache) as light:
+            t0 = time.perf_counter()
+            for i in range(10):
+                light.hash(bytes([i]))
+            light_time = (time.perf_counter() - t0) / 10
+        assert fast_time < light_time / 2, (fast_time, light_time)
     assert any("100%" in r.getMessage() for r in caplog.records)

@@ -6,7 +6,6 @@ upstream failure is refunded before the client hears about it.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from rpcpay.gateway.costs import (
     PriceList,
     after_charge_amount,
 )
+from rpcpay.gateway.jsoncodec import decode_json, encode_json
 from rpcpay.gateway.payment import Charge, PaymentService
 from rpcpay.gateway.protocol import (
     ERROR_INTERNAL,
@@ -65,9 +65,7 @@ class GatewayCore:
 
 
 def json_response(document: JSON, status: int = 200) -> web.Response:
-    return web.Response(
-        body=json.dumps(document).encode(), status=status, content_type="application/json"
-    )
+    return web.Response(body=encode_json(document), status=status, content_type="application/json")
 
 
 def _is_uint(value: JSON, limit: int) -> bool:
@@ -83,7 +81,7 @@ async def read_json_body(request: web.Request) -> JSON:
     body = await request.read()
     if not body.strip():
         return None
-    return json.loads(body)
+    return decode_json(body)
 
 
 def _strip_client(params: Mapping[str, JSON]) -> dict[str, JSON]:
@@ -245,7 +243,7 @@ class PublicHandler:
             forwarded["params"] = _strip_client(params)
         try:
             reply = await self._forward(self.core.upstream_path, forwarded)
-            answer = json.loads(reply.body)
+            answer = decode_json(reply.body)
             # The upstream must answer a JSON-RPC object.
             if reply.status != 200 or not isinstance(answer, dict):
                 raise UpstreamError(f"upstream answered HTTP {reply.status}")
@@ -283,9 +281,7 @@ class PublicHandler:
             answer["top_hash"] = charge.top_hash
 
     async def _forward(self, path: str, document: JSON) -> UpstreamReply:
-        return await self.core.upstream.post(
-            path, json.dumps(document).encode(), "application/json"
-        )
+        return await self.core.upstream.post(path, encode_json(document), "application/json")
 
     # -- JSON endpoints (monerod's /get_info, /get_transactions, ...) ---------------------------
 
@@ -318,7 +314,7 @@ class PublicHandler:
             paid = charge.amount
         try:
             reply = await self._forward(path, _strip_client(body))
-            answer = json.loads(reply.body)
+            answer = decode_json(reply.body)
             # The upstream must answer a JSON object.
             if reply.status != 200 or not isinstance(answer, dict):
                 raise UpstreamError(f"upstream answered HTTP {reply.status}")
