@@ -164,8 +164,8 @@ def main() -> int:
                                       text=True) for k in kinds]
             outs = []
             for proc in procs:
-                out, err = proc.communicate(timeout=args.time_limit + 300)
-                outs.append(subprocess.CompletedProcess(proc.args, proc.returncode, out, err))
+                stdout, stderr = proc.communicate(timeout=args.time_limit + 300)
+                outs.append(subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr))
         for out in outs:
             if out.returncode != 0:
                 print(out.stderr, file=sys.stderr)

@@ -28,6 +28,16 @@ def _positive(text: str) -> int:
     return value
 
 
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return value
+
+
 def _port(text: str) -> int:
     try:
         value = int(text)
@@ -156,9 +166,17 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument(
         "--ledger-sync",
         choices=("full", "normal"),
-        default="full",
-        help="SQLite fsync policy: full survives power loss, normal survives "
-        "crashes of the process (default: %(default)s)",
+        default="normal",
+        help="SQLite durability: normal survives crashes and kill -9 of the gateway; full "
+        "also survives power loss, at a cost in calls/s (default: %(default)s)",
+    )
+    p.add_argument(
+        "--info-cache-ms",
+        type=_non_negative,
+        default=1000,
+        metavar="MS",
+        help="serve paid get_info answers from memory for at most MS ms, never across a new "
+        "block; 0 turns it off (default: %(default)s)",
     )
     p.add_argument(
         "--bad-shares-burst",
@@ -270,6 +288,7 @@ def _serve(args: argparse.Namespace) -> int:
         **({"verify_threads": args.verify_threads} if args.verify_threads else {}),
         max_body_bytes=args.max_body_bytes,
         ledger_sync=args.ledger_sync,
+        info_cache_ms=args.info_cache_ms,
         limits=AbuseLimits(
             args.bad_shares_burst,
             args.bad_shares_per_second,

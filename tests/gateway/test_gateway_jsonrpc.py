@@ -274,6 +274,9 @@ async def test_bad_share_flood_is_cut_off_before_hashing(
             hashed.append(blob)
             return await verifier.hash(seed_hash, blob)
 
+        async def prepare(self, seed_hash: bytes) -> None:
+            await verifier.prepare(seed_hash)
+
     running = await start_gateway(
         gateway_config(toy_backend.url, tmp_path, difficulty=10**12, limits=limits),
         hasher=CountingHasher(),

@@ -62,7 +62,8 @@ MONEROD_BIN = Path("/usr/bin/monerod")
 
 #: A valid mainnet-format address; regtest accepts it for block rewards and payments.
 TEST_ADDRESS = (
-    "44AFFq5kSiGBoZ4NMDwYtN18obc8AemS33DBLWs3H7otXft3XjrpDtQGv7SqSsaBYBb98uNbr2VBBEt7f2wfn3RVGQBEP3A"
+    "44AFFq5kSiGBoZ4NMDwYtN18obc8AemS33DBLWs3H7otXft3XjrpDtQGv7"
+    "SqSsaBYBb98uNbr2VBBEt7f2wfn3RVGQBEP3A"
 )
 
 JsonDict = dict[str, Any]

@@ -24,6 +24,7 @@ from rpcpay.gateway.costs import (
     PriceList,
     after_charge_amount,
 )
+from rpcpay.gateway.info_cache import InfoCache
 from rpcpay.gateway.jsoncodec import decode_json, encode_json
 from rpcpay.gateway.payment import Charge, PaymentService
 from rpcpay.gateway.protocol import (
@@ -61,6 +62,7 @@ class GatewayCore:
     tracker: Tracker
     mode: Mode
     prices: PriceList
+    info_cache: InfoCache
     upstream_path: str = "/json_rpc"
 
 
@@ -241,34 +243,67 @@ class PublicHandler:
         forwarded = {k: v for k, v in document.items() if k != "client"}
         if isinstance(params, dict):
             forwarded["params"] = _strip_client(params)
-        try:
-            reply = await self._forward(self.core.upstream_path, forwarded)
-            answer = decode_json(reply.body)
-            # The upstream must answer a JSON-RPC object.
-            if reply.status != 200 or not isinstance(answer, dict):
-                raise UpstreamError(f"upstream answered HTTP {reply.status}")
-        except (UpstreamError, ValueError):
-            credits = self.core.payment.refund(charge) if charge is not None else 0
-            return json_response(
-                {**error_response(request_id, ERROR_UPSTREAM, UPSTREAM_FAILED), "credits": credits}
-            )
+        cache_key = "get_info" if self.core.mode == "monero" and method == "get_info" else None
+        cached = self._cached(cache_key, charge)
+        if cached is not None:
+            answer: dict[str, JSON] = {"id": request_id, "jsonrpc": "2.0", "result": cached}
+        else:
+            try:
+                answer = await self._upstream_object(self.core.upstream_path, forwarded)
+            except UpstreamError:
+                credits = self.core.payment.refund(charge) if charge is not None else 0
+                failed = error_response(request_id, ERROR_UPSTREAM, UPSTREAM_FAILED)
+                return json_response({**failed, "credits": credits})
+            self._remember(cache_key, charge, answer.get("result"))
         if charge is not None and price is not None:
-            result = answer.get("result")
-            if price.after is not None and isinstance(result, dict):
-                extra = after_charge_amount(price.after, result)
-                if extra > 0:
-                    second = await self.core.payment.charge(
-                        client, extra, price.rpc, _peer(request), same_ts=True
-                    )
-                    if not second.ok:
-                        return json_response(result_response(request_id, _payment_answer(second)))
-                    paid += second.amount
-                    charge = second
-            self._stamp(answer, charge)
+            final = await self._charge_rest(
+                price, charge, client, _peer(request), answer.get("result")
+            )
+            if not final.ok:
+                return json_response(result_response(request_id, _payment_answer(final)))
+            paid += final.amount if final is not charge else 0
+            self._stamp(answer, final)
         self.core.tracker.record(
             price.rpc if price else method, int((time.perf_counter() - started) * 1e6), paid
         )
         return json_response(answer)
+
+    def _cached(self, key: str | None, charge: Charge | None) -> dict[str, JSON] | None:
+        """A cached answer for a paid call, if the call is cacheable and one is fresh."""
+        if key is None or charge is None:
+            return None
+        return self.core.info_cache.get(key, charge.top_hash)
+
+    def _remember(self, key: str | None, charge: Charge | None, answer: JSON) -> None:
+        # Only a successful answer, fetched at a known top, is worth keeping.
+        if key is None or charge is None or not isinstance(answer, dict):
+            return
+        if answer.get("status") == STATUS_OK:
+            self.core.info_cache.put(key, charge.top_hash, answer)
+
+    async def _upstream_object(self, path: str, document: JSON) -> dict[str, JSON]:
+        """Forward ``document`` and decode the answer; UpstreamError unless it is a JSON object
+        with HTTP 200."""
+        reply = await self._forward(path, document)
+        try:
+            answer = decode_json(reply.body)
+        except ValueError as exc:
+            raise UpstreamError(f"upstream answered non-JSON for {path}") from exc
+        # The upstream must answer 200 with a JSON object.
+        if reply.status != 200 or not isinstance(answer, dict):
+            raise UpstreamError(f"upstream answered HTTP {reply.status} for {path}")
+        return answer
+
+    async def _charge_rest(
+        self, price: Price, charge: Charge, client: JSON, peer: str, counted: JSON
+    ) -> Charge:
+        """monerod's second, same-timestamp charge for items counted in the answer."""
+        if price.after is None or not isinstance(counted, dict):
+            return charge
+        extra = after_charge_amount(price.after, counted)
+        if extra <= 0:
+            return charge
+        return await self.core.payment.charge(client, extra, price.rpc, peer, same_ts=True)
 
     def _stamp(self, answer: dict[str, JSON], charge: Charge) -> None:
         """Tell the client its balance and the chain top, where monerod puts them."""
@@ -312,28 +347,26 @@ class PublicHandler:
             if not charge.ok:
                 return json_response(_payment_answer(charge))
             paid = charge.amount
-        try:
-            reply = await self._forward(path, _strip_client(body))
-            answer = decode_json(reply.body)
-            # The upstream must answer a JSON object.
-            if reply.status != 200 or not isinstance(answer, dict):
-                raise UpstreamError(f"upstream answered HTTP {reply.status}")
-        except (UpstreamError, ValueError):
-            credits = self.core.payment.refund(charge) if charge is not None else 0
-            return json_response({"status": UPSTREAM_FAILED, "credits": credits}, 502)
+        cache_key = "get_info" if path in ("/get_info", "/getinfo") else None
+        cached = self._cached(cache_key, charge)
+        if cached is not None:
+            answer: dict[str, JSON] = cached
+        else:
+            try:
+                answer = await self._upstream_object(path, _strip_client(body))
+            except UpstreamError:
+                credits = self.core.payment.refund(charge) if charge is not None else 0
+                return json_response({"status": UPSTREAM_FAILED, "credits": credits}, 502)
+            self._remember(cache_key, charge, answer)
         if charge is not None and price is not None:
-            if price.after is not None:
-                extra = after_charge_amount(price.after, answer)
-                if extra > 0:
-                    second = await self.core.payment.charge(
-                        body.get("client"), extra, price.rpc, _peer(request), same_ts=True
-                    )
-                    if not second.ok:
-                        return json_response(_payment_answer(second))
-                    paid += second.amount
-                    charge = second
-            answer["credits"] = charge.credits
-            answer["top_hash"] = charge.top_hash
+            final = await self._charge_rest(
+                price, charge, body.get("client"), _peer(request), answer
+            )
+            if not final.ok:
+                return json_response(_payment_answer(final))
+            paid += final.amount if final is not charge else 0
+            answer["credits"] = final.credits
+            answer["top_hash"] = final.top_hash
         self.core.tracker.record(
             price.rpc if price else path.lstrip("/"),
             int((time.perf_counter() - started) * 1e6),

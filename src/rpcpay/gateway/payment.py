@@ -8,6 +8,7 @@ that keeps every credit it reported across crashes.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import time
@@ -48,6 +49,8 @@ class Hasher(Protocol):
     """Computes a PoW hash off the event loop (``rpcpay.pow.verifier.ShareVerifier``)."""
 
     async def hash(self, seed_hash: bytes, blob: bytes) -> bytes: ...
+
+    async def prepare(self, seed_hash: bytes) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +115,27 @@ class PaymentService:
         self._clock = clock
         self.hashrate = HashRate()
         self.blocks_found = 0
+        self._warmed: set[bytes] = set()
+        self._warming: set[asyncio.Task[None]] = set()
+
+    def warm_seed(self, seed_hash: bytes | None) -> None:
+        """Start building a seed's RandomX cache (and dataset) in the background, once, so
+        the first share of a new seed does not wait for it."""
+        if seed_hash is None or seed_hash in self._warmed:
+            return
+        if len(self._warmed) > 8:
+            self._warmed.clear()
+        self._warmed.add(seed_hash)
+        task = asyncio.create_task(self._warm(seed_hash), name="rpcpay-warm-seed")
+        self._warming.add(task)
+        task.add_done_callback(self._warming.discard)
+
+    async def _warm(self, seed_hash: bytes) -> None:
+        try:
+            await self._hasher.prepare(seed_hash)
+        except Exception as exc:  # a failed warm-up only means the first share waits
+            log.warning("seed warm-up failed", extra={"error": str(exc)})
+            self._warmed.discard(seed_hash)
 
     def authenticate(self, client: object) -> ClientAuth | None:
         """The verified identity behind a client id, or None if monerod would refuse it."""
@@ -143,7 +167,10 @@ class PaymentService:
             if session.needs_job(top.top_hash, now):
                 previous = session.job
                 min_ts = previous.timestamp + 1 if previous is not None else 0
-                session.install_job(await self.jobs.new_job(auth.public_key, min_ts), now)
+                fresh = await self.jobs.new_job(auth.public_key, min_ts)
+                session.install_job(fresh, now)
+                self.warm_seed(fresh.seed_hash)
+                self.warm_seed(fresh.next_seed_hash)
         except UpstreamError as exc:
             log.warning("job creation failed", extra={"error": str(exc)})
             raise RpcFault(ERROR_INTERNAL, "Failed to create block template") from exc

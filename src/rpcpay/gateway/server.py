@@ -19,6 +19,7 @@ from rpcpay.errors import ConfigError, UpstreamError, WireError
 from rpcpay.gateway.admin import AdminHandler
 from rpcpay.gateway.app import GatewayCore, Mode, PublicHandler
 from rpcpay.gateway.costs import PriceList, load_price_list
+from rpcpay.gateway.info_cache import InfoCache
 from rpcpay.gateway.jobs import JobSource
 from rpcpay.gateway.limits import AbuseGuard, AbuseLimits
 from rpcpay.gateway.monerod_jobs import MonerodJobSource
@@ -56,7 +57,8 @@ class GatewayConfig:
     pow_mode: Literal["light", "fast", "auto"] = "auto"
     verify_threads: int = field(default_factory=lambda: os.cpu_count() or 1)
     max_body_bytes: int = 4 * 1024 * 1024
-    ledger_sync: Literal["full", "normal"] = "full"
+    ledger_sync: Literal["full", "normal"] = "normal"
+    info_cache_ms: int = 1000
     limits: AbuseLimits = field(default_factory=AbuseLimits)
 
 
@@ -201,7 +203,14 @@ async def start_gateway(
         hasher or verifier,
         AbuseGuard(config.limits),
     )
-    core = GatewayCore(payment, upstream, Tracker(), mode, prices)
+    try:
+        # Learn the current seed now, so its cache (and dataset) builds before any share.
+        payment.warm_seed((await jobs.new_job(bytes(32), 0)).seed_hash)
+    except UpstreamError as exc:
+        log.warning("could not learn the current seed yet", extra={"error": str(exc)})
+    core = GatewayCore(
+        payment, upstream, Tracker(), mode, prices, InfoCache(config.info_cache_ms / 1000)
+    )
     public = PublicHandler(core)
     runner, public_port = await _listen(
         _app(public.handle, config.max_body_bytes), config.bind_ip, config.bind_port

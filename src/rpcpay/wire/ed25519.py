@@ -125,9 +125,9 @@ def check_signature(prefix_hash: bytes, pub: bytes, sig: bytes) -> bool:
     # c = 0 would make the public key irrelevant, so monerod refuses it
     if c == _ZERO:
         return False
-    # the public key must decode as a point (libsodium: canonical, prime-order subgroup)
-    if not _nacl.crypto_core_ed25519_is_valid_point(pub):
-        return False
+    # The public key must decode as a canonical point of the prime-order subgroup. libsodium's
+    # variable-base multiplication below checks exactly that (and raises), so a separate
+    # is_valid_point call would only repeat its work: the key check lives in the multiply.
     try:
         c_pub = bytes(_nacl.crypto_scalarmult_ed25519_noclamp(c, pub))
         if r == _ZERO:
