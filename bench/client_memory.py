@@ -5,8 +5,10 @@ In-process, without HTTP (50,000 HTTP round trips would only measure aiohttp): a
 ``SyntheticJobSource`` (every client still gets its own 76-byte job, seed and top hash),
 with the new-client limits raised out of the way. For each of N clients, in order:
   1. the operator credits it (``Ledger.adjust_balance``, what admin rpc_access_account does),
-  2. it calls rpc_access_info (``PaymentService.access_info`` with a freshly signed id), so
-     the gateway holds a session with a job installed and an account with a balance.
+  2. it calls rpc_access_info (``PaymentService.access_info`` with a freshly signed id), has
+     a nonce recorded, and gets a second job 16 s later with another nonce: the gateway then
+     holds what a mining client costs at worst (a current and a previous job, two non-empty
+     nonce sets) and an account with a balance.
 Client keys and ids are made on the fly and dropped, so only the gateway's state remains.
 
 Two measurements, each in its own child process (so neither disturbs the other):
@@ -52,6 +54,9 @@ class NeverHash:
     async def hash(self, seed_hash: bytes, blob: bytes) -> bytes:
         raise AssertionError("no hashing expected")
 
+    async def prepare(self, seed_hash: bytes) -> None:
+        return None
+
 
 def rss_bytes() -> int:
     with open("/proc/self/statm") as handle:
@@ -68,6 +73,14 @@ async def populate(service: PaymentService, clients: int, deadline: float) -> in
         client_id = make_client_id(secret, int(time.time() * 1_000_000))
         info = await service.access_info(client_id, "127.0.0.1")
         assert info["status"] == "OK" and info["credits"] == 1_000_000
+        # The worst steady state: a current and a previous job, each with a nonce paid.
+        session = service.sessions.get_or_create(public, time.time())
+        session.remember_nonce(1, current=True)
+        session.job_time -= 16  # the job is due for renewal (monerod's 15 s rule)
+        client_id = make_client_id(secret, int(time.time() * 1_000_000) + 1)
+        info = await service.access_info(client_id, "127.0.0.1")
+        assert info["cookie"] == 2
+        session.remember_nonce(1, current=True)
         made += 1
     return made
 

@@ -236,9 +236,7 @@ class PaymentService:
             pow_hash = await self._hasher.hash(job.seed_hash, set_nonce(job.hashing_blob, nonce))
         except VerifierBusy as exc:
             # Unchecked shares are forgotten so the client may send them again.
-            (session.payments if admission.is_current else session.previous_payments).discard(
-                nonce & U32
-            )
+            session.forget_nonce(nonce & U32, admission.is_current)
             raise RpcFault(ERROR_RATE_LIMITED, "Server busy verifying shares; retry") from exc
         now = self._clock()
         # The hash must meet the share difficulty.

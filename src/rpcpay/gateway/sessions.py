@@ -8,10 +8,11 @@ The table is bounded; the least recently seen client is dropped first.
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from rpcpay.gateway.jobs import Job
 
+_NO_NONCES: frozenset[int] = frozenset()  # shared by every job with no share yet (saves 216 B)
 STALE_THRESHOLD_S = 15  # monerod: a previous-job share is accepted this long after the last info
 JOB_MAX_AGE_S = 15  # monerod: a client gets a new job after this long, or on a new top
 U32 = 0xFFFFFFFF
@@ -26,9 +27,30 @@ class ClientSession:
     top: str = ""
     job: Job | None = None
     previous_job: Job | None = None
-    payments: set[int] = field(default_factory=set)
-    previous_payments: set[int] = field(default_factory=set)
+    payments: set[int] | frozenset[int] = _NO_NONCES
+    previous_payments: set[int] | frozenset[int] = _NO_NONCES
     job_time: float = 0.0
+
+    def remember_nonce(self, nonce: int, current: bool) -> bool:
+        """Record ``nonce`` for the current (or previous) job; False if it was already seen."""
+        seen = self.payments if current else self.previous_payments
+        if nonce in seen:
+            return False
+        if isinstance(seen, frozenset):
+            seen = {nonce}
+            if current:
+                self.payments = seen
+            else:
+                self.previous_payments = seen
+        else:
+            seen.add(nonce)
+        return True
+
+    def forget_nonce(self, nonce: int, current: bool) -> None:
+        """Drop a nonce that was never checked, so the client may send it again."""
+        seen = self.payments if current else self.previous_payments
+        if isinstance(seen, set):
+            seen.discard(nonce)
 
     def previous_cookie(self) -> int:
         """The cookie of the previous job (u32 arithmetic, as in monerod)."""
@@ -43,7 +65,7 @@ class ClientSession:
         self.previous_job = self.job
         self.job = job
         self.previous_payments = self.payments
-        self.payments = set()
+        self.payments = _NO_NONCES
         self.cookie = (self.cookie + 1) & U32
         self.job_time = now
 

@@ -56,11 +56,9 @@ def admit_share(session: ClientSession, cookie: int, nonce: int, now: float) -> 
     if cookie not in (session.cookie, session.previous_cookie()):
         return Verdict.VERY_STALE
     is_current = cookie == session.cookie
-    seen = session.payments if is_current else session.previous_payments
     # A nonce is paid once per job, even if its hash later turns out bad.
-    if nonce in seen:
+    if not session.remember_nonce(nonce, is_current):
         return Verdict.DUPLICATE
-    seen.add(nonce)
     # A previous-job share must come soon after the client's last job request.
     if not is_current and now > session.update_time + STALE_THRESHOLD_S:
         return Verdict.STALE

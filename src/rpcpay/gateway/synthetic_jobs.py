@@ -42,6 +42,9 @@ class SyntheticJobSource:
         self._rotation = seed_rotation_blocks
         self._clock = clock
         self.blocks_found = 0
+        self._tops: dict[int, bytes] = {}
+        self._top_hex: dict[int, str] = {}
+        self._seeds: dict[int, bytes] = {}
 
     async def start(self) -> None:
         return None
@@ -53,14 +56,29 @@ class SyntheticJobSource:
         return int(self._clock()) // self._block_time
 
     def _top_hash(self, height: int) -> bytes:
-        return keccak256(self._secret + b"rpcpay-top" + height.to_bytes(8, "little"))
+        # One bytes object per height, shared by every job cut at it (memory per client).
+        cached = self._tops.get(height)
+        if cached is None:
+            cached = keccak256(self._secret + b"rpcpay-top" + height.to_bytes(8, "little"))
+            if len(self._tops) > 4:
+                self._tops.clear()
+            self._tops[height] = cached
+            self._top_hex[height] = cached.hex()
+        return cached
 
     def _seed(self, epoch: int) -> bytes:
-        return keccak256(self._secret + b"rpcpay-seed" + epoch.to_bytes(8, "little"))
+        cached = self._seeds.get(epoch)
+        if cached is None:
+            cached = keccak256(self._secret + b"rpcpay-seed" + epoch.to_bytes(8, "little"))
+            if len(self._seeds) > 4:
+                self._seeds.clear()
+            self._seeds[epoch] = cached
+        return cached
 
     async def top(self) -> ChainTop:
         height = self._height()
-        return ChainTop(height, self._top_hash(height - 1).hex())
+        top = self._top_hash(height - 1)
+        return ChainTop(height, self._top_hex.get(height - 1) or top.hex())
 
     async def new_job(self, client: bytes, min_timestamp: int) -> Job:
         height = self._height()
@@ -89,7 +107,7 @@ class SyntheticJobSource:
             next_seed_hash=next_seed,
             network_difficulty=0,
             timestamp=timestamp,
-            top_hash=prev.hex(),
+            top_hash=self._top_hex.get(height - 1) or prev.hex(),
         )
 
     async def submit_block(self, job: Job, client: bytes, nonce: int) -> bool:
