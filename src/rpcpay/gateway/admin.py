@@ -40,13 +40,13 @@ class AdminHandler:
         self.core = core
         self._token = token
 
-    def _authorised(self, request: web.Request) -> bool:
+    def _authorised(self, request: web.BaseRequest) -> bool:
         if self._token is None:
             return True
         given = request.headers.get("Authorization", "")
         return hmac.compare_digest(given.encode(), f"Bearer {self._token}".encode())
 
-    async def handle(self, request: web.Request) -> web.Response:
+    async def handle(self, request: web.BaseRequest) -> web.Response:
         # Only the operator, holding the token when one is set, may use the admin methods.
         if not self._authorised(request):
             return json_response({"status": "Unauthorized"}, 401)

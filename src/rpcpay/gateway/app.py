@@ -74,11 +74,11 @@ def _is_uint(value: JSON, limit: int) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= limit
 
 
-def _peer(request: web.Request) -> str:
+def _peer(request: web.BaseRequest) -> str:
     return request.remote or ""
 
 
-async def read_json_body(request: web.Request) -> JSON:
+async def read_json_body(request: web.BaseRequest) -> JSON:
     """The request body as JSON; ``ValueError`` if it is not JSON at all."""
     body = await request.read()
     if not body.strip():
@@ -106,7 +106,7 @@ class PublicHandler:
     def __init__(self, core: GatewayCore) -> None:
         self.core = core
 
-    async def handle(self, request: web.Request) -> web.StreamResponse:
+    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         path = request.path
         if path == "/json_rpc" or (self.core.mode == "jsonrpc" and path == "/"):
             return await self._json_rpc(request)
@@ -121,7 +121,7 @@ class PublicHandler:
 
     # -- JSON-RPC ----------------------------------------------------------------------------
 
-    async def _json_rpc(self, request: web.Request) -> web.Response:
+    async def _json_rpc(self, request: web.BaseRequest) -> web.Response:
         try:
             document = await read_json_body(request)
         except (ValueError, UnicodeDecodeError):
@@ -212,7 +212,7 @@ class PublicHandler:
             raise RpcFault(INVALID_PARAMS, f"Invalid params: {exc}") from exc
 
     @staticmethod
-    def _client_of(request: web.Request, document: dict[str, JSON], params: JSON) -> JSON:
+    def _client_of(request: web.BaseRequest, document: dict[str, JSON], params: JSON) -> JSON:
         """Where the client id travels: in object params (monerod's way), else beside them
         in the request object or in an X-Rpc-Client header (for array-params backends)."""
         if isinstance(params, dict) and "client" in params:
@@ -222,7 +222,7 @@ class PublicHandler:
         return request.headers.get("X-Rpc-Client")
 
     async def _charged_rpc(
-        self, request: web.Request, document: dict[str, JSON], method: str, params: JSON
+        self, request: web.BaseRequest, document: dict[str, JSON], method: str, params: JSON
     ) -> web.Response:
         request_id = document.get("id", "")
         price = self._price_of(method, params)
@@ -320,7 +320,7 @@ class PublicHandler:
 
     # -- JSON endpoints (monerod's /get_info, /get_transactions, ...) ---------------------------
 
-    async def _json_endpoint(self, request: web.Request, path: str) -> web.Response:
+    async def _json_endpoint(self, request: web.BaseRequest, path: str) -> web.Response:
         try:
             body = await read_json_body(request)
         except (ValueError, UnicodeDecodeError):

@@ -11,7 +11,7 @@ import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from aiohttp import web
 
@@ -124,7 +124,7 @@ class RunningGateway:
     jobs: JobSource
     verifier: ShareVerifier
     ledger: Ledger
-    runners: list[web.AppRunner]
+    runners: list[web.BaseRunner]
     housekeeping: asyncio.Task[None]
     public_port: int
     admin_port: int
@@ -141,12 +141,21 @@ class RunningGateway:
         self.ledger.close()
 
 
-def _app(
-    handler_fn: Callable[[web.Request], Awaitable[web.StreamResponse]], max_body: int
-) -> web.Application:
-    app = web.Application(client_max_size=max_body)
-    app.router.add_route("*", "/{tail:.*}", handler_fn)
-    return app
+def _server(
+    handler_fn: Callable[[web.BaseRequest], Awaitable[web.StreamResponse]], max_body: int
+) -> web.Server:
+    """aiohttp's low-level server: every path goes to one handler, with no router or
+    middleware in the hot path of a paid call."""
+    loop = asyncio.get_running_loop()
+
+    def make_request(
+        message: Any, payload: Any, protocol: Any, writer: Any, task: Any
+    ) -> web.BaseRequest:
+        return web.BaseRequest(
+            message, payload, protocol, writer, task, loop, client_max_size=max_body
+        )
+
+    return web.Server(handler_fn, request_factory=make_request, access_log=None)
 
 
 async def _housekeeping(payment: PaymentService) -> None:
@@ -157,8 +166,8 @@ async def _housekeeping(payment: PaymentService) -> None:
             log.info("forgot idle clients", extra={"count": forgotten})
 
 
-async def _listen(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
-    runner = web.AppRunner(app, access_log=None)
+async def _listen(server: web.Server, host: str, port: int) -> tuple[web.BaseRunner, int]:
+    runner = web.ServerRunner(server)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     try:
@@ -213,14 +222,14 @@ async def start_gateway(
     )
     public = PublicHandler(core)
     runner, public_port = await _listen(
-        _app(public.handle, config.max_body_bytes), config.bind_ip, config.bind_port
+        _server(public.handle, config.max_body_bytes), config.bind_ip, config.bind_port
     )
     runners = [runner]
     admin_port = 0
     if config.admin_bind_port is not None:
         admin = AdminHandler(core, config.admin_token)
         admin_runner, admin_port = await _listen(
-            _app(admin.handle, 64 * 1024), config.admin_bind_ip, config.admin_bind_port
+            _server(admin.handle, 64 * 1024), config.admin_bind_ip, config.admin_bind_port
         )
         runners.append(admin_runner)
     housekeeping = asyncio.create_task(_housekeeping(payment), name="rpcpay-housekeeping")
