@@ -198,6 +198,18 @@ class LoadResult:
         return asdict(self)
 
 
+def combine(parts: Sequence[LoadResult]) -> LoadResult:
+    """Several rounds of one target as one result (totals over total time)."""
+    seconds = sum(p.seconds for p in parts)
+    ok = sum(p.ok for p in parts)
+    failures: dict[str, int] = {}
+    for part in parts:
+        for label, count in part.failures.items():
+            failures[label] = failures.get(label, 0) + count
+    return LoadResult(parts[0].target, parts[0].concurrency, seconds, ok,
+                      sum(p.failed for p in parts), ok / seconds if seconds else 0.0, failures)
+
+
 #: One request: (session, worker index) -> None if OK, else a short failure label.
 Request = Callable[[aiohttp.ClientSession, int], Awaitable[str | None]]
 

@@ -28,6 +28,7 @@ from _common import (
     GatewayProcess,
     LoadResult,
     Request,
+    combine,
     fund,
     print_table,
     run_load,
@@ -116,6 +117,13 @@ def parse_args() -> argparse.Namespace:
         help="gateway SQLite fsync policy to measure (default: both)",
     )
     p.add_argument(
+        "--rounds",
+        type=int,
+        default=5,
+        help="alternate monerod and gateway this many times per concurrency, each round "
+        "lasting duration/rounds seconds, so machine noise hits both sides alike (default 5)",
+    )
+    p.add_argument(
         "--max-requests",
         type=int,
         default=1_000_000,
@@ -165,21 +173,6 @@ def main() -> int:
         try:
             for key in keys:
                 fund(paying.url, key.public.hex(), FUNDING)
-            # The reference first, then the load generator's ceiling, then each gateway.
-            for c in args.concurrency:
-                results.append(
-                    asyncio.run(
-                        measure(args, "monerod paid get_info", paid_get_info(paying.url, keys), c,
-                                args.duration)
-                    )
-                )
-            for c in args.concurrency:
-                results.append(
-                    asyncio.run(
-                        measure(args, "monerod free /get_height", free_get_height(paying.url), c,
-                                args.baseline_duration)
-                    )
-                )
             for sync in syncs:
                 gw = start_gateway_process(
                     tmp,
@@ -193,14 +186,28 @@ def main() -> int:
                 gateways.append(gw)
                 for key in keys:
                     fund(gw.admin_url, key.public.hex(), FUNDING)
-                for c in args.concurrency:
-                    results.append(
-                        asyncio.run(
-                            measure(args, f"gateway paid get_info (ledger-sync {sync})",
-                                    paid_get_info(gw.public_url, keys), c, args.duration)
-                        )
+            # The load generator's ceiling, on a free call.
+            for c in args.concurrency:
+                results.append(
+                    asyncio.run(
+                        measure(args, "monerod free /get_height", free_get_height(paying.url), c,
+                                args.baseline_duration)
                     )
-                gw.stop()
+                )
+            # Rounds alternate between the reference and each gateway.
+            targets = [("monerod paid get_info", paying.url)] + [
+                (f"gateway paid get_info (ledger-sync {sync})", gw.public_url)
+                for sync, gw in zip(syncs, gateways, strict=True)
+            ]
+            slice_s = args.duration / max(1, args.rounds)
+            for c in args.concurrency:
+                rounds: dict[str, list[LoadResult]] = {name: [] for name, _ in targets}
+                for _ in range(max(1, args.rounds)):
+                    for name, url in targets:
+                        rounds[name].append(asyncio.run(
+                            measure(args, name, paid_get_info(url, keys), c, slice_s)
+                        ))
+                results.extend(combine(parts) for parts in rounds.values())
         finally:
             for gw in gateways:
                 gw.stop()

@@ -9,7 +9,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from rpcpay import __version__
@@ -18,34 +18,24 @@ from rpcpay.gateway.limits import AbuseLimits
 from rpcpay.logs import configure_logging
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
+def _integer_in(low: int, high: int | None, rule: str) -> Callable[[str], int]:
+    """An argparse type: an integer in [low, high], refused with ``rule`` otherwise."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(rule)
+        return value
+
+    return parse
 
 
-def _non_negative(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("must be 0 or more")
-    return value
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError("a port is 0-65535 (0 picks a free one)")
-    return value
+_positive = _integer_in(1, None, "must be at least 1")
+_non_negative = _integer_in(0, None, "must be 0 or more")
+_port = _integer_in(0, 65535, "a port is 0-65535 (0 picks a free one)")
 
 
 def _rate(text: str) -> float:
@@ -53,8 +43,9 @@ def _rate(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be positive")
+    # A rate or a burst is a positive, finite number.
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError("must be a positive number")
     return value
 
 

@@ -184,9 +184,9 @@ def apply_payment(
         return acct, PaymentResult(
             ok=False, reason=PaymentRefusal.TIMESTAMP, credits=0, balance=acct.balance
         )
-    stamped = replace(acct, last_request_timestamp_us=ts_us)
-    # The client must hold at least the price.
-    if stamped.balance < payment:
+    # The client must hold at least the price (the timestamp is burnt either way).
+    if acct.balance < payment:
+        stamped = replace(acct, last_request_timestamp_us=ts_us)
         return stamped, PaymentResult(
             ok=False,
             reason=PaymentRefusal.CREDITS,
@@ -194,9 +194,10 @@ def apply_payment(
             balance=stamped.balance,
         )
     paid = replace(
-        stamped,
-        balance=stamped.balance - payment,
-        credits_used=add_saturating(stamped.credits_used, payment),
+        acct,
+        last_request_timestamp_us=ts_us,
+        balance=acct.balance - payment,
+        credits_used=add_saturating(acct.credits_used, payment),
     )
     return paid, PaymentResult(ok=True, reason=None, credits=paid.balance, balance=paid.balance)
 
