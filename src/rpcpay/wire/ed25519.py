@@ -2,9 +2,11 @@
 
 This is not RFC 8032 Ed25519: Monero signs a 32-byte prefix hash with
 ``c = Hs(hash || pub || k*G)`` and ``r = k - c*sk``, where ``Hs`` is Keccak-256 reduced mod L,
-and the signature is the 64 bytes ``c || r``. The group arithmetic is delegated to libsodium
-(through PyNaCl) because a pure-Python scalar multiplication would cost milliseconds on every
-paid call.
+and the signature is the 64 bytes ``c || r``. Signing uses libsodium (through PyNaCl), because
+it handles the secret. Checking needs only ``c*P + r*G`` on public values, which our small C
+extension ``rpcpay.wire._edwards`` computes in variable time, as monerod does, at less than half
+the cost of libsodium's constant-time multiply (which also re-checks the key on every call);
+libsodium still decides, once per key, whether the key is acceptable.
 
 Differences from monerod, all deliberate and all on the refusing side:
 libsodium only accepts public keys that are canonical, not of small order and in the prime-order
@@ -14,10 +16,12 @@ for by anyone, so refusing those keys only refuses ids an honest wallet never ma
 ``check_key`` mirrors monerod's own decoding rule exactly, for callers (addresses) that need it.
 """
 
+from functools import lru_cache
+
 from nacl import bindings as _nacl
-from nacl.exceptions import RuntimeError as _NaclRuntimeError
 
 from rpcpay.errors import WireError
+from rpcpay.wire import _edwards
 from rpcpay.wire.keccak import keccak256
 
 __all__ = [
@@ -110,6 +114,13 @@ def generate_signature(prefix_hash: bytes, pub: bytes, sec: bytes) -> bytes:
         return c + r
 
 
+@lru_cache(maxsize=4096)
+def _is_valid_key(pub: bytes) -> bool:
+    """libsodium's key check (canonical, not small order, prime-order subgroup), once per key:
+    clients sign every call with the same key, and the check costs as much as a multiply."""
+    return bool(_nacl.crypto_core_ed25519_is_valid_point(pub))
+
+
 def check_signature(prefix_hash: bytes, pub: bytes, sig: bytes) -> bool:
     """Verify ``sig`` (``c || r``) over ``prefix_hash`` with monerod's ``check_signature`` rules.
 
@@ -125,18 +136,12 @@ def check_signature(prefix_hash: bytes, pub: bytes, sig: bytes) -> bool:
     # c = 0 would make the public key irrelevant, so monerod refuses it
     if c == _ZERO:
         return False
-    # The public key must decode as a canonical point of the prime-order subgroup. libsodium's
-    # variable-base multiplication below checks exactly that (and raises), so a separate
-    # is_valid_point call would only repeat its work: the key check lives in the multiply.
-    try:
-        c_pub = bytes(_nacl.crypto_scalarmult_ed25519_noclamp(c, pub))
-        if r == _ZERO:
-            comm = c_pub
-        else:
-            r_g = bytes(_nacl.crypto_scalarmult_ed25519_base_noclamp(r))
-            comm = bytes(_nacl.crypto_core_ed25519_add(c_pub, r_g))
-    except (_NaclRuntimeError, ValueError, TypeError):
-        # libsodium refuses identity results; monerod would refuse those too (below)
+    # the public key must be a canonical point of the prime-order subgroup (libsodium's rule)
+    if not _is_valid_key(pub):
+        return False
+    comm = _edwards.double_scalarmult_base(c, pub, r)
+    # a key that passed libsodium always decodes; None would mean it does not
+    if comm is None:
         return False
     # an identity commitment is refused by monerod (it would make c free to choose)
     if comm == _IDENTITY:

@@ -1,0 +1,14 @@
+"""Build hook for the one C extension (rpcpay.wire._edwards); everything else is in
+pyproject.toml."""
+
+from setuptools import Extension, setup
+
+setup(
+    ext_modules=[
+        Extension(
+            "rpcpay.wire._edwards",
+            sources=["src/rpcpay/wire/_edwards.c"],
+            extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wextra"],
+        )
+    ]
+)
