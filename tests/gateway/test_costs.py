@@ -168,3 +168,12 @@ def test_json_codec_keeps_binary_strings_byte_exact(blob: bytes) -> None:
     again = decode_json(encode_json(document))
     assert again == document
     assert again["distribution"].encode("latin-1") == blob.replace(b"\\", b"").replace(b'"', b"")
+
+
+@given(st.text(max_size=40))
+def test_json_codec_escapes_what_latin1_cannot_carry(text: str) -> None:
+    from rpcpay.gateway.jsoncodec import decode_json, encode_json
+
+    # Characters above U+00FF (from \u escapes in a request) go back out as JSON escapes.
+    raw = json.dumps({"id": text}).encode()
+    assert decode_json(encode_json(decode_json(raw))) == {"id": text}

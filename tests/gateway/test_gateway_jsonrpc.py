@@ -337,3 +337,20 @@ async def test_new_client_flood_is_rationed(toy_backend: ToyBackend, tmp_path: P
         assert codes.count(0) == 5 and codes.count(-32005) == 7
     finally:
         await running.close()
+
+
+async def test_tracking_counts_calls_and_credits(gateway: RunningGateway) -> None:
+    key = ClientKey()
+    await earn_share(gateway.public_port, key)
+    for _ in range(2):
+        await post(gateway.public_port, "/", rpc("eth_call", [], client=key.client_id()))
+    _, answer = await post(gateway.admin_port, "/json_rpc", rpc("rpc_access_tracking"))
+    rows = {row["rpc"]: row for row in answer["result"]["data"]}
+    assert rows["eth_call"]["count"] == 2 and rows["eth_call"]["credits"] == 2
+    assert rows["rpc_access_submit_nonce"]["count"] == 1
+    _, answer = await post(
+        gateway.admin_port, "/json_rpc", rpc("rpc_access_tracking", {"clear": True})
+    )
+    assert answer["result"]["status"] == "OK"
+    _, answer = await post(gateway.admin_port, "/json_rpc", rpc("rpc_access_tracking"))
+    assert answer["result"]["data"] == []
