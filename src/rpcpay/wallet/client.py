@@ -1,4 +1,8 @@
-"""An async client for a paying node: monerod 0.18 with payment on, or ``rpcpay serve``.
+"""A client for a paying node: monerod 0.18 with payment on, or ``rpcpay serve``.
+
+``PayingClient`` is asyncio; ``SyncPayingClient`` is the same client for plain threads (it runs
+its own event loop on a background thread). A caller just makes calls: give the client a
+``funder`` (``rpcpay.wallet.funding``) and a "PAYMENT REQUIRED" makes it mine, then retry.
 
 Errors are typed so a caller can tell "out of credits" from "the server refused the share"
 from "the upstream is down"::
@@ -12,9 +16,12 @@ from "the upstream is down"::
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 
@@ -23,6 +30,7 @@ from rpcpay.wallet.keys import ClientKey
 JSON = Any
 STATUS_PAYMENT_REQUIRED = "PAYMENT REQUIRED"
 UPSTREAM_ERROR_CODE = -32003
+TIMESTAMP_RETRIES = 3  # refusals retried at once while the balance is positive (races)
 
 
 class ClientError(Exception):
@@ -73,12 +81,25 @@ class AccessInfo:
     top_hash: str
 
 
+Funder = Callable[["PayingClient", AccessInfo], Awaitable[None]]
+"""Earns credits for a client that was refused a call (mines a share, waits for a miner...)."""
+
+
 class PayingClient:
     """Signs every request with ``key`` and tracks credits and top_hash from every answer."""
 
-    def __init__(self, url: str, key: ClientKey | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        key: ClientKey | None = None,
+        *,
+        funder: Funder | None = None,
+        max_funding_rounds: int = 20,
+    ) -> None:
         self.url = url.rstrip("/")
         self.key = key or ClientKey()
+        self._funder = funder
+        self._max_funding_rounds = max_funding_rounds
         self.credits = 0
         self.top_hash = ""
         self._session: aiohttp.ClientSession | None = None
@@ -158,34 +179,120 @@ class PayingClient:
         return self.credits
 
     async def call(self, method: str, params: dict[str, JSON] | None = None) -> dict[str, JSON]:
-        """One paid JSON-RPC call; PaymentRequired if the balance is short."""
+        """One paid JSON-RPC call, paid for however it takes.
+
+        A refusal is checked against the free rpc_access_info first: another process signing
+        with the same key can make a call arrive with an older timestamp, which the node
+        refuses although the balance suffices; a retry with a fresh id fixes that.
+        Otherwise the funder (if any) earns credits and the call is retried; without one, or
+        after ``max_funding_rounds``, ``PaymentRequired`` reaches the caller.
+        """
+        retried = funded = 0
+        while True:
+            try:
+                return await self.call_once(method, params)
+            except PaymentRequired:
+                info = await self.access_info()
+                if retried < TIMESTAMP_RETRIES and info.credits > 0:
+                    retried += 1
+                    continue
+                if self._funder is None or funded >= self._max_funding_rounds:
+                    raise PaymentRequired(self.credits) from None
+                funded += 1
+                retried = 0
+                await self._funder(self, info)
+
+    async def call_once(
+        self, method: str, params: dict[str, JSON] | None = None
+    ) -> dict[str, JSON]:
+        """One paid JSON-RPC call, one attempt; PaymentRequired if the node refuses the charge."""
         signed = dict(params or {})
         signed["client"] = self.key.client_id()
         answer = await self.request(method, signed)
-        result = self._result(answer)
-        self._track(result)
+        result = self._result(answer, track=False)
         status = result.get("status")
         # A refused charge comes back as a status, not an error.
         if status == STATUS_PAYMENT_REQUIRED:
-            raise PaymentRequired(self.credits)
+            # Its credits may be 0 for a timestamp refusal: not a balance worth tracking.
+            raise PaymentRequired(int(result.get("credits", 0) or 0))
         if isinstance(status, str) and status.startswith("Client signature does not verify"):
             raise NodeError(0, status)
+        self._track(result)
+        self._track(answer)  # non-Monero backends get credits beside the result
         return result
 
-    def _result(self, answer: dict[str, JSON]) -> dict[str, JSON]:
+    def _result(self, answer: dict[str, JSON], *, track: bool = True) -> dict[str, JSON]:
         error = answer.get("error")
         if isinstance(error, dict):
             code, message = int(error.get("code", 0)), str(error.get("message", ""))
-            if isinstance(answer.get("credits"), int):
-                self.credits = answer["credits"]
             if code == UPSTREAM_ERROR_CODE:
+                # The gateway refunded the call; its answer carries the unchanged balance.
+                if isinstance(answer.get("credits"), int):
+                    self.credits = answer["credits"]
                 raise UpstreamDown(message)
             if code == -5 and message == STATUS_PAYMENT_REQUIRED:
                 raise PaymentRequired(self.credits)
             raise NodeError(code, message)
-        self._track(answer)  # non-Monero backends get credits beside the result
+        if track:
+            self._track(answer)  # non-Monero backends get credits beside the result
         result = answer.get("result")
         # A successful answer carries a result object.
         if not isinstance(result, dict):
             raise NodeError(0, "answer has no result object")
         return result
+
+
+T = TypeVar("T")
+
+
+class SyncPayingClient:
+    """``PayingClient`` for code without an event loop: calls block until answered.
+
+    It owns an event loop on a daemon thread; every method hands its coroutine to that loop,
+    so one client (one key, one timestamp counter) can be shared by several threads.
+    """
+
+    def __init__(
+        self, url: str, key: ClientKey | None = None, *, funder: Funder | None = None
+    ) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="rpcpay-client", daemon=True
+        )
+        self._thread.start()
+        self.client = PayingClient(url, key, funder=funder)
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    @property
+    def credits(self) -> int:
+        return self.client.credits
+
+    @property
+    def top_hash(self) -> str:
+        return self.client.top_hash
+
+    def access_info(self) -> AccessInfo:
+        return self._run(self.client.access_info())
+
+    def submit_nonce(self, nonce: int, cookie: int) -> int:
+        return self._run(self.client.submit_nonce(nonce, cookie))
+
+    def call(self, method: str, params: dict[str, JSON] | None = None) -> dict[str, JSON]:
+        return self._run(self.client.call(method, params))
+
+    def close(self) -> None:
+        """Close the HTTP session and stop the loop thread."""
+        if not self._loop.is_running():
+            return
+        self._run(self.client.close())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()
+
+    def __enter__(self) -> SyncPayingClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
