@@ -206,8 +206,15 @@ def combine(parts: Sequence[LoadResult]) -> LoadResult:
     for part in parts:
         for label, count in part.failures.items():
             failures[label] = failures.get(label, 0) + count
-    return LoadResult(parts[0].target, parts[0].concurrency, seconds, ok,
-                      sum(p.failed for p in parts), ok / seconds if seconds else 0.0, failures)
+    return LoadResult(
+        parts[0].target,
+        parts[0].concurrency,
+        seconds,
+        ok,
+        sum(p.failed for p in parts),
+        ok / seconds if seconds else 0.0,
+        failures,
+    )
 
 
 #: One request: (session, worker index) -> None if OK, else a short failure label.
@@ -263,8 +270,15 @@ async def run_load(
         await asyncio.gather(*tasks)
     elapsed = min(time.monotonic(), stop_at) - started
     total = ok + failed
-    return LoadResult(target, concurrency, elapsed, ok, failed, ok / elapsed if elapsed else 0.0,
-                      failures if total else {})
+    return LoadResult(
+        target,
+        concurrency,
+        elapsed,
+        ok,
+        failed,
+        ok / elapsed if elapsed else 0.0,
+        failures if total else {},
+    )
 
 
 def print_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
@@ -273,10 +287,13 @@ def print_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[obje
     print(f"\n{title}")
     for n, row in enumerate(cells):
         raw = rows[n - 1] if n else headers
-        print("  " + "  ".join(
-            c.rjust(w) if n and not isinstance(v, str) else c.ljust(w)
-            for c, w, v in zip(row, widths, raw, strict=True)
-        ))
+        print(
+            "  "
+            + "  ".join(
+                c.rjust(w) if n and not isinstance(v, str) else c.ljust(w)
+                for c, w, v in zip(row, widths, raw, strict=True)
+            )
+        )
         if n == 0:
             print("  " + "  ".join("-" * w for w in widths))
 

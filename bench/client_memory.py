@@ -142,13 +142,19 @@ def parse_args() -> argparse.Namespace:
         "PaymentService.access_info. Prints bytes/client and the ratio to the 2048-byte "
         "target (<= 1.0 passes).",
     )
-    p.add_argument("--clients", type=int, default=50_000,
-                   help="clients to create (default 50000)")
-    p.add_argument("--time-limit", type=float, default=100.0,
-                   help="stop creating clients after this many seconds per measurement "
-                   "(default 100); figures are per client actually created")
-    p.add_argument("--sequential", action="store_true",
-                   help="run the two measurements one after the other instead of in parallel")
+    p.add_argument("--clients", type=int, default=50_000, help="clients to create (default 50000)")
+    p.add_argument(
+        "--time-limit",
+        type=float,
+        default=100.0,
+        help="stop creating clients after this many seconds per measurement "
+        "(default 100); figures are per client actually created",
+    )
+    p.add_argument(
+        "--sequential",
+        action="store_true",
+        help="run the two measurements one after the other instead of in parallel",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON document instead of tables")
     p.add_argument("--worker", choices=("tracemalloc", "rss"), help=argparse.SUPPRESS)
     p.add_argument("--tmp", type=Path, help=argparse.SUPPRESS)
@@ -166,15 +172,36 @@ def main() -> int:
     wall = time.monotonic()
     results: list[dict[str, Any]] = []
     with work_dir(False) as tmp:
-        cmd = [sys.executable, __file__, "--clients", str(args.clients),
-               "--time-limit", str(args.time_limit), "--tmp", str(tmp), "--worker"]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--clients",
+            str(args.clients),
+            "--time-limit",
+            str(args.time_limit),
+            "--tmp",
+            str(tmp),
+            "--worker",
+        ]
         kinds = ("tracemalloc", "rss")
         if args.sequential:
-            outs = [subprocess.run([*cmd, k], capture_output=True, text=True, check=False,
-                                   timeout=args.time_limit + 300) for k in kinds]
+            outs = [
+                subprocess.run(
+                    [*cmd, k],
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                    timeout=args.time_limit + 300,
+                )
+                for k in kinds
+            ]
         else:
-            procs = [subprocess.Popen([*cmd, k], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                      text=True) for k in kinds]
+            procs = [
+                subprocess.Popen(
+                    [*cmd, k], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+                )
+                for k in kinds
+            ]
             outs = []
             for proc in procs:
                 stdout, stderr = proc.communicate(timeout=args.time_limit + 300)
@@ -186,27 +213,45 @@ def main() -> int:
             results.append(json.loads(out.stdout.strip().splitlines()[-1]))
     elapsed = time.monotonic() - wall
     if args.json:
-        print(json.dumps({
-            "benchmark": "client_memory",
-            "reference": "target 2048 bytes per tracked client",
-            "target_bytes": TARGET_BYTES,
-            "results": [
-                {**r, "ratio_to_target": r["bytes_per_client"] / TARGET_BYTES} for r in results
-            ],
-            "wall_seconds": round(elapsed, 1),
-        }, indent=2))
+        print(
+            json.dumps(
+                {
+                    "benchmark": "client_memory",
+                    "reference": "target 2048 bytes per tracked client",
+                    "target_bytes": TARGET_BYTES,
+                    "results": [
+                        {**r, "ratio_to_target": r["bytes_per_client"] / TARGET_BYTES}
+                        for r in results
+                    ],
+                    "wall_seconds": round(elapsed, 1),
+                },
+                indent=2,
+            )
+        )
         return 0
     print_table(
         "Gateway memory per tracked client (session + job + funded account), "
         "created via PaymentService.access_info",
         ["measure", "clients", "bytes total", "bytes/client", "ratio to 2048 B", "seconds"],
-        [[r["kind"], r["clients"], r["bytes_total"], r["bytes_per_client"],
-          f"{r['bytes_per_client'] / TARGET_BYTES:.2f}x", r["seconds"]] for r in results],
+        [
+            [
+                r["kind"],
+                r["clients"],
+                r["bytes_total"],
+                r["bytes_per_client"],
+                f"{r['bytes_per_client'] / TARGET_BYTES:.2f}x",
+                r["seconds"],
+            ]
+            for r in results
+        ],
     )
     for r in results:
         if r["breakdown"]:
-            print_table("tracemalloc growth by source file (top 8)", ["file", "bytes/client"],
-                        [[b["file"], b["bytes_per_client"]] for b in r["breakdown"]])
+            print_table(
+                "tracemalloc growth by source file (top 8)",
+                ["file", "bytes/client"],
+                [[b["file"], b["bytes_per_client"]] for b in r["breakdown"]],
+            )
     print("  target: <= 2048 bytes per client (ratio <= 1.00x)")
     print(f"\nwall time {elapsed:.1f} s")
     return 0

@@ -49,11 +49,7 @@ def paid_get_info(base_url: str, keys: list[ClientKey]) -> Request:
 
     async def request(session: aiohttp.ClientSession, index: int) -> str | None:
         client = keys[index].client_id()
-        body = (
-            '{"jsonrpc":"2.0","id":"0","method":"get_info","params":{"client":"'
-            + client
-            + '"}}'
-        )
+        body = '{"jsonrpc":"2.0","id":"0","method":"get_info","params":{"client":"' + client + '"}}'
         async with session.post(
             url, data=body, headers={"Content-Type": "application/json"}
         ) as response:
@@ -190,8 +186,13 @@ def main() -> int:
             for c in args.concurrency:
                 results.append(
                     asyncio.run(
-                        measure(args, "monerod free /get_height", free_get_height(paying.url), c,
-                                args.baseline_duration)
+                        measure(
+                            args,
+                            "monerod free /get_height",
+                            free_get_height(paying.url),
+                            c,
+                            args.baseline_duration,
+                        )
                     )
                 )
             # Rounds alternate between the reference and each gateway.
@@ -204,9 +205,9 @@ def main() -> int:
                 rounds: dict[str, list[LoadResult]] = {name: [] for name, _ in targets}
                 for _ in range(max(1, args.rounds)):
                     for name, url in targets:
-                        rounds[name].append(asyncio.run(
-                            measure(args, name, paid_get_info(url, keys), c, slice_s)
-                        ))
+                        rounds[name].append(
+                            asyncio.run(measure(args, name, paid_get_info(url, keys), c, slice_s))
+                        )
                 results.extend(combine(parts) for parts in rounds.values())
         finally:
             for gw in gateways:
@@ -229,14 +230,19 @@ def main() -> int:
     ]
     elapsed = time.monotonic() - wall
     if args.json:
-        print(json.dumps({
-            "benchmark": "paid_calls",
-            "reference": "monerod 0.18 built-in RPC payment, paid JSON-RPC get_info",
-            "target_ratio": 1.0,
-            "results": [r.as_dict() for r in results],
-            "ratios": ratios,
-            "wall_seconds": round(elapsed, 1),
-        }, indent=2))
+        print(
+            json.dumps(
+                {
+                    "benchmark": "paid_calls",
+                    "reference": "monerod 0.18 built-in RPC payment, paid JSON-RPC get_info",
+                    "target_ratio": 1.0,
+                    "results": [r.as_dict() for r in results],
+                    "ratios": ratios,
+                    "wall_seconds": round(elapsed, 1),
+                },
+                indent=2,
+            )
+        )
         return 0
     print_table(
         "Paid JSON-RPC get_info, each call with a fresh signed client id (one funded key per "
@@ -250,9 +256,15 @@ def main() -> int:
     print_table(
         "Ratio gateway / monerod (target >= 1.0)",
         ["gateway", "conns", "ratio", "load-gen ceiling (get_height/s)"],
-        [[x["target"], x["concurrency"],
-          f"{x['ratio_vs_monerod']:.2f}x" if x["ratio_vs_monerod"] is not None else "n/a",
-          ceiling.get(int(str(x["concurrency"])), 0.0)] for x in ratios],
+        [
+            [
+                x["target"],
+                x["concurrency"],
+                f"{x['ratio_vs_monerod']:.2f}x" if x["ratio_vs_monerod"] is not None else "n/a",
+                ceiling.get(int(str(x["concurrency"])), 0.0),
+            ]
+            for x in ratios
+        ],
     )
     print(f"\nwall time {elapsed:.1f} s")
     return 0

@@ -121,21 +121,46 @@ def parse_args() -> argparse.Namespace:
         "(RandomX fast mode, headline; and light mode) vs monerod 0.18 with payment on, on "
         "loopback in one run. Prints hashes/s and the gateway/monerod ratio (target: >= 5).",
     )
-    p.add_argument("--duration", type=float, default=10.0,
-                   help="measured seconds per phase (default 10)")
-    p.add_argument("--warmup", type=float, default=2.0,
-                   help="unmeasured seconds of submissions before each phase (default 2)")
-    p.add_argument("--connections", type=int, default=8,
-                   help="concurrent connections, one funded key each (default 8)")
-    p.add_argument("--verify-threads", type=int, default=None,
-                   help="gateway --verify-threads (default: the gateway's own, one per CPU)")
-    p.add_argument("--dataset-timeout", type=float, default=150.0,
-                   help="longest wait for the fast-mode dataset before measuring anyway "
-                   "(default 150 s)")
-    p.add_argument("--modes", nargs="+", choices=("light", "fast"), default=["light", "fast"],
-                   help="gateway pow modes to measure (default: light fast)")
-    p.add_argument("--max-requests", type=int, default=1_000_000,
-                   help="hard cap on submissions per phase (default 1000000)")
+    p.add_argument(
+        "--duration", type=float, default=10.0, help="measured seconds per phase (default 10)"
+    )
+    p.add_argument(
+        "--warmup",
+        type=float,
+        default=2.0,
+        help="unmeasured seconds of submissions before each phase (default 2)",
+    )
+    p.add_argument(
+        "--connections",
+        type=int,
+        default=8,
+        help="concurrent connections, one funded key each (default 8)",
+    )
+    p.add_argument(
+        "--verify-threads",
+        type=int,
+        default=None,
+        help="gateway --verify-threads (default: the gateway's own, one per CPU)",
+    )
+    p.add_argument(
+        "--dataset-timeout",
+        type=float,
+        default=150.0,
+        help="longest wait for the fast-mode dataset before measuring anyway (default 150 s)",
+    )
+    p.add_argument(
+        "--modes",
+        nargs="+",
+        choices=("light", "fast"),
+        default=["light", "fast"],
+        help="gateway pow modes to measure (default: light fast)",
+    )
+    p.add_argument(
+        "--max-requests",
+        type=int,
+        default=1_000_000,
+        help="hard cap on submissions per phase (default 1000000)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON document instead of tables")
     p.add_argument("--keep-dir", action="store_true", help="keep the temporary directory (logs)")
     return p.parse_args()
@@ -144,8 +169,10 @@ def parse_args() -> argparse.Namespace:
 def main() -> int:
     args = parse_args()
     if not (0 < args.duration <= 600 and 0 <= args.warmup <= 60 and 1 <= args.connections <= 256):
-        print("need 0 < --duration <= 600, 0 <= --warmup <= 60, 1 <= --connections <= 256",
-              file=sys.stderr)
+        print(
+            "need 0 < --duration <= 600, 0 <= --warmup <= 60, 1 <= --connections <= 256",
+            file=sys.stderr,
+        )
         return 2
     wall = time.monotonic()
     results: list[LoadResult] = []
@@ -155,13 +182,25 @@ def main() -> int:
         extra += ["--verify-threads", str(args.verify_threads)]
 
     def measure(target: str, request: Request) -> LoadResult:
-        return asyncio.run(run_load(target, args.connections, request, duration=args.duration,
-                                    warmup=args.warmup, max_requests=args.max_requests))
+        return asyncio.run(
+            run_load(
+                target,
+                args.connections,
+                request,
+                duration=args.duration,
+                warmup=args.warmup,
+                max_requests=args.max_requests,
+            )
+        )
 
     with work_dir(args.keep_dir) as tmp:
         plain = start_monerod(tmp / "plain")
-        paying = start_monerod(tmp / "paying", payment_address=TEST_ADDRESS,
-                               difficulty=DIFFICULTY, credits=CREDITS_PER_HASH)
+        paying = start_monerod(
+            tmp / "paying",
+            payment_address=TEST_ADDRESS,
+            difficulty=DIFFICULTY,
+            credits=CREDITS_PER_HASH,
+        )
         gateways: list[GatewayProcess] = []
         try:
             keys = [ClientKey() for _ in range(args.connections)]
@@ -169,8 +208,14 @@ def main() -> int:
             paying.stop()
             for mode in args.modes:
                 gw = start_gateway_process(
-                    tmp, plain.url, difficulty=DIFFICULTY, credits=CREDITS_PER_HASH,
-                    pow_mode=mode, log_level="info", extra=extra, name=f"gateway-{mode}",
+                    tmp,
+                    plain.url,
+                    difficulty=DIFFICULTY,
+                    credits=CREDITS_PER_HASH,
+                    pow_mode=mode,
+                    log_level="info",
+                    extra=extra,
+                    name=f"gateway-{mode}",
                 )
                 gateways.append(gw)
                 keys = [ClientKey() for _ in range(args.connections)]
@@ -181,8 +226,10 @@ def main() -> int:
                     waited = wait_for_dataset(gw, args.dataset_timeout)
                     notes["fast_dataset_wait_s"] = None if waited is None else round(waited, 1)
                     if waited is None:
-                        print("warning: dataset not ready in time; fast figure is partly light",
-                              file=sys.stderr)
+                        print(
+                            "warning: dataset not ready in time; fast figure is partly light",
+                            file=sys.stderr,
+                        )
                 results.append(measure(f"gateway --pow-mode {mode}", submitter))
                 gw.stop()
         finally:
@@ -195,24 +242,37 @@ def main() -> int:
     ratios = {r.target: (r.per_second / ref if ref else None) for r in results[1:]}
     elapsed = time.monotonic() - wall
     if args.json:
-        print(json.dumps({
-            "benchmark": "share_verification",
-            "reference": "monerod 0.18 rpc_access_submit_nonce (payment difficulty 1e9)",
-            "target_ratio": 5.0,
-            "connections": args.connections,
-            "results": [r.as_dict() for r in results],
-            "ratios_vs_monerod": ratios,
-            "notes": notes,
-            "wall_seconds": round(elapsed, 1),
-        }, indent=2))
+        print(
+            json.dumps(
+                {
+                    "benchmark": "share_verification",
+                    "reference": "monerod 0.18 rpc_access_submit_nonce (payment difficulty 1e9)",
+                    "target_ratio": 5.0,
+                    "connections": args.connections,
+                    "results": [r.as_dict() for r in results],
+                    "ratios_vs_monerod": ratios,
+                    "notes": notes,
+                    "wall_seconds": round(elapsed, 1),
+                },
+                indent=2,
+            )
+        )
         return 0
     print_table(
         f"rpc_access_submit_nonce, distinct nonces at difficulty 1e9 (each one hashed), "
         f"{args.connections} connections",
         ["server", "seconds", "hashed", "failed", "hashes/s", "ratio vs monerod"],
-        [[r.target, r.seconds, r.ok, r.failed, r.per_second,
-          "1.00x (reference)" if i == 0 else f"{ratios[r.target]:.2f}x"]
-         for i, r in enumerate(results)],
+        [
+            [
+                r.target,
+                r.seconds,
+                r.ok,
+                r.failed,
+                r.per_second,
+                "1.00x (reference)" if i == 0 else f"{ratios[r.target]:.2f}x",
+            ]
+            for i, r in enumerate(results)
+        ],
     )
     for r in results:
         if r.failures:

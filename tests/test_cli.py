@@ -27,15 +27,20 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*RPCPAY, *args], capture_output=True, text=True, timeout=60)
 
 
-@pytest.mark.parametrize("command", ["serve", "payments", "demo"])
+@pytest.mark.parametrize("command", ["serve", "payments", "demo", "wallet"])
 def test_help_explains_every_flag(command: str) -> None:
     done = run(command, "--help")
     assert done.returncode == 0
     parser = build_parser()
     subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    for action in subparsers.choices[command]._actions:
-        # Every flag has a help text of its own.
-        assert action.help and len(action.help) > 10, action.option_strings
+    pending = [subparsers.choices[command]]
+    while pending:
+        current = pending.pop()
+        for action in current._actions:
+            # Every flag and argument has a help text of its own.
+            assert action.help and len(action.help) > 10, (current.prog, action.dest)
+            if isinstance(action, argparse._SubParsersAction):
+                pending.extend(action.choices.values())
     if command == "serve":
         for flag in (
             "--rpc-payment-address",

@@ -16,6 +16,7 @@ from rpcpay import __version__
 from rpcpay.errors import RpcPayError
 from rpcpay.gateway.limits import AbuseLimits
 from rpcpay.logs import configure_logging
+from rpcpay.wallet import commands as wallet_commands
 
 
 def _integer_in(low: int, high: int | None, rule: str) -> Callable[[str], int]:
@@ -254,6 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_serve(sub)
     _add_payments(sub)
     _add_demo(sub)
+    wallet_commands.add_wallet_parser(sub)
     return parser
 
 
@@ -328,7 +330,12 @@ def _demo(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``rpcpay`` console script."""
     args = build_parser().parse_args(argv)
-    handlers = {"serve": _serve, "payments": _payments, "demo": _demo}
+    handlers = {
+        "serve": _serve,
+        "payments": _payments,
+        "demo": _demo,
+        "wallet": wallet_commands.run_wallet,
+    }
     try:
         return handlers[args.command](args)
     except RpcPayError as exc:
