@@ -29,6 +29,7 @@ from rpcpay.wallet.commands import (
 from rpcpay.wallet.keys import ClientKey
 from rpcpay.wallet.settings import WalletSettings, load_wallet, save_wallet, update_wallet
 from tests.gateway.conftest import ToyBackend, gateway_config, toy_backend
+from tests.support.monerod import MonerodProcess
 
 __all__ = ["toy_backend"]  # the fixture, shared with the gateway tests
 
@@ -534,3 +535,34 @@ async def test_progress_once_a_second_on_a_tty_else_every_ten() -> None:
         lines = out.getvalue().count("H/s, credits ")
         assert abs(lines - expected) <= 1, (tty, out.getvalue())
         assert ("\r" in out.getvalue()) is tty
+
+
+async def test_eta_shown_is_the_seed_formula() -> None:
+    # (target - credits) / (H/s x credits per share / difficulty), with the keeper's figures.
+    client, miner = FakeClient(cphf=250, diff=1000), FakeMiner()
+    keeper = keeper_for(client, miner, WalletSettings(credits_target=50_000))
+    await keeper.step(0.01)
+    assert keeper.mining
+    status = keeper.status()
+    expected = (50_000 - client.credits) / (miner.hashrate() * 250 / 1000)
+    assert status["eta_seconds"] == pytest.approx(expected)
+    assert status["credits_per_hash"] == 0.25
+
+
+@pytest.mark.monerod
+async def test_call_mines_then_pays_monerod(
+    paying_monerod: MonerodProcess, tmp_path: Path, capsys: Any
+) -> None:
+    path = tmp_path / "w" / "wallet.json"
+    code = await wallet(
+        *base(None, path, paying_monerod.rpc_port),
+        "call",
+        "get_block_header_by_height",
+        '{"height": 1}',
+        "--threads",
+        "1",
+    )
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert json.loads(out)["block_header"]["height"] == 1
+    assert "Traceback" not in err

@@ -15,9 +15,11 @@ from pathlib import Path
 
 from rpcpay.gateway.server import start_gateway
 from rpcpay.pow.difficulty import check_hash
+from rpcpay.wallet.client import PayingClient
 from rpcpay.wallet.keys import ClientKey
 from rpcpay.wallet.miner import LightMiner
 from tests.gateway.conftest import ToyBackend, access_info, gateway_config, post, rpc, toy_backend
+from tests.support.monerod import MonerodProcess
 
 __all__ = ["toy_backend"]
 
@@ -73,3 +75,28 @@ async def test_real_mining_through_the_gateway_earns_credits_over_difficulty(
     finally:
         miner.close()
         await gateway.close()
+
+
+async def test_real_mining_at_monerod_earns_credits_over_difficulty(
+    paying_monerod: MonerodProcess,
+) -> None:
+    hashes = 300
+    miner = LightMiner()
+    try:
+        async with PayingClient(paying_monerod.url) as client:
+            info = await client.access_info()
+            nonce, earned = 0, 0
+            while nonce < hashes:
+                found, nonce = await miner.find_share(
+                    info.seed_hash, info.hashing_blob, info.difficulty, nonce, hashes - nonce
+                )
+                if found is None:
+                    break
+                earned = await client.submit_nonce(found, info.cookie)
+            assert miner.hashes == hashes
+            low, high = binomial_bounds(hashes, 1 / info.difficulty)
+            # credits_per_hash_found / difficulty per hash (100 / 5 here), within 5 sigma.
+            cphf = info.credits_per_hash_found
+            assert low * cphf <= earned <= high * cphf
+    finally:
+        miner.close()

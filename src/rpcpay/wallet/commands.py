@@ -38,6 +38,7 @@ from rpcpay.wallet.client import (
     ShareRefused,
     UpstreamDown,
 )
+from rpcpay.wallet.miner import eta_seconds
 from rpcpay.wallet.settings import (
     MAX_PAYMENT_DIFF,
     MIN_PAYMENT_RATE,
@@ -115,12 +116,16 @@ def credits_per_hash(info: AccessInfo) -> float:
 
 
 def eta(credits: int, target: int, hashrate: float, rate: float) -> float | None:
-    """Seconds to reach ``target``: (target - credits) / (H/s * credits per hash)."""
-    if credits >= target:
-        return 0.0
-    if hashrate <= 0 or rate <= 0:
-        return None
-    return (target - credits) / (hashrate * rate)
+    """Seconds to reach ``target`` at ``hashrate`` H/s and ``rate`` credits per hash.
+
+    The node's rate is credits_per_hash_found / difficulty, so this is ``eta_seconds`` with
+    the rate folded into one share of difficulty 1 (one formula, in ``rpcpay.wallet.miner``).
+    """
+    return (
+        eta_seconds(credits, target, hashrate * rate, 1, 1)
+        if rate > 0
+        else (0.0 if credits >= target else None)
+    )
 
 
 def format_duration(seconds: float | None) -> str:
