@@ -9,45 +9,20 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from rpcpay import __version__
+from rpcpay.argtypes import integer_in, number_in
 from rpcpay.errors import RpcPayError
 from rpcpay.gateway.limits import AbuseLimits
 from rpcpay.logs import configure_logging
 from rpcpay.wallet import commands as wallet_commands
 
-
-def _integer_in(low: int, high: int | None, rule: str) -> Callable[[str], int]:
-    """An argparse type: an integer in [low, high], refused with ``rule`` otherwise."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-        if value < low or (high is not None and value > high):
-            raise argparse.ArgumentTypeError(rule)
-        return value
-
-    return parse
-
-
-_positive = _integer_in(1, None, "must be at least 1")
-_non_negative = _integer_in(0, None, "must be 0 or more")
-_port = _integer_in(0, 65535, "a port is 0-65535 (0 picks a free one)")
-
-
-def _rate(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    # A rate or a burst is a positive, finite number.
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError("must be a positive number")
-    return value
+_positive = integer_in(1, None, "must be at least 1")
+_non_negative = integer_in(0, None, "must be 0 or more")
+_port = integer_in(0, 65535, "a port is 0-65535 (0 picks a free one)")
+_rate = number_in(0.0, include_low=False, rule="must be a positive number")
 
 
 def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -28,6 +28,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal, Protocol, TextIO, cast
 
+from rpcpay.argtypes import integer_in, number_in
 from rpcpay.errors import ConfigError, RpcPayError
 from rpcpay.wallet.client import (
     AccessInfo,
@@ -520,44 +521,10 @@ def _describe_client_error(exc: ClientError, url: str) -> str:
     return str(exc)
 
 
-def _threads(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("must be 0 (one per CPU) or more")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("must be 0 or more")
-    return value
-
-
-def _threshold(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError("must be a number >= 0 (credits per hash)")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0 < value < math.inf:
-        raise argparse.ArgumentTypeError("must be a positive number of seconds")
-    return value
+_threads = integer_in(0, None, "must be 0 (one per CPU) or more")
+_non_negative_int = integer_in(0, None, "must be 0 or more")
+_threshold = number_in(0.0, include_low=True, rule="must be a number >= 0 (credits per hash)")
+_seconds = number_in(0.0, include_low=False, rule="must be a positive number of seconds")
 
 
 def _secret(text: str) -> bytes:
