@@ -566,3 +566,19 @@ async def test_call_mines_then_pays_monerod(
     assert code == 0, err
     assert json.loads(out)["block_header"]["height"] == 1
     assert "Traceback" not in err
+
+
+async def test_secret_key_flag_warns_without_showing_the_key(
+    paying_gateway: RunningGateway, tmp_path: Path, capsys: Any
+) -> None:
+    key = ClientKey()
+    code = await wallet(
+        *base(paying_gateway, tmp_path / "wallet.json"),
+        "--rpc-client-secret-key",
+        key.secret.hex(),
+        "rpc_payments",
+    )
+    out, err = capsys.readouterr()
+    assert code == 0
+    assert "warning: using a client secret key from the command line" in err
+    assert key.secret.hex() not in out + err

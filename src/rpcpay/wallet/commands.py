@@ -732,6 +732,12 @@ def run_wallet(args: argparse.Namespace) -> int:
         "call": _call,
         "keep": _keep,
     }
+    if args.rpc_client_secret_key is not None:
+        print(
+            "warning: using a client secret key from the command line; anyone who knows "
+            "this key can spend its credits (and it may be in your shell history)",
+            file=sys.stderr,
+        )
     try:
         return handlers[args.wallet_command](args)
     except (ConfigError, RpcPayError) as exc:
