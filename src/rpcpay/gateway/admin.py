@@ -20,6 +20,7 @@ from rpcpay.gateway.protocol import (
     ERROR_INVALID_CLIENT,
     INVALID_PARAMS,
     INVALID_REQUEST,
+    MESSAGE_INVALID_CLIENT,
     METHOD_NOT_FOUND,
     PARSE_ERROR,
     STATUS_OK,
@@ -123,7 +124,7 @@ class AdminHandler:
         except ValueError:
             key = b""
         if len(key) != 32:
-            raise RpcFault(ERROR_INVALID_CLIENT, "Invalid client ID")
+            raise RpcFault(ERROR_INVALID_CLIENT, MESSAGE_INVALID_CLIENT)
         account = self.core.payment.ledger.adjust_balance(key, delta)
         return {"credits": account.balance, "status": STATUS_OK, "untrusted": False}
 

@@ -33,6 +33,7 @@ from rpcpay.gateway.protocol import (
     ERROR_UPSTREAM,
     INVALID_PARAMS,
     INVALID_REQUEST,
+    MESSAGE_INVALID_CLIENT,
     METHOD_NOT_FOUND,
     PARSE_ERROR,
     STATUS_OK,
@@ -50,7 +51,6 @@ PAYMENT_METHODS = frozenset({"rpc_access_info", "rpc_access_submit_nonce", "rpc_
 ADMIN_METHODS = frozenset({"rpc_access_tracking", "rpc_access_data", "rpc_access_account"})
 UPSTREAM_FAILED = "Upstream unavailable; nothing was charged"
 U32_MAX = 0xFFFFFFFF
-I64_MIN, I64_MAX = -(2**63), 2**63 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,7 +183,7 @@ class PublicHandler:
         payment = self.core.payment
         # The client id must verify before anything else (error, not status).
         if payment.authenticate(params.get("client", "")) is None:
-            raise RpcFault(ERROR_INVALID_CLIENT, "Invalid client ID")
+            raise RpcFault(ERROR_INVALID_CLIENT, MESSAGE_INVALID_CLIENT)
         charge = await payment.charge(params.get("client"), amount, paying_for, peer)
         if not charge.ok:
             return _payment_answer(charge)

@@ -12,13 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from rpcpay.wire.block import (
-    block_hashing_blob,
-    client_extra_nonce,
-    parse_block,
-    replace_extra_nonce,
-    set_nonce,
-)
+from rpcpay.wire.block import block_hashing_blob, client_template, parse_block, set_nonce
 from rpcpay.wire.varint import decode_varint, encode_varint
 
 
@@ -49,11 +43,6 @@ class Job:
     network_difficulty: int
     timestamp: int
     top_hash: str
-
-    @property
-    def major_version(self) -> int:
-        """The block major version (the blob's first varint)."""
-        return decode_varint(self.hashing_blob, 0)[0]
 
 
 class JobSource(Protocol):
@@ -93,7 +82,7 @@ def personalise_template(
     first four bytes of Keccak(client key ‖ 0x58); the timestamp is then moved so that a
     client's consecutive jobs never share a blob.
     """
-    blob = replace_extra_nonce(template_blob, reserved_offset, client_extra_nonce(client))
+    blob = client_template(template_blob, reserved_offset, client)
     if parse_block(blob).timestamp != timestamp:
         blob = set_timestamp(blob, timestamp)
     return blob, block_hashing_blob(blob)
