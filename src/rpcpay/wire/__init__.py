@@ -45,6 +45,11 @@ from rpcpay.wire.ed25519 import (
     random_scalar,
     secret_to_public,
 )
+from rpcpay.wire.epee import Array as EpeeArray
+from rpcpay.wire.epee import Int as EpeeInt
+from rpcpay.wire.epee import Section as EpeeSection
+from rpcpay.wire.epee import decode as epee_decode
+from rpcpay.wire.epee import encode as epee_encode
 from rpcpay.wire.keccak import keccak256
 from rpcpay.wire.varint import decode_varint, encode_varint
 
@@ -57,6 +62,9 @@ __all__ = [
     "Address",
     "Block",
     "ClientAuth",
+    "EpeeArray",
+    "EpeeInt",
+    "EpeeSection",
     "base58_decode",
     "base58_encode",
     "block_hashing_blob",
@@ -67,6 +75,8 @@ __all__ = [
     "decode_varint",
     "encode_address",
     "encode_varint",
+    "epee_decode",
+    "epee_encode",
     "generate_keypair",
     "generate_signature",
     "hash_block",
