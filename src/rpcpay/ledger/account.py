@@ -15,7 +15,7 @@ saturate at ``2**64 - 1`` on the way up (``add64clamp``) and clamp at 0 on the w
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from enum import Enum
 
 U64_MAX = 2**64 - 1
@@ -77,17 +77,7 @@ class Account:
             raise ValueError(f"{bad}={getattr(self, bad)} is not a u64")
 
 
-_U64_FIELDS = (
-    "balance",
-    "credits_total",
-    "credits_used",
-    "nonces_good",
-    "nonces_stale",
-    "nonces_bad",
-    "nonces_dupe",
-    "last_request_timestamp_us",
-    "update_time",
-)
+_U64_FIELDS = tuple(f.name for f in fields(Account) if f.name != "client")
 
 
 class ShareOutcome(Enum):

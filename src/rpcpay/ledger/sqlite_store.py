@@ -32,6 +32,7 @@ from __future__ import annotations
 import os
 import sqlite3
 from collections.abc import Iterable, Iterator
+from dataclasses import fields
 from pathlib import Path
 from typing import Literal
 
@@ -44,18 +45,7 @@ SCHEMA_VERSION = 1
 _TWO_64 = 2**64
 _I64_MAX = 2**63 - 1
 
-_COLUMNS = (
-    "client",
-    "balance",
-    "credits_total",
-    "credits_used",
-    "nonces_good",
-    "nonces_stale",
-    "nonces_bad",
-    "nonces_dupe",
-    "last_request_timestamp_us",
-    "update_time",
-)
+_COLUMNS = tuple(f.name for f in fields(Account))  # the row is the Account, in order
 
 _CREATE = """
 CREATE TABLE accounts (
