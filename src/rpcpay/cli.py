@@ -146,6 +146,22 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "block; 0 turns it off (default: %(default)s)",
     )
     p.add_argument(
+        "--cache-mb",
+        type=_non_negative,
+        default=256,
+        metavar="MB",
+        help="memory for settled blocks, hashes and outputs served without asking monerod; "
+        "0 turns the cache off (default: %(default)s)",
+    )
+    p.add_argument(
+        "--cache-margin",
+        type=_non_negative,
+        default=20,
+        metavar="BLOCKS",
+        help="only data at least this many blocks below the chain top is cached; a deeper "
+        "reorg empties the cache (default: %(default)s)",
+    )
+    p.add_argument(
         "--bad-shares-burst",
         type=_rate,
         default=20.0,
@@ -257,6 +273,8 @@ def _serve(args: argparse.Namespace) -> int:
         max_body_bytes=args.max_body_bytes,
         ledger_sync=args.ledger_sync,
         info_cache_ms=args.info_cache_ms,
+        cache_mb=args.cache_mb,
+        cache_margin=args.cache_margin,
         limits=AbuseLimits(
             args.bad_shares_burst,
             args.bad_shares_per_second,

@@ -1,5 +1,6 @@
-"""Fixtures for gateway tests: a toy JSON-RPC backend that counts what reaches it, and a
-gateway (in-process, real listeners on loopback) in front of it."""
+"""Fixtures for gateway tests: a toy JSON-RPC backend that counts what reaches it, a
+gateway (in-process, real listeners on loopback) in front of it, and ``peers``: a gateway
+in front of a plain monerod beside a monerod with payment on, for differential tests."""
 
 from __future__ import annotations
 
@@ -13,11 +14,17 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from rpcpay.errors import WireError
 from rpcpay.gateway.jsoncodec import decode_json
 from rpcpay.gateway.limits import AbuseLimits
 from rpcpay.gateway.server import GatewayConfig, RunningGateway, start_gateway
+from rpcpay.gateway.upstream import HttpUpstream, UpstreamReply
 from rpcpay.wallet.keys import ClientKey
 from rpcpay.wallet.miner import LightMiner
+from rpcpay.wire import epee
+from rpcpay.wire.epee import Section
+from tests.conftest import PAYING_CREDITS, PAYING_DIFFICULTY
+from tests.support.monerod import TEST_ADDRESS, MonerodProcess
 
 JSON = Any
 
@@ -148,3 +155,88 @@ async def earn_share(port: int, key: ClientKey, start: int = 0) -> JSON:
         ),
     )
     return answer
+
+
+@dataclass
+class Peer:
+    """One side of the comparison: where to send public and admin calls."""
+
+    name: str
+    port: int
+    admin_port: int
+
+    async def rpc(self, method: str, params: JSON = None) -> JSON:
+        return (await post(self.port, "/json_rpc", rpc(method, params)))[1]
+
+    async def endpoint(self, path: str, body: JSON) -> JSON:
+        return (await post(self.port, path, body))[1]
+
+    async def fund(self, key: ClientKey, amount: int) -> int:
+        _, answer = await post(
+            self.admin_port,
+            "/json_rpc",
+            rpc("rpc_access_account", {"client": key.public.hex(), "delta_balance": amount}),
+        )
+        return int(answer["result"]["credits"])
+
+    async def entry(self, key: ClientKey) -> JSON:
+        _, answer = await post(self.admin_port, "/json_rpc", rpc("rpc_access_data"))
+        for entry in answer["result"].get("entries", []):
+            if entry["client"] == key.public.hex():
+                return entry
+        return None
+
+
+def _port(mon: MonerodProcess) -> int:
+    return int(mon.url.rsplit(":", 1)[1])
+
+
+@pytest.fixture
+async def peers(
+    monerod: MonerodProcess, paying_monerod: MonerodProcess, tmp_path: Path
+) -> AsyncIterator[tuple[Peer, Peer, RunningGateway]]:
+    config = gateway_config(
+        monerod.url,
+        tmp_path,
+        upstream_kind="monero",
+        payment_address=TEST_ADDRESS,
+        difficulty=PAYING_DIFFICULTY,
+        credits_per_hash=PAYING_CREDITS,
+    )
+    running = await start_gateway(config)
+    reference = Peer("monerod", _port(paying_monerod), _port(paying_monerod))
+    ours = Peer("rpcpay", running.public_port, running.admin_port)
+    yield reference, ours, running
+    await running.close()
+
+
+async def post_bin(port: int, path: str, request: Section) -> tuple[int, Section | bytes]:
+    """POST an epee request; (HTTP status, decoded epee answer, or the raw body if the
+    answer is not epee)."""
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"http://127.0.0.1:{port}{path}", data=epee.encode(request)) as response,
+    ):
+        raw = await response.read()
+        try:
+            return response.status, epee.decode(raw)
+        except WireError:
+            return response.status, raw
+
+
+@dataclass
+class CountingUpstream(HttpUpstream):
+    """The real HTTP upstream, noting which paths reach it."""
+
+    paths: list[str] = field(default_factory=list)
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.paths = []
+
+    async def post(self, path: str, body: bytes, content_type: str) -> UpstreamReply:
+        self.paths.append(path)
+        return await super().post(path, body, content_type)
+
+    def binary_calls(self) -> int:
+        return sum(1 for p in self.paths if p.endswith(".bin"))

@@ -8,78 +8,22 @@ own template), so each side mines its own nonces.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from rpcpay.gateway.server import RunningGateway, start_gateway
+from rpcpay.gateway.server import RunningGateway
 from rpcpay.pow.difficulty import check_hash
 from rpcpay.pow.randomx import randomx_hash
 from rpcpay.wallet.keys import ClientKey
 from rpcpay.wire.block import set_nonce
 from rpcpay.wire.client_id import make_client_id
 from tests.conftest import PAYING_CREDITS, PAYING_DIFFICULTY
-from tests.gateway.conftest import find_nonce, gateway_config, post, rpc
-from tests.support.monerod import TEST_ADDRESS, MonerodProcess
+from tests.gateway.conftest import Peer, find_nonce
+from tests.support.monerod import MonerodProcess
 
 JSON = Any
 pytestmark = pytest.mark.monerod
-
-
-@dataclass
-class Peer:
-    """One side of the comparison: where to send public and admin calls."""
-
-    name: str
-    port: int
-    admin_port: int
-
-    async def rpc(self, method: str, params: JSON = None) -> JSON:
-        return (await post(self.port, "/json_rpc", rpc(method, params)))[1]
-
-    async def endpoint(self, path: str, body: JSON) -> JSON:
-        return (await post(self.port, path, body))[1]
-
-    async def fund(self, key: ClientKey, amount: int) -> int:
-        _, answer = await post(
-            self.admin_port,
-            "/json_rpc",
-            rpc("rpc_access_account", {"client": key.public.hex(), "delta_balance": amount}),
-        )
-        return int(answer["result"]["credits"])
-
-    async def entry(self, key: ClientKey) -> JSON:
-        _, answer = await post(self.admin_port, "/json_rpc", rpc("rpc_access_data"))
-        for entry in answer["result"].get("entries", []):
-            if entry["client"] == key.public.hex():
-                return entry
-        return None
-
-
-def _port(mon: MonerodProcess) -> int:
-    return int(mon.url.rsplit(":", 1)[1])
-
-
-@pytest.fixture
-async def peers(
-    monerod: MonerodProcess, paying_monerod: MonerodProcess, tmp_path: Path
-) -> AsyncIterator[tuple[Peer, Peer, RunningGateway]]:
-    config = gateway_config(
-        monerod.url,
-        tmp_path,
-        upstream_kind="monero",
-        payment_address=TEST_ADDRESS,
-        difficulty=PAYING_DIFFICULTY,
-        credits_per_hash=PAYING_CREDITS,
-    )
-    running = await start_gateway(config)
-    reference = Peer("monerod", _port(paying_monerod), _port(paying_monerod))
-    ours = Peer("rpcpay", running.public_port, running.admin_port)
-    yield reference, ours, running
-    await running.close()
 
 
 def _strip(answer: JSON) -> JSON:

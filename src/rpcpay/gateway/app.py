@@ -14,6 +14,9 @@ from typing import Any, Literal
 from aiohttp import web
 
 from rpcpay.errors import UpstreamError
+from rpcpay.gateway.binary import BinaryHandler
+from rpcpay.gateway.binary_costs import BINARY_RULES
+from rpcpay.gateway.chain_cache import ChainCache
 from rpcpay.gateway.costs import (
     MONERO_FREE_JSON_ENDPOINTS,
     MONERO_FREE_JSON_RPC,
@@ -64,6 +67,7 @@ class GatewayCore:
     prices: PriceList
     info_cache: InfoCache
     upstream_path: str = "/json_rpc"
+    chain_cache: ChainCache | None = None
 
 
 def json_response(document: JSON, status: int = 200) -> web.Response:
@@ -105,6 +109,7 @@ class PublicHandler:
 
     def __init__(self, core: GatewayCore) -> None:
         self.core = core
+        self.binary = BinaryHandler(core.payment, core.upstream, core.tracker, core.chain_cache)
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         path = request.path
@@ -113,10 +118,8 @@ class PublicHandler:
         if self.core.mode == "monero":
             if path in MONERO_JSON_ENDPOINT_PRICES or path in MONERO_FREE_JSON_ENDPOINTS:
                 return await self._json_endpoint(request, path)
-            if path.endswith(".bin"):
-                return json_response(
-                    {"status": "Binary endpoints are not served by this gateway yet"}, 501
-                )
+            if path in BINARY_RULES:
+                return await self.binary.handle(request, path)
         return json_response({"status": f"Unknown endpoint {path}"}, 404)
 
     # -- JSON-RPC ----------------------------------------------------------------------------

@@ -45,6 +45,8 @@ class AfterCharge:
     items_field: str
     per_item: float
     minus: int = 0
+    #: >0: the items travel as one binary string of fixed-size items (epee's POD-as-blob)
+    blob_item_size: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +192,12 @@ MONERO_JSON_ENDPOINT_PRICES: Final[Mapping[str, PriceRule]] = {
     "/get_transaction_pool_hashes": lambda _p: Price(
         "get_transaction_pool_hashes", 1, AfterCharge("tx_hashes", COST_PER_POOL_HASH)
     ),
+    # JSON despite its name (monerod 0.18 maps it with MAP_URI_AUTO_JON2); wallets use it.
+    "/get_transaction_pool_hashes.bin": lambda _p: Price(
+        "get_transaction_pool_hashes",
+        1,
+        AfterCharge("tx_hashes", COST_PER_POOL_HASH, blob_item_size=32),
+    ),
     "/get_transaction_pool_stats": _fixed(
         "get_transaction_pool_stats", at_least_one(COST_PER_TX_POOL_STATS)
     ),
@@ -204,7 +212,10 @@ MONERO_FREE_JSON_ENDPOINTS: Final = frozenset(
 def after_charge_amount(rule: AfterCharge, answer: Mapping[str, JSON]) -> int:
     """The second part of a two-step price, from the items the upstream returned."""
     items = answer.get(rule.items_field)
-    count = len(items) if isinstance(items, list) else 0
+    if rule.blob_item_size:
+        count = len(items) // rule.blob_item_size if isinstance(items, str) else 0
+    else:
+        count = len(items) if isinstance(items, list) else 0
     return max(0, truncate(count * rule.per_item) - rule.minus)
 
 

@@ -18,6 +18,7 @@ from aiohttp import web
 from rpcpay.errors import ConfigError, UpstreamError, WireError
 from rpcpay.gateway.admin import AdminHandler
 from rpcpay.gateway.app import GatewayCore, Mode, PublicHandler
+from rpcpay.gateway.chain_cache import ChainCache
 from rpcpay.gateway.costs import PriceList, load_price_list
 from rpcpay.gateway.info_cache import InfoCache
 from rpcpay.gateway.jobs import JobSource
@@ -59,6 +60,8 @@ class GatewayConfig:
     max_body_bytes: int = 4 * 1024 * 1024
     ledger_sync: Literal["full", "normal"] = "normal"
     info_cache_ms: int = 1000
+    cache_margin: int = 20
+    cache_mb: int = 256
     limits: AbuseLimits = field(default_factory=AbuseLimits)
 
 
@@ -217,8 +220,19 @@ async def start_gateway(
         payment.warm_seed((await jobs.new_job(bytes(32), 0)).seed_hash)
     except UpstreamError as exc:
         log.warning("could not learn the current seed yet", extra={"error": str(exc)})
+    chain_cache = (
+        ChainCache(config.cache_margin, config.cache_mb * 1024 * 1024)
+        if mode == "monero" and config.cache_mb > 0
+        else None
+    )
     core = GatewayCore(
-        payment, upstream, Tracker(), mode, prices, InfoCache(config.info_cache_ms / 1000)
+        payment,
+        upstream,
+        Tracker(),
+        mode,
+        prices,
+        InfoCache(config.info_cache_ms / 1000),
+        chain_cache=chain_cache,
     )
     public = PublicHandler(core)
     runner, public_port = await _listen(

@@ -1,0 +1,422 @@
+"""monerod's epee binary endpoints (``*.bin``): what wallets sync with.
+
+Each request is decoded with our own epee codec; its ``client`` field is read and removed
+before the request goes upstream; the call is charged as monerod 0.18 charges it; and the
+answer gets the client's ``credits`` and the chain's ``top_hash``. Settled blocks, hashes
+and outputs come from the ``ChainCache`` when it holds them, so paid reads of old blocks
+don't reach the upstream; answers built from the cache are byte for byte what the upstream
+would send.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from rpcpay.errors import UpstreamError, WireError
+from rpcpay.gateway.binary_costs import (
+    BINARY_RULES,
+    GET_BLOCKS_PATHS,
+    GET_HASHES_PATHS,
+    GET_OUTS_PATH,
+    HASH_SIZE,
+    BinaryRule,
+    blocks_cost,
+    hash_list,
+    hashes_cost,
+    max_blocks_for,
+    refused_answer,
+    uint_field,
+)
+from rpcpay.gateway.chain_cache import ChainCache, OutputKey
+from rpcpay.gateway.costs import PriceError
+from rpcpay.gateway.jobs import ChainTop
+from rpcpay.gateway.payment import Charge, PaymentService
+from rpcpay.gateway.protocol import STATUS_OK, STATUS_PAYMENT_REQUIRED
+from rpcpay.gateway.tracking import Tracker
+from rpcpay.gateway.upstream import Upstream, post_json
+from rpcpay.wire import epee
+from rpcpay.wire.epee import Array, Int, Section, Type
+
+log = logging.getLogger("rpcpay.binary")
+
+BINARY_TYPE = "application/octet-stream"
+UPSTREAM_FAILED = "Upstream unavailable; nothing was charged"
+#: A cached /get_blocks.bin run must hold at least two blocks: the first is the one the
+#: wallet named, and a wallet that gets only that block back believes it is synced.
+MIN_CACHED_BLOCKS = 2
+#: monero-wallet-cli stops its fast hash refresh on an answer of three hashes or fewer.
+MIN_CACHED_HASHES = 4
+
+
+@dataclass(frozen=True, slots=True)
+class BinaryCall:
+    """One decoded binary request: the endpoint, its rule, the request without ``client``,
+    the client id and the caller's address."""
+
+    path: str
+    rule: BinaryRule
+    request: Section
+    client: str | None
+    peer: str
+
+
+def binary_response(section: Section, status: int = 200) -> web.Response:
+    return web.Response(body=epee.encode(section), status=status, content_type=BINARY_TYPE)
+
+
+def bad_request(message: str) -> web.Response:
+    """A request we cannot read: HTTP 400 with the reason as text (monerod sends 400 too)."""
+    return web.Response(text=message, status=400, content_type="text/plain")
+
+
+def _u64(value: int) -> Int:
+    return Int(Type.UINT64, value)
+
+
+def _bool_field(request: Section, name: str) -> bool:
+    value = request.get(name, False)
+    # flags are epee bools
+    if not isinstance(value, bool):
+        raise PriceError(f"'{name}' must be a bool")
+    return value
+
+
+def _output_keys(request: Section, get_txid: bool) -> list[OutputKey]:
+    outputs = request.get("outputs")
+    keys: list[OutputKey] = []
+    if not isinstance(outputs, Array):
+        return keys
+    for item in outputs.items:
+        # each requested output is an object with integer amount and index
+        if not isinstance(item, dict):
+            raise PriceError("'outputs' must hold objects")
+        keys.append((uint_field(item, "amount"), uint_field(item, "index"), get_txid))
+    return keys
+
+
+class BinaryHandler:
+    """Serves every ``*.bin`` path of a monerod upstream."""
+
+    def __init__(
+        self,
+        payment: PaymentService,
+        upstream: Upstream,
+        tracker: Tracker,
+        cache: ChainCache | None,
+    ) -> None:
+        self.payment = payment
+        self.upstream = upstream
+        self.tracker = tracker
+        self.cache = cache
+        self._validating = asyncio.Lock()
+
+    async def handle(self, request: web.BaseRequest, path: str) -> web.Response:
+        rule = BINARY_RULES.get(path)
+        if rule is None:
+            return bad_request(f"Unknown binary endpoint {path}")
+        body = await request.read()
+        try:
+            section = epee.decode(body)
+            client = epee.get_string(section, "client")
+            epee.remove(section, "client")
+        except WireError as exc:
+            return bad_request(f"Malformed epee request: {exc}")
+        call = BinaryCall(
+            path, rule, section, client.decode("latin-1") if client else None, request.remote or ""
+        )
+        started = time.perf_counter()
+        try:
+            refusal = rule.limit(section)
+            upfront = rule.price(section)
+        except PriceError as exc:
+            return bad_request(f"Invalid parameters: {exc}")
+        if refusal is not None:
+            return binary_response(refused_answer(rule, refusal, 0, ""))
+        charge = await self.payment.charge(call.client, upfront, rule.rpc, call.peer)
+        if not charge.ok:
+            return binary_response(
+                refused_answer(rule, charge.status, charge.credits, charge.top_hash)
+            )
+        try:
+            if path in GET_BLOCKS_PATHS:
+                answer, paid = await self._get_blocks(call, charge)
+            elif path in GET_HASHES_PATHS:
+                answer, paid = await self._get_hashes(call, charge)
+            elif path == GET_OUTS_PATH:
+                answer, paid = await self._get_outs(call, charge)
+            else:
+                answer, paid = await self._forward_stamped(call, charge)
+        except PriceError as exc:
+            self.payment.refund(charge)
+            return bad_request(f"Invalid parameters: {exc}")
+        except UpstreamError as exc:
+            log.warning("upstream failed", extra={"path": path, "error": str(exc)})
+            credits = self.payment.refund(charge)
+            failed = refused_answer(rule, UPSTREAM_FAILED, credits, charge.top_hash)
+            return binary_response(failed, 502)
+        self.tracker.record(rule.rpc, int((time.perf_counter() - started) * 1e6), paid)
+        return binary_response(answer)
+
+    # -- upstream -------------------------------------------------------------------------
+
+    async def _forward(self, call: BinaryCall) -> Section:
+        """The upstream's decoded answer to the request, without the client id."""
+        reply = await self.upstream.post(call.path, epee.encode(call.request), BINARY_TYPE)
+        # Only an HTTP 200 answer carries a message.
+        if reply.status != 200:
+            raise UpstreamError(f"upstream answered HTTP {reply.status} for {call.path}")
+        try:
+            return epee.decode(reply.body)
+        except WireError as exc:
+            raise UpstreamError(f"upstream answered malformed epee for {call.path}") from exc
+
+    async def _forward_stamped(self, call: BinaryCall, charge: Charge) -> tuple[Section, int]:
+        answer = await self._forward(call)
+        _stamp(answer, charge)
+        return answer, charge.amount
+
+    async def _second_charge(self, call: BinaryCall, first: Charge, amount: int) -> Charge:
+        """monerod's same-timestamp charge for what the answer turned out to hold."""
+        if amount <= 0:
+            return first
+        return await self.payment.charge(
+            call.client, amount, call.rule.rpc, call.peer, same_ts=True
+        )
+
+    # -- the cache ------------------------------------------------------------------------
+
+    async def _checked_cache(self) -> tuple[ChainCache, ChainTop] | None:
+        """The cache, re-checked against the upstream if the chain top moved; None if there
+        is no cache or it cannot be checked now."""
+        cache = self.cache
+        if cache is None:
+            return None
+        top = await self.payment.jobs.top()
+        if cache.checked_top == top.top_hash:
+            return cache, top
+        async with self._validating:
+            if cache.checked_top != top.top_hash:
+                try:
+                    await self._recheck(cache, top)
+                except UpstreamError as exc:
+                    log.warning("cache check failed", extra={"error": str(exc)})
+                    return None
+        return cache, top
+
+    async def _recheck(self, cache: ChainCache, top: ChainTop) -> None:
+        """Compare each cached segment's top with the upstream; a difference is a reorg
+        below the margin, and the whole cache goes."""
+        if cache.genesis is None:
+            cache.genesis = await self._block_hash(0)
+        for height, block_id in cache.segment_tops():
+            # A settled segment must still be on the upstream's chain.
+            if height >= top.height or await self._block_hash(height) != block_id:
+                log.info("reorg below the cache margin; cache emptied", extra={"height": height})
+                cache.clear()
+                break
+        cache.checked_top = top.top_hash
+
+    async def _block_hash(self, height: int) -> bytes:
+        answer = await post_json(
+            self.upstream,
+            "/json_rpc",
+            {"jsonrpc": "2.0", "id": "0", "method": "on_get_block_hash", "params": [height]},
+        )
+        result = answer.get("result") if isinstance(answer, dict) else None
+        # on_get_block_hash answers the id as 64 hex digits
+        if not isinstance(result, str) or len(result) != 2 * HASH_SIZE:
+            raise UpstreamError(f"upstream has no block at height {height}")
+        return bytes.fromhex(result)
+
+    @staticmethod
+    def _split_height(cache: ChainCache, block_ids: list[bytes]) -> int | None:
+        """Where monerod would start for this short chain history, if the cache can tell:
+        the first id must be a cached (so main-chain) block and the last the genesis."""
+        # monerod requires the history to end at its genesis block
+        if not block_ids or cache.genesis is None or block_ids[-1] != cache.genesis:
+            return None
+        return cache.height_of(block_ids[0])
+
+    # -- /get_blocks.bin ------------------------------------------------------------------
+
+    async def _get_blocks(self, call: BinaryCall, charge: Charge) -> tuple[Section, int]:
+        request = call.request
+        block_ids = hash_list(request, "block_ids")
+        start_height = uint_field(request, "start_height")
+        variant = (_bool_field(request, "prune"), _bool_field(request, "no_miner_tx"))
+        top = await self.payment.jobs.top()
+        # A client already at the top gets monerod's empty answer.
+        if block_ids and block_ids[0].hex() == top.top_hash:
+            return _noop_answer(top, charge), charge.amount
+        max_blocks = 1000 if charge.client is None else max_blocks_for(charge.credits)
+        # monerod refuses when the credits left cannot pay for a single block.
+        if max_blocks == 0:
+            return refused_answer(
+                call.rule, STATUS_PAYMENT_REQUIRED, charge.credits, charge.top_hash
+            ), charge.amount
+        answer = await self._cached_blocks(block_ids, start_height, variant, max_blocks)
+        if answer is None:
+            answer = await self._forward(call)
+            _truncate_blocks(answer, max_blocks)
+            self._keep_blocks(answer, variant)
+        count = _array_len(answer, "blocks")
+        final = await self._second_charge(call, charge, blocks_cost(count))
+        if not final.ok:
+            return refused_answer(call.rule, final.status, final.credits, final.top_hash), 0
+        _stamp(answer, final)
+        return answer, charge.amount + (final.amount if final is not charge else 0)
+
+    async def _cached_blocks(
+        self, block_ids: list[bytes], start_height: int, variant: tuple[bool, bool], limit: int
+    ) -> Section | None:
+        checked = await self._checked_cache()
+        if checked is None:
+            return None
+        cache, top = checked
+        # monerod takes a requested start height over the history when it is on the chain
+        start = start_height if start_height > 0 else self._split_height(cache, block_ids)
+        if start is None or start >= top.height:
+            return None
+        blocks = cache.blocks_from(start, variant, limit, cache.settled_below(top.height))
+        if len(blocks) < MIN_CACHED_BLOCKS:
+            return None
+        cache.stats.block_hits += 1
+        return {
+            "blocks": Array(Type.OBJECT, tuple(b.entry for b in blocks)),
+            "credits": _u64(0),
+            "current_height": _u64(top.height),
+            "output_indices": Array(Type.OBJECT, tuple(b.indices for b in blocks)),
+            "start_height": _u64(start),
+            "status": STATUS_OK.encode(),
+            "top_hash": top.top_hash.encode(),
+            "untrusted": False,
+        }
+
+    def _keep_blocks(self, answer: Section, variant: tuple[bool, bool]) -> None:
+        if self.cache is None or answer.get("status") != STATUS_OK.encode():
+            return
+        blocks, indices = answer.get("blocks"), answer.get("output_indices")
+        start, height = epee.get_int(answer, "start_height"), epee.get_int(answer, "current_height")
+        # Only a complete answer (blocks with their indices, heights known) is kept.
+        if not isinstance(blocks, Array) or not isinstance(indices, Array):
+            return
+        if start is None or height is None or len(blocks.items) != len(indices.items):
+            return
+        entries = [item for item in blocks.items if isinstance(item, dict)]
+        index_sections = [item for item in indices.items if isinstance(item, dict)]
+        try:
+            self.cache.add_blocks(start, entries, index_sections, variant, height)
+        except WireError as exc:
+            log.warning("upstream block not cached", extra={"error": str(exc)})
+
+    # -- /get_hashes.bin ------------------------------------------------------------------
+
+    async def _get_hashes(self, call: BinaryCall, charge: Charge) -> tuple[Section, int]:
+        block_ids = hash_list(call.request, "block_ids")
+        answer = await self._cached_hashes(block_ids)
+        if answer is None:
+            answer = await self._forward(call)
+            self._keep_hashes(answer)
+        ids = answer.get("m_block_ids", b"")
+        count = len(ids) // HASH_SIZE if isinstance(ids, bytes) else 0
+        final = await self._second_charge(call, charge, hashes_cost(count))
+        if not final.ok:
+            return refused_answer(call.rule, final.status, final.credits, final.top_hash), 0
+        _stamp(answer, final)
+        return answer, charge.amount + (final.amount if final is not charge else 0)
+
+    async def _cached_hashes(self, block_ids: list[bytes]) -> Section | None:
+        checked = await self._checked_cache()
+        if checked is None:
+            return None
+        cache, top = checked
+        start = self._split_height(cache, block_ids)
+        if start is None:
+            return None
+        hashes = cache.hashes_from(start, cache.settled_below(top.height))
+        if len(hashes) < MIN_CACHED_HASHES:
+            return None
+        cache.stats.hash_hits += 1
+        return {
+            "credits": _u64(0),
+            "current_height": _u64(top.height),
+            "m_block_ids": b"".join(hashes),
+            "start_height": _u64(start),
+            "status": STATUS_OK.encode(),
+            "top_hash": top.top_hash.encode(),
+            "untrusted": False,
+        }
+
+    def _keep_hashes(self, answer: Section) -> None:
+        if self.cache is None or answer.get("status") != STATUS_OK.encode():
+            return
+        ids = answer.get("m_block_ids")
+        start, height = epee.get_int(answer, "start_height"), epee.get_int(answer, "current_height")
+        # Only a well-formed answer with its heights is kept.
+        if not isinstance(ids, bytes) or len(ids) % HASH_SIZE or start is None or height is None:
+            return
+        hashes = [ids[i : i + HASH_SIZE] for i in range(0, len(ids), HASH_SIZE)]
+        settled = max(0, min(len(hashes), self.cache.settled_below(height) - start))
+        self.cache.add_hashes(start, hashes[:settled], None)
+
+    # -- /get_outs.bin --------------------------------------------------------------------
+
+    async def _get_outs(self, call: BinaryCall, charge: Charge) -> tuple[Section, int]:
+        keys = _output_keys(call.request, _bool_field(call.request, "get_txid"))
+        checked = await self._checked_cache() if keys else None
+        cached = checked[0].outputs_for(keys) if checked is not None else None
+        if checked is not None and cached is not None:
+            checked[0].stats.output_hits += 1
+            answer: Section = {
+                "credits": _u64(0),
+                "outs": Array(Type.OBJECT, tuple(cached)),
+                "status": STATUS_OK.encode(),
+                "top_hash": checked[1].top_hash.encode(),
+                "untrusted": False,
+            }
+        else:
+            answer = await self._forward(call)
+            outs = answer.get("outs")
+            ok = answer.get("status") == STATUS_OK.encode()
+            if checked is not None and ok and isinstance(outs, Array):
+                sections = [item for item in outs.items if isinstance(item, dict)]
+                checked[0].add_outputs(keys, sections, checked[1].height)
+        _stamp(answer, charge)
+        return answer, charge.amount
+
+
+def _array_len(section: Section, name: str) -> int:
+    value = section.get(name)
+    return len(value.items) if isinstance(value, Array) else 0
+
+
+def _truncate_blocks(answer: Section, max_blocks: int) -> None:
+    """Cut an upstream answer to the blocks the client's credits pay for (monerod caps the
+    count before reading blocks; the upstream, not charging, sent up to 1000)."""
+    for name in ("blocks", "output_indices"):
+        value = answer.get(name)
+        if isinstance(value, Array) and len(value.items) > max_blocks:
+            answer[name] = Array(value.code, value.items[:max_blocks])
+
+
+def _noop_answer(top: ChainTop, charge: Charge) -> Section:
+    """monerod's answer to a client whose newest block is the chain top."""
+    return {
+        "credits": _u64(charge.credits),
+        "current_height": _u64(top.height),
+        "start_height": _u64(0),
+        "status": STATUS_OK.encode(),
+        "top_hash": charge.top_hash.encode(),
+        "untrusted": False,
+    }
+
+
+def _stamp(answer: Section, charge: Charge) -> None:
+    """Tell the client its balance and the chain top (the fields every answer has)."""
+    epee.set_uint64(answer, "credits", charge.credits)
+    epee.set_string(answer, "top_hash", charge.top_hash.encode())
