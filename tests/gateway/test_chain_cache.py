@@ -130,9 +130,9 @@ def test_blocks_from_applies_monerods_limits() -> None:
 
 def test_block_budget_evicts_least_recently_used() -> None:
     ids = chain("a", LENGTH)
-    cache = ChainCache(margin=0, max_bytes=100)
+    cache = ChainCache(margin=0, max_bytes=10 * 1300)
     fill(cache, ids, range(0, 20), 9, 1)
-    assert cache.block_bytes() <= 100
+    assert cache.block_bytes() <= 10 * 1300
     assert cache.blocks_from(0, (True, False), 1000, 20) == []
     assert len(cache.blocks_from(10, (True, False), 1000, 20)) == 10
 
