@@ -161,12 +161,25 @@ def _server(
     return web.Server(handler_fn, request_factory=make_request, access_log=None)
 
 
-async def _housekeeping(payment: PaymentService) -> None:
+async def _housekeeping(payment: PaymentService, cache: ChainCache | None) -> None:
     while True:
         await asyncio.sleep(HOUSEKEEPING_INTERVAL_S)
         forgotten = payment.ledger.forget_idle()
         if forgotten:
             log.info("forgot idle clients", extra={"count": forgotten})
+        if cache is not None:
+            stats = cache.stats
+            log.info(
+                "chain cache",
+                extra={
+                    "block_hits": stats.block_hits,
+                    "hash_hits": stats.hash_hits,
+                    "output_hits": stats.output_hits,
+                    "clears": stats.clears,
+                    "hashes": cache.hash_count(),
+                    "block_bytes": cache.block_bytes(),
+                },
+            )
 
 
 async def _listen(server: web.Server, host: str, port: int) -> tuple[web.BaseRunner, int]:
@@ -246,7 +259,9 @@ async def start_gateway(
             _server(admin.handle, 64 * 1024), config.admin_bind_ip, config.admin_bind_port
         )
         runners.append(admin_runner)
-    housekeeping = asyncio.create_task(_housekeeping(payment), name="rpcpay-housekeeping")
+    housekeeping = asyncio.create_task(
+        _housekeeping(payment, chain_cache), name="rpcpay-housekeeping"
+    )
     log.info(
         "gateway listening",
         extra={
