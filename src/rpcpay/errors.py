@@ -10,7 +10,9 @@ Every error rpcpay raises on purpose derives from ``RpcPayError``::
     ├── PowError               RandomX could not be loaded or run
     │   └── VerifierBusy       too many shares queued; the share was not checked
     ├── LedgerError            the ledger store failed; no balance changed
-    └── UpstreamError          the backend behind the gateway failed; nobody was charged
+    ├── UpstreamError          the backend behind the gateway failed; nobody was charged
+    └── ChainError             the settlement chain failed, or its contract is not the shipped one
+        └── TransactionReverted  the contract refused a transaction (the reason is its message)
 """
 
 
@@ -48,3 +50,21 @@ class LedgerError(RpcPayError):
 
 class UpstreamError(RpcPayError):
     """The backend behind the gateway failed or answered garbage; nobody was charged."""
+
+
+class ChainError(RpcPayError):
+    """The settlement chain could not be reached or used, or its contract is not the shipped one."""
+
+
+class TransactionReverted(ChainError):
+    """The settlement contract refused a transaction; ``reason`` is its revert message.
+
+    On a real chain a reverted transaction is still mined and still costs gas;
+    ``gas_used`` says how much, ``fee`` what the sender paid for it.
+    """
+
+    def __init__(self, reason: str, gas_used: int = 0, fee: int = 0) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.gas_used = gas_used
+        self.fee = fee

@@ -1,0 +1,356 @@
+"""``InProcessChain``: the settlement contract on an EVM inside this process (py-evm).
+
+The default chain: nothing to install or run, deterministic, and fast enough to
+settle a test's worth of lotteries in milliseconds. It is a real EVM (Cancun rules,
+the same bytecode a public chain would run), not a model of the contract, so what
+passes here passes there, up to the chain's block-production behaviour.
+
+Each transaction is mined in a block of its own, as anvil's automine does. Gas is
+priced at the block's base fee, so every fee is burnt and balances add up exactly:
+``sum(balances) + sum(fees) == total funded``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Sequence
+from typing import Any, cast
+
+from eth.chains.base import MiningChain
+from eth.db.atomic import AtomicDB
+from eth.vm.forks.cancun import CancunVM
+from eth.vm.spoof import SpoofTransaction
+from eth_abi.abi import decode, encode
+from eth_keys.datatypes import PrivateKey
+
+from rpcpay.chain.artifact import ContractArtifact, load_artifact
+from rpcpay.chain.settlement import ContractParams, Receipt, SettlementChain
+from rpcpay.errors import ChainError, TransactionReverted
+from rpcpay.lottery.cheque import Cheque, Domain, LotteryTerms, StampedCheque
+from rpcpay.lottery.eth import EthKey
+from rpcpay.lottery.state import LotteryState, StamperState
+from rpcpay.wire.keccak import keccak256
+
+__all__ = ["DEV_BALANCE", "InProcessChain", "dev_keys"]
+
+DEV_BALANCE = 10**24
+"""What each funded account starts with (a million ether)."""
+
+CALL_GAS = 1_000_000
+DEPLOY_GAS = 6_000_000
+_ERROR_SELECTOR = keccak256(b"Error(string)")[:4]
+_ZERO_ADDRESS = bytes(20)
+_EMPTY_WORD = bytes(32)
+
+
+def dev_keys(count: int, label: bytes = b"rpcpay dev key") -> list[EthKey]:
+    """Deterministic keys for tests and demos: ``keccak256(label || i)``. Never for real funds."""
+    return [EthKey(keccak256(label + i.to_bytes(4, "big"))) for i in range(count)]
+
+
+def _abi_type(item: dict[str, Any]) -> str:
+    if item["type"] == "tuple":
+        return "(" + ",".join(_abi_type(c) for c in item["components"]) + ")"
+    return str(item["type"])
+
+
+class _Abi:
+    """Selectors and types of the contract's functions, from the artifact's ABI."""
+
+    def __init__(self, abi: Iterable[dict[str, Any]]) -> None:
+        self.inputs: dict[str, list[str]] = {}
+        self.outputs: dict[str, list[str]] = {}
+        self.selectors: dict[str, bytes] = {}
+        self.constructor: list[str] = []
+        for item in abi:
+            if item["type"] == "constructor":
+                self.constructor = [_abi_type(i) for i in item["inputs"]]
+            if item["type"] != "function":
+                continue
+            name = item["name"]
+            ins = [_abi_type(i) for i in item["inputs"]]
+            self.inputs[name] = ins
+            self.outputs[name] = [_abi_type(o) for o in item["outputs"]]
+            self.selectors[name] = keccak256(f"{name}({','.join(ins)})".encode())[:4]
+
+    def calldata(self, name: str, *args: Any) -> bytes:
+        return self.selectors[name] + encode(self.inputs[name], list(args))
+
+    def result(self, name: str, output: bytes) -> tuple[Any, ...]:
+        return tuple(decode(self.outputs[name], output))
+
+
+def _cheque_tuple(c: Cheque) -> tuple[bytes, bytes, int, int]:
+    return (c.lottery, c.recipient, c.start, c.value)
+
+
+def _address(value: Any) -> bytes:
+    """eth-abi decodes addresses as hex strings."""
+    return bytes.fromhex(str(value).removeprefix("0x"))
+
+
+def _revert_reason(output: bytes, error: Exception) -> str:
+    # A Vyper assert with a message reverts with Error(string).
+    if output[:4] == _ERROR_SELECTOR:
+        try:
+            return str(decode(["string"], output[4:])[0])
+        except Exception:  # pragma: no cover - malformed revert data from the EVM itself
+            return output.hex()
+    return str(error) or type(error).__name__
+
+
+class InProcessChain:
+    """A private chain in memory, with funded accounts, that settles rpcpay lotteries."""
+
+    def __init__(
+        self,
+        funded: Sequence[EthKey] = (),
+        chain_id: int = 1337,
+        balance: int = DEV_BALANCE,
+        artifact: ContractArtifact | None = None,
+    ) -> None:
+        self._lock = threading.RLock()
+        self._chain_id = chain_id
+        self._artifact = artifact or load_artifact()
+        self._abi = _Abi(self._artifact.abi)
+        self._contract: bytes | None = None
+        klass = MiningChain.configure(
+            __name__="RpcpayInProcessChain",
+            vm_configuration=((0, CancunVM),),
+            chain_id=chain_id,
+        )
+        genesis_params: dict[str, Any] = {
+            "difficulty": 0,
+            "gas_limit": 30_000_000,
+            "timestamp": 1_700_000_000,
+            "nonce": bytes(8),
+            "mix_hash": bytes(32),
+            "coinbase": _ZERO_ADDRESS,
+            "extra_data": b"",
+        }
+        state = {
+            k.address: {"balance": balance, "nonce": 0, "code": b"", "storage": {}} for k in funded
+        }
+        self._chain = cast(Any, klass).from_genesis(AtomicDB(), genesis_params, state)
+
+    # --- identity -------------------------------------------------------------
+    @property
+    def chain_id(self) -> int:
+        return self._chain_id
+
+    @property
+    def contract(self) -> bytes:
+        # Nothing can be called before a contract is deployed.
+        if self._contract is None:
+            raise ChainError("no settlement contract deployed")
+        return self._contract
+
+    @property
+    def domain(self) -> Domain:
+        return Domain(chain_id=self._chain_id, contract=self.contract)
+
+    # --- transactions -----------------------------------------------------------
+    def send_transaction(
+        self, key: EthKey, to: bytes, data: bytes, value: int = 0, gas: int = CALL_GAS
+    ) -> Receipt:
+        """Mine one raw transaction (``to=b""`` creates a contract; ``output`` is its address).
+
+        For tests and tools; the services use the named methods.
+        """
+        with self._lock:
+            chain = self._chain
+            vm = chain.get_vm()
+            gas_price = chain.header.base_fee_per_gas
+            tx = vm.create_unsigned_transaction(
+                nonce=vm.state.get_nonce(key.address),
+                gas_price=gas_price,
+                gas=gas,
+                to=to,
+                value=value,
+                data=data,
+            ).as_signed_transaction(PrivateKey(key.secret))
+            try:
+                result, receipts, computations = chain.mine_all([tx])
+            except Exception as exc:  # py-evm refuses a transaction it cannot include
+                raise ChainError(f"transaction not included: {exc}") from exc
+            computation = computations[0]
+            gas_used = receipts[0].gas_used
+            if computation.is_error:
+                raise TransactionReverted(
+                    _revert_reason(computation.output, computation.error),
+                    gas_used,
+                    gas_used * gas_price,
+                )
+            return Receipt(
+                tx_hash=tx.hash,
+                block_number=result.imported_block.header.block_number,
+                gas_used=gas_used,
+                fee=gas_used * gas_price,
+                output=computation.output if to else computation.msg.storage_address,
+            )
+
+    def _transact(self, key: EthKey, name: str, *args: Any, value: int = 0) -> Receipt:
+        return self.send_transaction(
+            key, self.contract, self._abi.calldata(name, *args), value=value
+        )
+
+    def deploy(self, key: EthKey, params: ContractParams) -> bytes:
+        args = encode(
+            self._abi.constructor,
+            [
+                params.max_reveal_delay,
+                params.redeem_blocks,
+                params.proof_grace,
+                params.whistleblower_bps,
+                params.compensation_bps,
+            ],
+        )
+        receipt = self.send_transaction(key, b"", self._artifact.bytecode + args, gas=DEPLOY_GAS)
+        self._contract = receipt.output
+        return receipt.output
+
+    def attach(self, contract: bytes) -> None:
+        """Use a contract deployed earlier on this chain."""
+        self._contract = contract
+
+    def deposit_stamper(self, key: EthKey, amount: int) -> Receipt:
+        return self._transact(key, "deposit_stamper", value=amount)
+
+    def request_exit(self, key: EthKey) -> Receipt:
+        return self._transact(key, "request_exit")
+
+    def withdraw_stamper(self, key: EthKey) -> Receipt:
+        return self._transact(key, "withdraw_stamper")
+
+    def create_lottery(
+        self, key: EthKey, stamper: bytes, prize: int, reveal_block: int, salt: bytes
+    ) -> tuple[LotteryTerms, Receipt]:
+        receipt = self._transact(key, "create_lottery", stamper, reveal_block, salt, value=prize)
+        terms = LotteryTerms(
+            payer=key.address, stamper=stamper, prize=prize, reveal_block=reveal_block, salt=salt
+        )
+        # The contract and the pure rule agree on the id.
+        (returned,) = self._abi.result("create_lottery", receipt.output)
+        if returned != terms.id:
+            raise ChainError("contract computed another lottery id than lottery_id()")
+        return terms, receipt
+
+    def draw(self, key: EthKey, lottery_id: bytes) -> Receipt:
+        return self._transact(key, "draw", lottery_id)
+
+    def claim(self, key: EthKey, sc: StampedCheque) -> Receipt:
+        return self._transact(key, "claim", _cheque_tuple(sc.cheque), sc.payer_sig, sc.stamp_sig)
+
+    def commit_fraud(self, key: EthKey, commitment: bytes) -> Receipt:
+        return self._transact(key, "commit_fraud", commitment)
+
+    def prove_fraud(self, key: EthKey, a: StampedCheque, b: StampedCheque) -> Receipt:
+        a_args = (_cheque_tuple(a.cheque), a.stamp_sig)
+        b_args = (_cheque_tuple(b.cheque), b.stamp_sig)
+        return self._transact(key, "prove_fraud", *a_args, *b_args)
+
+    def refund(self, key: EthKey, lottery_id: bytes) -> Receipt:
+        return self._transact(key, "refund", lottery_id)
+
+    # --- reads --------------------------------------------------------------------
+    def _header(self, block: int | None) -> Any:
+        if block is None:
+            return self._chain.get_canonical_head()
+        try:
+            return self._chain.get_canonical_block_header_by_number(block)
+        except Exception as exc:
+            raise ChainError(f"no block {block}") from exc
+
+    def _call(self, name: str, *args: Any, block: int | None = None) -> tuple[Any, ...]:
+        with self._lock:
+            header = self._header(block)
+            vm = self._chain.get_vm(header)
+            unsigned = vm.create_unsigned_transaction(
+                nonce=0,
+                gas_price=0,
+                gas=CALL_GAS,
+                to=self.contract,
+                value=0,
+                data=self._abi.calldata(name, *args),
+            )
+            try:
+                output = self._chain.get_transaction_result(
+                    SpoofTransaction(unsigned, from_=_ZERO_ADDRESS), header
+                )
+            except Exception as exc:
+                raise ChainError(f"call {name} failed: {exc}") from exc
+            return self._abi.result(name, output)
+
+    def params(self) -> ContractParams:
+        exit_delay = self._call("EXIT_DELAY")[0]
+        max_reveal = self._call("MAX_REVEAL_DELAY")[0]
+        redeem = self._call("REDEEM_BLOCKS")[0]
+        return ContractParams(
+            max_reveal_delay=max_reveal,
+            redeem_blocks=redeem,
+            proof_grace=exit_delay - max_reveal - redeem,
+            whistleblower_bps=self._call("WHISTLEBLOWER_BPS")[0],
+            compensation_bps=self._call("COMPENSATION_BPS")[0],
+        )
+
+    def block_number(self) -> int:
+        with self._lock:
+            return int(self._chain.get_canonical_head().block_number)
+
+    def block_hash(self, number: int) -> bytes:
+        with self._lock:
+            return bytes(self._header(number).hash)
+
+    def balance(self, address: bytes, block: int | None = None) -> int:
+        with self._lock:
+            return int(self._chain.get_vm(self._header(block)).state.get_balance(address))
+
+    def stamper(self, address: bytes, block: int | None = None) -> StamperState:
+        ((deposit, exit_block, slashed),) = self._call("stampers", address, block=block)
+        return StamperState(deposit=deposit, exit_block=exit_block, slashed=slashed)
+
+    def lottery(self, lottery_id: bytes, block: int | None = None) -> LotteryState | None:
+        ((payer, stamper, prize, reveal, seed, paid, refunded),) = self._call(
+            "lotteries", lottery_id, block=block
+        )
+        # A lottery never has a zero prize; a zero record is an id nobody created.
+        if prize == 0:
+            return None
+        return LotteryState(
+            id=lottery_id,
+            payer=_address(payer),
+            stamper=_address(stamper),
+            prize=prize,
+            reveal_block=reveal,
+            seed=None if seed == _EMPTY_WORD else bytes(seed),
+            paid_cheque=None if paid == _EMPTY_WORD else bytes(paid),
+            refunded=refunded,
+        )
+
+    def pool(self, stamper: bytes, block: int | None = None) -> int:
+        return int(self._call("pools", stamper, block=block)[0])
+
+    def burnt(self, block: int | None = None) -> int:
+        return int(self._call("burnt", block=block)[0])
+
+    def compensated(self, cheque_id: bytes, block: int | None = None) -> bool:
+        return bool(self._call("compensated", cheque_id, block=block)[0])
+
+    def call_view(self, name: str, *args: Any, block: int | None = None) -> tuple[Any, ...]:
+        """Any view function by name (tests and tools: ``domain_separator``, ``cheque_hash``)."""
+        return self._call(name, *args, block=block)
+
+    # --- development ------------------------------------------------------------
+    def mine(self, blocks: int = 1) -> int:
+        # A block count is never negative.
+        if blocks < 0:
+            raise ValueError("blocks must be >= 0")
+        with self._lock:
+            for _ in range(blocks):
+                self._chain.mine_block()
+            return self.block_number()
+
+
+def _conforms(chain: InProcessChain) -> SettlementChain:
+    """Never called: makes mypy prove that ``InProcessChain`` is a ``SettlementChain``."""
+    return chain

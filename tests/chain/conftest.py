@@ -1,0 +1,111 @@
+"""A fresh in-process chain with the contract deployed, and helpers to issue cheques."""
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from rpcpay.chain import ContractParams, InProcessChain, dev_keys
+from rpcpay.chain.inprocess import DEV_BALANCE
+from rpcpay.lottery.cheque import Cheque, Domain, LotteryTerms, StampedCheque
+from rpcpay.lottery.eip712 import sign_cheque, sign_stamp
+from rpcpay.lottery.eth import EthKey
+
+PARAMS = ContractParams(
+    max_reveal_delay=40, redeem_blocks=20, proof_grace=10, whistleblower_bps=1_000,
+    compensation_bps=5_000,
+)  # fmt: skip
+DEPOSIT = 10**18
+PRIZE = 10**17
+
+
+@dataclass
+class World:
+    chain: InProcessChain
+    deployer: EthKey
+    stamper: EthKey
+    payer: EthKey
+    alice: EthKey
+    bob: EthKey
+    carol: EthKey
+    mallory: EthKey
+    keys: list[EthKey]
+
+    @property
+    def domain(self) -> Domain:
+        return self.chain.domain
+
+    def lottery(
+        self,
+        prize: int = PRIZE,
+        reveal_in: int = 10,
+        salt: bytes = b"\x01" * 32,
+        payer: EthKey | None = None,
+        stamper: EthKey | None = None,
+    ) -> LotteryTerms:
+        head = self.chain.block_number()
+        terms, _ = self.chain.create_lottery(
+            payer or self.payer,
+            (stamper or self.stamper).address,
+            prize,
+            head + 1 + reveal_in,
+            salt,
+        )
+        return terms
+
+    def cheque(
+        self,
+        terms: LotteryTerms,
+        recipient: EthKey,
+        start: int,
+        value: int,
+        payer: EthKey | None = None,
+        stamper: EthKey | None = None,
+        domain: Domain | None = None,
+    ) -> StampedCheque:
+        c = Cheque(lottery=terms.id, recipient=recipient.address, start=start, value=value)
+        d = domain or self.domain
+        return StampedCheque(
+            cheque=c,
+            payer_sig=sign_cheque(payer or self.payer, d, c),
+            stamp_sig=sign_stamp(stamper or self.stamper, d, c),
+        )
+
+    def reveal(self, terms: LotteryTerms) -> int:
+        """Mine past the reveal block; returns the winning ticket (computed in Python)."""
+        from rpcpay.lottery.cheque import draw_seed, winning_ticket
+
+        self.chain.mine(max(0, terms.reveal_block + 1 - self.chain.block_number()))
+        seed = draw_seed(self.chain.block_hash(terms.reveal_block), terms.id)
+        return winning_ticket(seed, terms.prize)
+
+
+def make_world(
+    params: ContractParams = PARAMS, chain_id: int = 1337, balance: int = DEV_BALANCE
+) -> World:
+    keys = dev_keys(8)
+    chain = InProcessChain(funded=keys, chain_id=chain_id, balance=balance)
+    deployer, stamper, payer, alice, bob, carol, mallory, _ = keys
+    chain.deploy(deployer, params)
+    chain.deposit_stamper(stamper, DEPOSIT)
+    return World(chain, deployer, stamper, payer, alice, bob, carol, mallory, keys)
+
+
+@pytest.fixture
+def world() -> Iterator[World]:
+    yield make_world()
+
+
+def split_three(w: World, terms: LotteryTerms) -> list[StampedCheque]:
+    """Alice, Bob and Carol get the whole ticket space between them, so one of them wins."""
+    third = terms.prize // 3
+    return [
+        w.cheque(terms, w.alice, 0, third),
+        w.cheque(terms, w.bob, third, third),
+        w.cheque(terms, w.carol, 2 * third, terms.prize - 2 * third),
+    ]
+
+
+def winner_of(cheques: list[StampedCheque], ticket: int) -> StampedCheque:
+    (win,) = [sc for sc in cheques if sc.cheque.start <= ticket < sc.cheque.end]
+    return win
