@@ -111,21 +111,40 @@ def fill(cache: ChainCache, ids: list[bytes], heights: range, size: int, txs: in
         cache._put_block((h, True, False), CachedBlock(h, entry(size, txs), {}, size + txs, txs))
 
 
-def test_blocks_from_applies_monerods_limits() -> None:
+def run(cache: ChainCache, start: int, count: int, settled: int, top: int) -> tuple[int, bool]:
+    blocks, complete = cache.blocks_from(start, (True, False), count, settled, top)
+    assert [b.height for b in blocks] == list(range(start, start + len(blocks)))
+    return len(blocks), complete
+
+
+def test_blocks_from_is_complete_only_when_monerod_would_stop_there() -> None:
     ids = chain("a", LENGTH)
     cache = ChainCache(margin=0, max_bytes=1 << 30)
     fill(cache, ids, range(0, 50), 10, 1)
-    assert len(cache.blocks_from(0, (True, False), 1000, 50)) == 50
-    assert len(cache.blocks_from(0, (True, False), 7, 50)) == 7
-    assert len(cache.blocks_from(0, (True, False), 1000, 20)) == 20
-    assert cache.blocks_from(0, (False, False), 1000, 50) == []
-    # a gap ends the run
+    # the chain top, or the count the credits pay for: monerod's own stops
+    assert run(cache, 0, 1000, 50, 50) == (50, True)
+    assert run(cache, 0, 7, 50, 60) == (7, True)
+    # the settled line or a missing block: monerod would send more
+    assert run(cache, 0, 1000, 20, 60) == (20, False)
+    assert run(cache, 0, 1000, 50, 60) == (50, False)
+    assert cache.blocks_from(0, (False, False), 1000, 50, 50) == ([], False)
     cache._blocks.pop((25, True, False))
-    assert len(cache.blocks_from(10, (True, False), 1000, 50)) == 15
+    assert run(cache, 10, 1000, 50, 50) == (15, False)
+    assert run(cache, 10, 15, 50, 50) == (15, True)
     # the transaction limit applies once three blocks are in
     heavy = ChainCache(margin=0, max_bytes=1 << 30)
     fill(heavy, ids, range(0, 10), 10, MAX_ANSWER_TXS)
-    assert len(heavy.blocks_from(0, (True, False), 1000, 10)) == 3
+    assert run(heavy, 0, 1000, 10, 10) == (3, True)
+
+
+def test_hashes_from_is_complete_only_when_monerod_would_stop_there() -> None:
+    ids = chain("a", LENGTH)
+    cache = ChainCache(margin=0, max_bytes=1 << 20)
+    cache.add_hashes(0, ids[:40], None)
+    assert cache.hashes_from(5, 40, 40) == (ids[5:40], True)
+    assert cache.hashes_from(5, 30, 40) == (ids[5:30], False)
+    assert cache.hashes_from(5, 60, 60) == (ids[5:40], False)
+    assert cache.hashes_from(45, 60, 60) == ([], False)
 
 
 def test_block_budget_evicts_least_recently_used() -> None:
@@ -133,8 +152,8 @@ def test_block_budget_evicts_least_recently_used() -> None:
     cache = ChainCache(margin=0, max_bytes=10 * 1300)
     fill(cache, ids, range(0, 20), 9, 1)
     assert cache.block_bytes() <= 10 * 1300
-    assert cache.blocks_from(0, (True, False), 1000, 20) == []
-    assert len(cache.blocks_from(10, (True, False), 1000, 20)) == 10
+    assert run(cache, 0, 1000, 20, 20) == (0, False)
+    assert run(cache, 10, 1000, 20, 20) == (10, True)
 
 
 def out(height: int, unlocked: bool) -> Section:

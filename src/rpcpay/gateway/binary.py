@@ -46,11 +46,6 @@ log = logging.getLogger("rpcpay.binary")
 
 BINARY_TYPE = "application/octet-stream"
 UPSTREAM_FAILED = "Upstream unavailable; nothing was charged"
-#: A cached /get_blocks.bin run must hold at least two blocks: the first is the one the
-#: wallet named, and a wallet that gets only that block back believes it is synced.
-MIN_CACHED_BLOCKS = 2
-#: monero-wallet-cli stops its fast hash refresh on an answer of three hashes or fewer.
-MIN_CACHED_HASHES = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,8 +277,11 @@ class BinaryHandler:
         start = start_height if start_height > 0 else self._split_height(cache, block_ids)
         if start is None or start >= top.height:
             return None
-        blocks = cache.blocks_from(start, variant, limit, cache.settled_below(top.height))
-        if len(blocks) < MIN_CACHED_BLOCKS:
+        blocks, complete = cache.blocks_from(
+            start, variant, limit, cache.settled_below(top.height), top.height
+        )
+        # Only monerod's whole answer is served; a shorter one would cost a second call.
+        if not complete or not blocks:
             return None
         cache.stats.block_hits += 1
         return {
@@ -338,8 +336,9 @@ class BinaryHandler:
         start = self._split_height(cache, block_ids)
         if start is None:
             return None
-        hashes = cache.hashes_from(start, cache.settled_below(top.height))
-        if len(hashes) < MIN_CACHED_HASHES:
+        hashes, complete = cache.hashes_from(start, cache.settled_below(top.height), top.height)
+        # Only monerod's whole answer is served; a shorter one would cost a second call.
+        if not complete or not hashes:
             return None
         cache.stats.hash_hits += 1
         return {

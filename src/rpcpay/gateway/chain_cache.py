@@ -11,6 +11,8 @@ Correctness rests on three rules:
 * Cached block hashes form *segments*: runs of consecutive heights known to be one chain
   (each block's ``prev_id`` is the hash below it). A run joins a neighbour only if the link
   or every overlapping hash agrees; any disagreement is proof of a reorg and empties the cache.
+* Only complete answers are served: exactly the blocks or hashes monerod would send. A
+  shorter answer would make the client ask again and pay the fixed part of the price twice.
 * Before anything is served at a new chain top, the caller compares each segment's top hash
   with the upstream's (``segment_tops``); one hash vouches for the whole segment below it, and
   any difference empties the cache (``clear``).
@@ -243,13 +245,18 @@ class ChainCache:
         hashes.extend(high.hashes[low.end + 1 - high.start :])
         return _Segment(low.start, hashes, low.prev)
 
-    def hashes_from(self, start: int, settled_below: int) -> list[bytes]:
-        """Cached ids from ``start`` upward, as many as monerod would send and are settled."""
+    def hashes_from(
+        self, start: int, settled_below: int, chain_height: int
+    ) -> tuple[list[bytes], bool]:
+        """Cached ids from ``start`` upward, and whether they are all monerod would send
+        (as many as it sends at most, or up to the chain top)."""
         segment = self._segment_holding(start)
         if segment is None:
-            return []
-        stop = min(segment.end + 1, settled_below, start + MAX_HASHES_PER_ANSWER)
-        return segment.hashes[start - segment.start : max(0, stop - segment.start)]
+            return [], False
+        want = min(start + MAX_HASHES_PER_ANSWER, chain_height)
+        stop = min(segment.end + 1, settled_below, want)
+        hashes = segment.hashes[start - segment.start : max(0, stop - segment.start)]
+        return hashes, stop == want
 
     # -- blocks ---------------------------------------------------------------------------
 
@@ -298,30 +305,37 @@ class ChainCache:
             self._block_bytes -= self._held(evicted)
 
     def blocks_from(
-        self, start: int, variant: tuple[bool, bool], max_count: int, settled_below: int
-    ) -> list[CachedBlock]:
-        """The cached blocks monerod would send from ``start``, stopping early at the first
-        one not cached or not settled (the caller decides whether a short run is useful)."""
+        self,
+        start: int,
+        variant: tuple[bool, bool],
+        max_count: int,
+        settled_below: int,
+        chain_height: int,
+    ) -> tuple[list[CachedBlock], bool]:
+        """The cached blocks monerod would send from ``start``, and whether they are all of
+        them: False when the run stops at a block that is not cached or not settled."""
         out: list[CachedBlock] = []
         size = txs = 0
         height = start
-        while (
-            height < settled_below
-            and len(out) < max_count
-            and (size < MAX_ANSWER_BYTES or len(out) < MIN_ANSWER_BLOCKS)
-        ):
+        while True:
+            # monerod stops at the chain top, at the count the credits allow, and at its
+            # size limit once it has a few blocks ...
+            if height >= chain_height or len(out) >= max_count:
+                return out, True
+            if size >= MAX_ANSWER_BYTES and len(out) >= MIN_ANSWER_BLOCKS:
+                return out, True
+            # ... the cache stops where its settled, cached run ends
             block = self._blocks.get((height, *variant))
-            # blocks whose id is no longer indexed (after a clear) are not served
-            if block is None or self.hash_at(height) is None:
-                break
+            if height >= settled_below or block is None or self.hash_at(height) is None:
+                return out, False
             self._blocks.move_to_end((height, *variant))
             out.append(block)
             size += block.size
             txs += block.tx_count
+            # ... and at its transaction limit once it has a few blocks
             if len(out) >= MIN_ANSWER_BLOCKS and txs >= MAX_ANSWER_TXS:
-                break
+                return out, True
             height += 1
-        return out
 
     def block_bytes(self) -> int:
         """Memory the cached blocks take, as counted against ``max_bytes``."""
