@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rpcpay.gateway.binary_costs import blocks_cost, max_blocks_for
-from rpcpay.gateway.chain_cache import MAX_ANSWER_TXS, CachedBlock, ChainCache
-from rpcpay.wire.epee import Array, Int, Section, Type
+from rpcpay.gateway.chain_cache import BLOCK_OVERHEAD, MAX_ANSWER_TXS, CachedBlock, ChainCache
+from rpcpay.wire.epee import Array, Int, Section, Type, encode_element
 
 LENGTH = 60
 
@@ -108,13 +108,17 @@ def fill(cache: ChainCache, ids: list[bytes], heights: range, size: int, txs: in
     monerod tests cover it)."""
     cache.add_hashes(heights.start, ids[heights.start : heights.stop], None)
     for h in heights:
-        cache._put_block((h, True, False), CachedBlock(h, entry(size, txs), {}, size + txs, txs))
+        cache._put_block(
+            (h, True, False),
+            CachedBlock(h, encode_element(entry(size, txs)), b"", size + txs, txs),
+        )
 
 
 def run(cache: ChainCache, start: int, count: int, settled: int, top: int) -> tuple[int, bool]:
-    blocks, complete = cache.blocks_from(start, (True, False), count, settled, top)
-    assert [b.height for b in blocks] == list(range(start, start + len(blocks)))
-    return len(blocks), complete
+    cached = cache.blocks_from(start, (True, False), count, settled, top)
+    assert [b.height for b in cached.blocks] == list(range(start, start + len(cached.blocks)))
+    assert cached.next_height == start + len(cached.blocks)
+    return len(cached.blocks), cached.complete
 
 
 def test_blocks_from_is_complete_only_when_monerod_would_stop_there() -> None:
@@ -126,8 +130,10 @@ def test_blocks_from_is_complete_only_when_monerod_would_stop_there() -> None:
     assert run(cache, 0, 7, 50, 60) == (7, True)
     # the settled line or a missing block: monerod would send more
     assert run(cache, 0, 1000, 20, 60) == (20, False)
+    assert cache.blocks_from(0, (True, False), 1000, 20, 60).at_settled_line
     assert run(cache, 0, 1000, 50, 60) == (50, False)
-    assert cache.blocks_from(0, (False, False), 1000, 50, 50) == ([], False)
+    assert not cache.blocks_from(0, (True, False), 1000, 60, 60).at_settled_line
+    assert cache.blocks_from(0, (False, False), 1000, 50, 50).blocks == []
     cache._blocks.pop((25, True, False))
     assert run(cache, 10, 1000, 50, 50) == (15, False)
     assert run(cache, 10, 15, 50, 50) == (15, True)
@@ -149,9 +155,10 @@ def test_hashes_from_is_complete_only_when_monerod_would_stop_there() -> None:
 
 def test_block_budget_evicts_least_recently_used() -> None:
     ids = chain("a", LENGTH)
-    cache = ChainCache(margin=0, max_bytes=10 * 1300)
+    one = len(encode_element(entry(9, 1))) + BLOCK_OVERHEAD
+    cache = ChainCache(margin=0, max_bytes=10 * one)
     fill(cache, ids, range(0, 20), 9, 1)
-    assert cache.block_bytes() <= 10 * 1300
+    assert cache.block_bytes() == 10 * one
     assert run(cache, 0, 1000, 20, 20) == (0, False)
     assert run(cache, 10, 1000, 20, 20) == (10, True)
 

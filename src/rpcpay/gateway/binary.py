@@ -32,7 +32,14 @@ from rpcpay.gateway.binary_costs import (
     refused_answer,
     uint_field,
 )
-from rpcpay.gateway.chain_cache import ChainCache, OutputKey
+from rpcpay.gateway.chain_cache import (
+    CachedRun,
+    ChainCache,
+    OutputKey,
+    block_entry_size,
+    may_add_block,
+    stops_after_block,
+)
 from rpcpay.gateway.costs import PriceError
 from rpcpay.gateway.jobs import ChainTop
 from rpcpay.gateway.payment import Charge, PaymentService
@@ -40,7 +47,8 @@ from rpcpay.gateway.protocol import STATUS_OK, STATUS_PAYMENT_REQUIRED
 from rpcpay.gateway.tracking import Tracker
 from rpcpay.gateway.upstream import Upstream, post_json
 from rpcpay.wire import epee
-from rpcpay.wire.epee import Array, Int, Section, Type
+from rpcpay.wire.block import parse_block
+from rpcpay.wire.epee import Array, Int, PackedArray, Section, Type
 
 log = logging.getLogger("rpcpay.binary")
 
@@ -254,7 +262,7 @@ class BinaryHandler:
             return refused_answer(
                 call.rule, STATUS_PAYMENT_REQUIRED, charge.credits, charge.top_hash
             ), charge.amount
-        answer = await self._cached_blocks(block_ids, start_height, variant, max_blocks)
+        answer = await self._cached_blocks(call, block_ids, start_height, variant, max_blocks)
         if answer is None:
             answer = await self._forward(call)
             _truncate_blocks(answer, max_blocks)
@@ -267,8 +275,15 @@ class BinaryHandler:
         return answer, charge.amount + (final.amount if final is not charge else 0)
 
     async def _cached_blocks(
-        self, block_ids: list[bytes], start_height: int, variant: tuple[bool, bool], limit: int
+        self,
+        call: BinaryCall,
+        block_ids: list[bytes],
+        start_height: int,
+        variant: tuple[bool, bool],
+        limit: int,
     ) -> Section | None:
+        """monerod's whole answer, from the cache where the blocks are settled; None to
+        forward the request instead."""
         checked = await self._checked_cache()
         if checked is None:
             return None
@@ -277,23 +292,71 @@ class BinaryHandler:
         start = start_height if start_height > 0 else self._split_height(cache, block_ids)
         if start is None or start >= top.height:
             return None
-        blocks, complete = cache.blocks_from(
-            start, variant, limit, cache.settled_below(top.height), top.height
-        )
-        # Only monerod's whole answer is served; a shorter one would cost a second call.
-        if not complete or not blocks:
-            return None
+        run = cache.blocks_from(start, variant, limit, cache.settled_below(top.height), top.height)
+        entries = [b.entry for b in run.blocks]
+        indices = [b.indices for b in run.blocks]
+        current_height = top.height
+        if not run.complete:
+            # Never a shorter answer (the client would pay again for the rest): past the
+            # settled line the recent blocks come from the upstream, linked to the cached run.
+            if not run.blocks or not run.at_settled_line:
+                return None
+            tail = await self._recent_tail(call, cache, run, limit)
+            if tail is None:
+                return None
+            entries += tail[0]
+            indices += tail[1]
+            current_height = tail[2]
         cache.stats.block_hits += 1
         return {
-            "blocks": Array(Type.OBJECT, tuple(b.entry for b in blocks)),
+            "blocks": PackedArray(Type.OBJECT, len(entries), b"".join(entries)),
             "credits": _u64(0),
-            "current_height": _u64(top.height),
-            "output_indices": Array(Type.OBJECT, tuple(b.indices for b in blocks)),
+            "current_height": _u64(current_height),
+            "output_indices": PackedArray(Type.OBJECT, len(indices), b"".join(indices)),
             "start_height": _u64(start),
             "status": STATUS_OK.encode(),
             "top_hash": top.top_hash.encode(),
             "untrusted": False,
         }
+
+    async def _recent_tail(
+        self, call: BinaryCall, cache: ChainCache, run: CachedRun, limit: int
+    ) -> tuple[list[bytes], list[bytes], int] | None:
+        """The blocks after a cached run, from the upstream: encoded entries, encoded
+        indices and the chain height; None if they don't continue the run."""
+        request = dict(call.request)
+        epee.set_uint64(request, "start_height", run.next_height)
+        answer = await self._forward(BinaryCall(call.path, call.rule, request, None, call.peer))
+        blocks, indices = answer.get("blocks"), answer.get("output_indices")
+        try:
+            start = epee.get_int(answer, "start_height")
+            height = epee.get_int(answer, "current_height")
+            # The upstream must answer from exactly where the run ends, blocks with indices.
+            if answer.get("status") != STATUS_OK.encode() or start != run.next_height:
+                return None
+            if not isinstance(blocks, Array) or not isinstance(indices, Array) or height is None:
+                return None
+            entries = [b for b in blocks.items if isinstance(b, dict)]
+            index_sections = [x for x in indices.items if isinstance(x, dict)]
+            # ... and its first block must sit on the last cached one (no reorg in between).
+            first = entries[0].get("block") if entries else None
+            below = cache.hash_at(run.next_height - 1)
+            if not isinstance(first, bytes) or parse_block(first).prev_id != below:
+                return None
+            count, taken = len(run.blocks), 0
+            size = sum(b.size for b in run.blocks)
+            txs = sum(b.tx_count for b in run.blocks)
+            for entry in entries[: len(index_sections)]:
+                if not may_add_block(count, size, limit):
+                    break
+                entry_size, entry_txs = block_entry_size(entry)
+                count, size, txs, taken = count + 1, size + entry_size, txs + entry_txs, taken + 1
+                if stops_after_block(count, txs):
+                    break
+        except WireError:
+            return None
+        encoded = [epee.encode_element(e) for e in entries[:taken]]
+        return encoded, [epee.encode_element(x) for x in index_sections[:taken]], height
 
     def _keep_blocks(self, answer: Section, variant: tuple[bool, bool]) -> None:
         if self.cache is None or answer.get("status") != STATUS_OK.encode():
@@ -391,6 +454,8 @@ class BinaryHandler:
 
 def _array_len(section: Section, name: str) -> int:
     value = section.get(name)
+    if isinstance(value, PackedArray):
+        return value.count
     return len(value.items) if isinstance(value, Array) else 0
 
 

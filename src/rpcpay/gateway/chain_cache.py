@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 from rpcpay.errors import WireError
 from rpcpay.wire.block import hash_block, parse_block
-from rpcpay.wire.epee import Array, Int, Section
+from rpcpay.wire.epee import Array, Int, Section, encode_element
 
 #: monerod stops adding blocks to one answer after 100 MB (FIND_BLOCKCHAIN_SUPPLEMENT_MAX_SIZE)
 MAX_ANSWER_BYTES = 100 * 1024 * 1024
@@ -39,11 +39,9 @@ MIN_ANSWER_BLOCKS = 3
 #: most hashes per /get_hashes.bin answer (BLOCKS_IDS_SYNCHRONIZING_DEFAULT_COUNT)
 MAX_HASHES_PER_ANSWER = 10000
 
-#: Python's own memory per cached block and per transaction in it, beyond the blob bytes,
-#: so ``max_bytes`` bounds what the process really holds (tracemalloc: 1.0 KB per decoded
-#: regtest block entry with its indices; the per-transaction figure is an estimate).
-BLOCK_OVERHEAD = 1024
-TX_OVERHEAD = 256
+#: Python's own memory per cached block beyond its encoded bytes (the ``CachedBlock`` and
+#: its two bytes objects and LRU slot), so ``max_bytes`` bounds what the process holds.
+BLOCK_OVERHEAD = 300
 
 BlockKey = tuple[int, bool, bool]
 OutputKey = tuple[int, int, bool]
@@ -51,13 +49,57 @@ OutputKey = tuple[int, int, bool]
 
 @dataclass(frozen=True, slots=True)
 class CachedBlock:
-    """One block as /get_blocks.bin delivers it: its entry and its output indices."""
+    """One block as /get_blocks.bin delivers it, kept encoded: its entry and its output
+    indices as array elements (``epee.encode_element``), plus what monerod's limits count."""
 
     height: int
-    entry: Section
-    indices: Section
+    entry: bytes
+    indices: bytes
     size: int
     tx_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class CachedRun:
+    """What the cache holds of one /get_blocks.bin answer.
+
+    ``complete``: these are all the blocks monerod would send. Otherwise the run stopped at
+    ``next_height``, either at the settled line (``at_settled_line``; the rest is recent
+    and the upstream has it) or at a block the cache does not hold.
+    """
+
+    blocks: list[CachedBlock]
+    complete: bool
+    next_height: int
+    at_settled_line: bool
+
+
+def may_add_block(count: int, size: int, max_count: int) -> bool:
+    """monerod's loop (``get_blocks_from``): another block goes in while fewer than
+    ``max_count`` are in and, once three are in, while the answer is under 100 MB."""
+    return count < max_count and (size < MAX_ANSWER_BYTES or count < MIN_ANSWER_BLOCKS)
+
+
+def stops_after_block(count: int, txs: int) -> bool:
+    """... and it stops after a block that brings the answer to 20000 transactions, once
+    three blocks are in."""
+    return count >= MIN_ANSWER_BLOCKS and txs >= MAX_ANSWER_TXS
+
+
+def block_entry_size(entry: Section) -> tuple[int, int]:
+    """Bytes monerod counts for one block entry (block blob plus tx blobs) and its tx count."""
+    block = entry.get("block")
+    txs = entry.get("txs")
+    # a block entry holds its blob as a string
+    if not isinstance(block, bytes):
+        raise WireError("block entry has no block blob")
+    size, count = len(block), 0
+    if isinstance(txs, Array):
+        for tx in txs.items:
+            blob = tx.get("blob") if isinstance(tx, dict) else tx
+            size += len(blob) if isinstance(blob, bytes) else 0
+            count += 1
+    return size, count
 
 
 @dataclass(slots=True)
@@ -82,22 +124,6 @@ class CacheStats:
     hash_hits: int = 0
     output_hits: int = 0
     clears: int = 0
-
-
-def _entry_size(entry: Section) -> tuple[int, int]:
-    """Bytes monerod counts for one block entry (block blob plus tx blobs) and its tx count."""
-    block = entry.get("block")
-    txs = entry.get("txs")
-    # a block entry holds its blob as a string
-    if not isinstance(block, bytes):
-        raise WireError("block entry has no block blob")
-    size, count = len(block), 0
-    if isinstance(txs, Array):
-        for tx in txs.items:
-            blob = tx.get("blob") if isinstance(tx, dict) else tx
-            size += len(blob) if isinstance(blob, bytes) else 0
-            count += 1
-    return size, count
 
 
 def chain_hashes(blobs: list[bytes]) -> tuple[list[bytes], bytes]:
@@ -283,16 +309,22 @@ class ChainCache:
         ids, prev = chain_hashes(blobs)
         self.add_hashes(start, ids, prev)
         for offset in range(settled):
-            size, tx_count = _entry_size(entries[offset])
+            size, tx_count = block_entry_size(entries[offset])
             height = start + offset
             self._put_block(
                 (height, *variant),
-                CachedBlock(height, entries[offset], indices[offset], size, tx_count),
+                CachedBlock(
+                    height,
+                    encode_element(entries[offset]),
+                    encode_element(indices[offset]),
+                    size,
+                    tx_count,
+                ),
             )
 
     @staticmethod
     def _held(block: CachedBlock) -> int:
-        return block.size + BLOCK_OVERHEAD + TX_OVERHEAD * block.tx_count
+        return len(block.entry) + len(block.indices) + BLOCK_OVERHEAD
 
     def _put_block(self, key: BlockKey, block: CachedBlock) -> None:
         old = self._blocks.pop(key, None)
@@ -311,31 +343,24 @@ class ChainCache:
         max_count: int,
         settled_below: int,
         chain_height: int,
-    ) -> tuple[list[CachedBlock], bool]:
-        """The cached blocks monerod would send from ``start``, and whether they are all of
-        them: False when the run stops at a block that is not cached or not settled."""
+    ) -> CachedRun:
+        """The cached blocks monerod would send from ``start``, as far as the cache has them."""
         out: list[CachedBlock] = []
         size = txs = 0
         height = start
-        while True:
-            # monerod stops at the chain top, at the count the credits allow, and at its
-            # size limit once it has a few blocks ...
-            if height >= chain_height or len(out) >= max_count:
-                return out, True
-            if size >= MAX_ANSWER_BYTES and len(out) >= MIN_ANSWER_BLOCKS:
-                return out, True
-            # ... the cache stops where its settled, cached run ends
+        while height < chain_height and may_add_block(len(out), size, max_count):
             block = self._blocks.get((height, *variant))
+            # the cache ends at the settled line, or at a block it does not hold
             if height >= settled_below or block is None or self.hash_at(height) is None:
-                return out, False
+                return CachedRun(out, False, height, height >= settled_below)
             self._blocks.move_to_end((height, *variant))
             out.append(block)
             size += block.size
             txs += block.tx_count
-            # ... and at its transaction limit once it has a few blocks
-            if len(out) >= MIN_ANSWER_BLOCKS and txs >= MAX_ANSWER_TXS:
-                return out, True
+            if stops_after_block(len(out), txs):
+                break
             height += 1
+        return CachedRun(out, True, start + len(out), False)
 
     def block_bytes(self) -> int:
         """Memory the cached blocks take, as counted against ``max_bytes``."""

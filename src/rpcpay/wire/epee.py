@@ -50,11 +50,13 @@ __all__ = [
     "SIGNATURE",
     "Array",
     "Int",
+    "PackedArray",
     "Section",
     "Type",
     "Value",
     "decode",
     "encode",
+    "encode_element",
     "get_int",
     "get_string",
     "remove",
@@ -170,9 +172,25 @@ class Array:
         return cls(code, tuple(Int(code, v) for v in values))
 
 
+@dataclass(frozen=True, slots=True)
+class PackedArray:
+    """An array whose ``count`` elements of type ``code`` are already encoded, one after
+    another, in ``body`` (each as ``encode_element`` writes it).
+
+    Why: a cache that keeps settled blocks as bytes can send a thousand of them again by
+    joining bytes instead of rebuilding and re-encoding a thousand sections.  Only the
+    encoder takes it; ``decode`` always returns ``Array``.
+    """
+
+    code: Type
+    count: int
+    body: bytes
+
+
 #: One epee value: ``Int``, ``float`` (double), ``bool``, ``bytes`` (string), a nested
-#: ``Section`` (object) or an ``Array``.  A bare ``int`` is refused: its width is ambiguous.
-Value: TypeAlias = "Int | float | bool | bytes | Section | Array"
+#: ``Section`` (object), an ``Array`` (or, for the encoder, a ``PackedArray``).  A bare ``int``
+#: is refused: its width is ambiguous.
+Value: TypeAlias = "Int | float | bool | bytes | Section | Array | PackedArray"
 #: Field name (bytes decoded as latin-1, so every byte string maps to one ``str`` and ``str``
 #: order is epee's byte order) to value, in wire order.
 Section: TypeAlias = "dict[str, Value]"
@@ -190,7 +208,7 @@ def _type_of(value: object) -> Type:
         return Type.STRING
     if isinstance(value, dict):
         return Type.OBJECT
-    if isinstance(value, Array):
+    if isinstance(value, Array | PackedArray):
         return Type.ARRAY
     raise WireError(f"not an epee value (wrap integers in Int): {value!r}")
 
@@ -355,6 +373,10 @@ def _put_section(out: bytearray, section: Section, depth: int) -> None:
         if isinstance(value, Array):
             out.append(value.code | ARRAY_FLAG)
             _put_array(out, value, depth + 1)
+        elif isinstance(value, PackedArray):
+            out.append(value.code | ARRAY_FLAG)
+            _put_size(out, value.count)
+            out += value.body
         else:
             out.append(_type_of(value))
             _put_value(out, value, depth)
@@ -385,6 +407,13 @@ def _put_value(out: bytearray, value: Value, depth: int) -> None:
     else:
         # arrays only occur as fields (handled by the caller); nested ones do not exist
         raise WireError(f"cannot encode {value!r} here")
+
+
+def encode_element(value: Value) -> bytes:
+    """``value`` as it is written as an array element (no type byte), for ``PackedArray``."""
+    out = bytearray()
+    _put_value(out, value, 1)
+    return bytes(out)
 
 
 def _name_bytes(name: str) -> bytes:
