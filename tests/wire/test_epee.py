@@ -509,3 +509,17 @@ def test_monerod_request_with_client(monerod: Any) -> None:
     set_string(response, "top_hash", b"\x01" * 32)
     assert list(response) == order  # both fields were already there; replaced in place
     assert decode(encode(response)) == response
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(SECTIONS, max_size=6), SECTIONS)
+def test_packed_array_encodes_like_array(items: list[Section], rest: Section) -> None:
+    """Joining pre-encoded elements gives the bytes of encoding the array itself."""
+    plain: Section = {
+        "a": Array(Type.OBJECT, tuple(items)),
+        **{k: v for k, v in rest.items() if k != "a"},
+    }
+    body = b"".join(epee.encode_element(item) for item in items)
+    packed: Section = {**plain, "a": epee.PackedArray(Type.OBJECT, len(items), body)}
+    assert encode(packed) == encode(plain)
+    assert decode(encode(packed)) == plain
