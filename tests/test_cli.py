@@ -4,23 +4,29 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from rpcpay.cli import build_parser
 from rpcpay.wallet.keys import ClientKey
 from tests.gateway.conftest import ToyBackend, access_info, find_nonce, post, rpc, toy_backend
+from tests.support.anvil import AnvilPool, anvil_pool
 from tests.support.monerod import free_port
 
 RPCPAY = [sys.executable, "-m", "rpcpay"]
 __all__ = ["toy_backend"]  # the fixture, shared with the gateway tests
+__all__ += ["anvil_pool"]  # and the chain tests' anvils (the stamper tests below)
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -169,6 +175,158 @@ async def test_no_told_credit_is_lost_to_kill_9(toy_backend: ToyBackend, tmp_pat
         assert done.returncode == 0
         assert key.public.hex() in done.stdout
         assert "1 clients with a total of 150 credits" in done.stdout
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        stderr = proc.communicate(timeout=30)[1]
+        assert proc.returncode == 0, stderr
+
+
+# --- rpcpay stamper ---------------------------------------------------------------------
+
+
+def test_stamper_help_explains_every_flag() -> None:
+    done = run("stamper", "run", "--help")
+    assert done.returncode == 0
+    for flag in ("--chain-url", "--contract", "--fee-bps", "--reveal-margin", "--confirmations",
+                 "--store-sync", "--key-file", "--data-dir", "--bind-port"):  # fmt: skip
+        assert flag in done.stdout
+    assert "(default: 100 = 1%)" in done.stdout and "(default: 25)" in done.stdout
+    parser = build_parser()
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    pending = [subparsers.choices["stamper"]]
+    while pending:
+        current = pending.pop()
+        for action in current._actions:
+            # Every flag and argument has a help text of its own.
+            assert action.help and len(action.help) > 10, (current.prog, action.dest)
+            if isinstance(action, argparse._SubParsersAction):
+                pending.extend(action.choices.values())
+
+
+def test_stamper_bad_input_gets_clear_errors(tmp_path: Path) -> None:
+    contract = "0x" + "11" * 20
+    dead = f"http://127.0.0.1:{free_port()}"
+    key_file = tmp_path / "k.key"
+    key_file.write_text("ab" * 32)
+    key_file.chmod(0o644)
+    cases = [
+        (["run", "--contract", "0x1234"], "not a 0x-prefixed 20-byte address"),
+        (["run", "--contract", contract, "--fee-bps", "10000"], "0-9999 basis points"),
+        (["deposit", "--contract", contract, "--amount", "0"], "positive number of wei"),
+        (["status", "--contract", contract, "--data-dir", str(tmp_path)], "no key file"),
+        (["status", "--contract", contract, "--key-file", str(key_file)], "chmod 600"),
+    ]
+    key_file_ok = tmp_path / "ok.key"
+    key_file_ok.write_text("ab" * 32)
+    key_file_ok.chmod(0o600)
+    cases.append(
+        (
+            ["status", "--contract", contract, "--key-file", str(key_file_ok), "--chain-url", dead],
+            "cannot reach the chain at http://127.0.0.1:",
+        )
+    )
+    for args, message in cases:
+        done = run("stamper", *args)
+        assert done.returncode == 2, (args, done.stderr)
+        assert message in done.stderr, (args, done.stderr)
+        assert "Traceback" not in done.stderr
+
+
+def _stamp_http(port: int, body: dict[str, object]) -> tuple[int, dict[str, Any]]:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/stamp",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def _stamper(args: list[str], port: int) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(
+        [*RPCPAY, "stamper", "run", *args, "--bind-port", str(port), "--log-level", "warning"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    _wait_port(port, proc)
+    return proc
+
+
+@pytest.mark.anvil
+def test_stamper_never_stamps_an_overlap_after_kill_9(
+    anvil_pool: AnvilPool, tmp_path: Path
+) -> None:
+    from rpcpay.chain import ContractParams, dev_keys
+    from rpcpay.chain.jsonrpc import JsonRpcChain
+    from rpcpay.lottery.cheque import Cheque
+    from rpcpay.lottery.eip712 import recover_stamper, sign_cheque
+    from rpcpay.lottery.stamper import StamperPolicy, StampRequest, fee_cheque
+    from rpcpay.lottery.stamper_wire import request_to_json, result_from_json
+
+    node = anvil_pool.fresh(1337)
+    deployer, stamper, payer, alice, bob = dev_keys(5, b"stamper cli")
+    for key in (deployer, stamper, payer):
+        node.set_balance(key.address, 10**21)
+    chain = JsonRpcChain(node.url, chain_id=1337)
+    contract = chain.deploy(deployer, ContractParams(1_000, 100, 10, 1_000, 5_000))
+    key_file = tmp_path / "stamper.key"
+    fd = os.open(key_file, os.O_WRONLY | os.O_CREAT, 0o600)
+    os.write(fd, stamper.secret.hex().encode())
+    os.close(fd)
+    flags = ["--chain-url", node.url, "--chain-id", "1337", "--contract", "0x" + contract.hex(),
+             "--key-file", str(key_file), "--data-dir", str(tmp_path / "data")]  # fmt: skip
+    done = run("stamper", "deposit", *flags, "--amount", str(10**18))
+    assert done.returncode == 0, done.stderr
+    assert "deposited: mined in block" in done.stdout
+    terms, _ = chain.create_lottery(
+        payer, stamper.address, 10**9, chain.block_number() + 500, b"\x01" * 32
+    )
+    chain.mine(2)
+    policy = StamperPolicy(stamper.address, chain.domain)
+
+    def request(start: int, value: int, recipient: bytes) -> dict[str, object]:
+        c = Cheque(terms.id, recipient, start, value)
+        fee = fee_cheque(policy, c)
+        assert fee is not None
+        req = StampRequest(
+            c, sign_cheque(payer, chain.domain, c), sign_cheque(payer, chain.domain, fee)
+        )
+        return request_to_json(req)
+
+    port = free_port()
+    run_flags = [*flags, "--confirmations", "2", "--reveal-margin", "5"]
+    proc = _stamper(run_flags, port)
+    sent, answers, cursor = [], [], 0
+    try:
+        for value in (1000, 200, 31):
+            body = request(cursor, value, alice.address)
+            status, answer = _stamp_http(port, body)
+            assert status == 200, answer
+            sent.append(body)
+            answers.append(answer)
+            cursor = result_from_json(answer)[2]
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    proc = _stamper(run_flags, port)
+    try:
+        # Every stamp it told before the kill is remembered: retries get the same stamps...
+        for body, answer in zip(sent, answers, strict=True):
+            status, again = _stamp_http(port, body)
+            assert status == 200 and again["repeat"] is True and again["stamp"] == answer["stamp"]
+        # ... and no other cheque gets any of those tickets, the fee tickets included.
+        for start in (0, 999, 1010, cursor - 1):
+            status, refused = _stamp_http(port, request(start, 5, bob.address))
+            assert status == 409 and refused["error"]["code"] == "overlap", refused
+        status, answer = _stamp_http(port, request(cursor, 5, bob.address))
+        assert status == 200
+        _, sc, _ = result_from_json(answer)
+        assert recover_stamper(chain.domain, sc.cheque, sc.stamp_sig) == stamper.address
+        done = run("stamper", "status", *flags)
+        assert done.returncode == 0 and "deposit  1000000000000000000 wei" in done.stdout
     finally:
         proc.send_signal(signal.SIGTERM)
         stderr = proc.communicate(timeout=30)[1]

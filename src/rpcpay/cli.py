@@ -17,6 +17,7 @@ from rpcpay.argtypes import integer_in, number_in
 from rpcpay.errors import RpcPayError
 from rpcpay.gateway.limits import AbuseLimits
 from rpcpay.logs import configure_logging
+from rpcpay.lottery import stamper_commands
 from rpcpay.wallet import commands as wallet_commands
 
 _positive = integer_in(1, None, "must be at least 1")
@@ -247,6 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_payments(sub)
     _add_demo(sub)
     wallet_commands.add_wallet_parser(sub)
+    stamper_commands.add_stamper_parser(sub)
     return parser
 
 
@@ -328,6 +330,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "payments": _payments,
         "demo": _demo,
         "wallet": wallet_commands.run_wallet,
+        "stamper": stamper_commands.run_stamper,
     }
     try:
         return handlers[args.command](args)

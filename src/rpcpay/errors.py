@@ -11,8 +11,10 @@ Every error rpcpay raises on purpose derives from ``RpcPayError``::
     │   └── VerifierBusy       too many shares queued; the share was not checked
     ├── LedgerError            the ledger store failed; no balance changed
     ├── UpstreamError          the backend behind the gateway failed; nobody was charged
-    └── ChainError             the settlement chain failed, or its contract is not the shipped one
-        └── TransactionReverted  the contract refused a transaction (the reason is its message)
+    ├── ChainError             the settlement chain failed, or its contract is not the shipped one
+    │   ├── TransactionReverted  the contract refused a transaction (the reason is its message)
+    │   └── ChainRpcError        the chain's JSON-RPC node answered with an error object
+    └── StampStoreError        the stamper's record of stamped ranges failed; nothing was stamped
 """
 
 
@@ -68,3 +70,18 @@ class TransactionReverted(ChainError):
         self.reason = reason
         self.gas_used = gas_used
         self.fee = fee
+
+
+class ChainRpcError(ChainError):
+    """A JSON-RPC node answered a request with an error object (``code``, ``message``, ``data``)."""
+
+    def __init__(self, method: str, code: int, message: str, data: object = None) -> None:
+        super().__init__(f"{method}: {message} (code {code})")
+        self.method = method
+        self.code = code
+        self.message = message
+        self.data = data
+
+
+class StampStoreError(RpcPayError):
+    """The stamper's durable record of stamped ranges failed; nothing was stamped."""

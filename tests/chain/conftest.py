@@ -1,15 +1,33 @@
-"""A fresh in-process chain with the contract deployed, and helpers to issue cheques."""
+"""A fresh chain with the contract deployed, and helpers to issue cheques.
 
+Every test that takes ``world`` or ``new_world`` runs twice: on the in-process EVM
+and on anvil over JSON-RPC (marked ``anvil``), with the same assertions. That is the
+``SettlementChain`` conformance suite: whatever passes in process passes on a real
+node. ``JsonRpcChain`` runs here with ``preflight=False``, sending even transactions
+the contract refuses, so that refusals are mined and paid for exactly as in process
+(``tests/chain/test_jsonrpc.py`` covers the default, simulating mode).
+
+On anvil, making a world resets that chain id's anvil to its genesis (``evm_revert``),
+so a test holds at most one world per chain id at a time.
+"""
+
+# A fixture shared with tests/lottery: listed so that ruff sees it used.
+__all__ = ["anvil_pool"]
+
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 import pytest
 
 from rpcpay.chain import ContractParams, InProcessChain, dev_keys
 from rpcpay.chain.inprocess import DEV_BALANCE
+from rpcpay.chain.jsonrpc import JsonRpcChain
 from rpcpay.lottery.cheque import Cheque, Domain, LotteryTerms, StampedCheque
 from rpcpay.lottery.eip712 import sign_cheque, sign_stamp
 from rpcpay.lottery.eth import EthKey
+from tests.support.anvil import AnvilPool, anvil_pool
 
 PARAMS = ContractParams(
     max_reveal_delay=40, redeem_blocks=20, proof_grace=10, whistleblower_bps=1_000,
@@ -21,7 +39,7 @@ PRIZE = 10**17
 
 @dataclass
 class World:
-    chain: InProcessChain
+    chain: InProcessChain | JsonRpcChain
     deployer: EthKey
     stamper: EthKey
     payer: EthKey
@@ -80,20 +98,57 @@ class World:
         return winning_ticket(seed, terms.prize)
 
 
-def make_world(
-    params: ContractParams = PARAMS, chain_id: int = 1337, balance: int = DEV_BALANCE
+class MakeWorld(Protocol):
+    def __call__(
+        self, params: ContractParams = ..., chain_id: int = ..., balance: int = ...
+    ) -> World: ...
+
+
+def _populate(
+    chain: InProcessChain | JsonRpcChain, keys: list[EthKey], params: ContractParams
 ) -> World:
-    keys = dev_keys(8)
-    chain = InProcessChain(funded=keys, chain_id=chain_id, balance=balance)
     deployer, stamper, payer, alice, bob, carol, mallory, _ = keys
     chain.deploy(deployer, params)
     chain.deposit_stamper(stamper, DEPOSIT)
     return World(chain, deployer, stamper, payer, alice, bob, carol, mallory, keys)
 
 
+def make_world(
+    params: ContractParams = PARAMS, chain_id: int = 1337, balance: int = DEV_BALANCE
+) -> World:
+    """A world on a new in-process chain."""
+    keys = dev_keys(8)
+    chain = InProcessChain(funded=keys, chain_id=chain_id, balance=balance)
+    return _populate(chain, keys, params)
+
+
+def anvil_world(
+    pool: AnvilPool,
+    params: ContractParams = PARAMS,
+    chain_id: int = 1337,
+    balance: int = DEV_BALANCE,
+) -> World:
+    """A world on a fresh anvil (reached through ``JsonRpcChain``, ``preflight=False``)."""
+    node = pool.fresh(chain_id)
+    keys = dev_keys(8)
+    for key in keys:
+        node.set_balance(key.address, balance)
+    chain = JsonRpcChain(node.url, chain_id=chain_id, preflight=False, poll_interval=0.001)
+    return _populate(chain, keys, params)
+
+
+@pytest.fixture(params=["inprocess", pytest.param("anvil", marks=pytest.mark.anvil)])
+def new_world(request: pytest.FixtureRequest) -> MakeWorld:
+    """Makes worlds on the in-process chain, or on anvil."""
+    if request.param == "inprocess":
+        return make_world
+    pool: AnvilPool = request.getfixturevalue("anvil_pool")
+    return functools.partial(anvil_world, pool)
+
+
 @pytest.fixture
-def world() -> Iterator[World]:
-    yield make_world()
+def world(new_world: MakeWorld) -> Iterator[World]:
+    yield new_world()
 
 
 def split_three(w: World, terms: LotteryTerms) -> list[StampedCheque]:

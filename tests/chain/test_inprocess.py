@@ -1,8 +1,8 @@
-"""The in-process chain: Python and the EVM agree on hashes; reads at a block; fees add up."""
+"""Both chains: Python and the EVM agree on hashes; reads at a block; fees add up."""
 
 import pytest
 
-from rpcpay.chain import InProcessChain, dev_keys
+from rpcpay.chain import InProcessChain
 from rpcpay.errors import ChainError, TransactionReverted
 from rpcpay.lottery.cheque import Cheque
 from rpcpay.lottery.eip712 import cheque_hash, domain_separator
@@ -22,16 +22,14 @@ def test_params_round_trip(world: World) -> None:
     assert PARAMS.exit_delay == 70
 
 
-def test_constructor_refuses_shares_above_whole() -> None:
-    keys = dev_keys(1)
-    chain = InProcessChain(funded=keys)
+def test_constructor_refuses_shares_above_whole(world: World) -> None:
     bad = type(PARAMS).__new__(type(PARAMS))
     for name in ("max_reveal_delay", "redeem_blocks", "proof_grace"):
         object.__setattr__(bad, name, getattr(PARAMS, name))
     object.__setattr__(bad, "whistleblower_bps", 6_000)
     object.__setattr__(bad, "compensation_bps", 5_000)
     with pytest.raises(TransactionReverted, match="shares above 100%"):
-        chain.deploy(keys[0], bad)
+        world.chain.deploy(world.deployer, bad)
     with pytest.raises(ValueError):
         type(PARAMS)(1, 1, 0, 6_000, 5_000)
 
@@ -89,3 +87,22 @@ def test_mine_and_block_hashes(world: World) -> None:
     assert len(hashes) == 4
     with pytest.raises(ValueError):
         world.chain.mine(-1)
+
+
+def test_receipts_carry_the_contracts_events(world: World) -> None:
+    """Services learn what a claim paid from its Claimed event, on either chain."""
+    from rpcpay.chain.abi import ContractAbi
+    from rpcpay.chain.artifact import load_artifact
+    from rpcpay.lottery.eip712 import cheque_hash
+
+    events = ContractAbi(load_artifact().abi).events
+    terms = world.lottery(prize=10)
+    sc = world.cheque(terms, world.alice, 0, 10)
+    world.reveal(terms)
+    r = world.chain.claim(world.bob, sc)
+    topics = [log.topics[0] for log in r.logs]
+    assert topics == [events["Drawn"], events["Claimed"]]
+    claimed = r.logs[1]
+    assert claimed.address == world.chain.contract
+    assert claimed.topics[1:] == (terms.id, world.alice.address.rjust(32, b"\0"))
+    assert claimed.data == cheque_hash(sc.cheque) + (10).to_bytes(32, "big")

@@ -9,19 +9,24 @@ from rpcpay.chain import Receipt
 from rpcpay.errors import TransactionReverted
 from rpcpay.lottery.cheque import holds_ticket, ranges_overlap
 from rpcpay.lottery.eip712 import cheque_hash
-from tests.chain.conftest import DEPOSIT, PARAMS, make_world
+from tests.chain.conftest import DEPOSIT, PARAMS, MakeWorld
 
 SPACE = 16
-FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# The world factory is a fixture, but each example makes a fresh world with it.
+FAST = settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 span = st.integers(0, SPACE - 1).flatmap(lambda s: st.tuples(st.just(s), st.integers(1, SPACE - s)))
 
 
 @FAST
 @given(span, span)
 def test_contract_accepts_a_fraud_proof_exactly_when_ranges_overlap(
-    a: tuple[int, int], b: tuple[int, int]
+    new_world: MakeWorld, a: tuple[int, int], b: tuple[int, int]
 ) -> None:
-    w = make_world()
+    w = new_world()
     terms = w.lottery(prize=SPACE)
     x, y = w.cheque(terms, w.alice, *a), w.cheque(terms, w.bob, *b)
     try:
@@ -42,12 +47,13 @@ def test_contract_accepts_a_fraud_proof_exactly_when_ranges_overlap(
     senders=st.lists(st.sampled_from([0, 3, 4, 5, 6]), min_size=5, max_size=5),  # not the payer
 )
 def test_eth_is_conserved_and_the_payer_pays_at_most_the_prize(
+    new_world: MakeWorld,
     cheques: list[tuple[tuple[int, int], int]],
     proof: tuple[int, int] | None,
     order: list[int],
     senders: list[int],
 ) -> None:
-    w = make_world()
+    w = new_world()
     c = w.chain
     people = [w.alice, w.bob, w.carol, w.mallory]
     fees = 0

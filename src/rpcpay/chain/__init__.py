@@ -5,10 +5,14 @@
 - ``settlement``: the ``SettlementChain`` protocol the services use, ``ContractParams``,
   ``Receipt``.
 - ``inprocess``: ``InProcessChain``, the embedded default on py-evm.
+- ``jsonrpc``: ``JsonRpcChain``, the same over any Ethereum JSON-RPC node (anvil, geth,
+  a provider), with ``transaction`` (local EIP-1559 signing) and ``abi`` (the calls and
+  events both chains share).
 """
 
 from rpcpay.chain.artifact import ContractArtifact, load_artifact
 from rpcpay.chain.inprocess import InProcessChain, dev_keys
+from rpcpay.chain.jsonrpc import JsonRpcChain
 from rpcpay.chain.settlement import (
     DEFAULT_PARAMS,
     ContractParams,
@@ -22,6 +26,7 @@ __all__ = [
     "ContractArtifact",
     "ContractParams",
     "InProcessChain",
+    "JsonRpcChain",
     "Receipt",
     "SettlementChain",
     "dev_keys",

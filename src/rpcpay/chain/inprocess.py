@@ -13,34 +13,38 @@ priced at the block's base fee, so every fee is burnt and balances add up exactl
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any, cast
 
 from eth.chains.base import MiningChain
 from eth.db.atomic import AtomicDB
 from eth.vm.forks.cancun import CancunVM
 from eth.vm.spoof import SpoofTransaction
-from eth_abi.abi import decode, encode
 from eth_keys.datatypes import PrivateKey
 
+from rpcpay.chain.abi import (
+    ContractAbi,
+    ContractReads,
+    check_created_lottery,
+    cheque_tuple,
+    decode_revert,
+    verify_contract,
+)
 from rpcpay.chain.artifact import ContractArtifact, load_artifact
-from rpcpay.chain.settlement import ContractParams, Receipt, SettlementChain
+from rpcpay.chain.settlement import ContractParams, LogEntry, Receipt, SettlementChain
 from rpcpay.errors import ChainError, TransactionReverted
-from rpcpay.lottery.cheque import Cheque, Domain, LotteryTerms, StampedCheque
+from rpcpay.lottery.cheque import Domain, LotteryTerms, StampedCheque
 from rpcpay.lottery.eth import EthKey
-from rpcpay.lottery.state import LotteryState, StamperState
 from rpcpay.wire.keccak import keccak256
 
-__all__ = ["DEV_BALANCE", "InProcessChain", "dev_keys"]
+__all__ = ["CALL_GAS", "DEPLOY_GAS", "DEV_BALANCE", "InProcessChain", "dev_keys"]
 
 DEV_BALANCE = 10**24
 """What each funded account starts with (a million ether)."""
 
 CALL_GAS = 1_000_000
 DEPLOY_GAS = 6_000_000
-_ERROR_SELECTOR = keccak256(b"Error(string)")[:4]
 _ZERO_ADDRESS = bytes(20)
-_EMPTY_WORD = bytes(32)
 
 
 def dev_keys(count: int, label: bytes = b"rpcpay dev key") -> list[EthKey]:
@@ -48,58 +52,25 @@ def dev_keys(count: int, label: bytes = b"rpcpay dev key") -> list[EthKey]:
     return [EthKey(keccak256(label + i.to_bytes(4, "big"))) for i in range(count)]
 
 
-def _abi_type(item: dict[str, Any]) -> str:
-    if item["type"] == "tuple":
-        return "(" + ",".join(_abi_type(c) for c in item["components"]) + ")"
-    return str(item["type"])
-
-
-class _Abi:
-    """Selectors and types of the contract's functions, from the artifact's ABI."""
-
-    def __init__(self, abi: Iterable[dict[str, Any]]) -> None:
-        self.inputs: dict[str, list[str]] = {}
-        self.outputs: dict[str, list[str]] = {}
-        self.selectors: dict[str, bytes] = {}
-        self.constructor: list[str] = []
-        for item in abi:
-            if item["type"] == "constructor":
-                self.constructor = [_abi_type(i) for i in item["inputs"]]
-            if item["type"] != "function":
-                continue
-            name = item["name"]
-            ins = [_abi_type(i) for i in item["inputs"]]
-            self.inputs[name] = ins
-            self.outputs[name] = [_abi_type(o) for o in item["outputs"]]
-            self.selectors[name] = keccak256(f"{name}({','.join(ins)})".encode())[:4]
-
-    def calldata(self, name: str, *args: Any) -> bytes:
-        return self.selectors[name] + encode(self.inputs[name], list(args))
-
-    def result(self, name: str, output: bytes) -> tuple[Any, ...]:
-        return tuple(decode(self.outputs[name], output))
-
-
-def _cheque_tuple(c: Cheque) -> tuple[bytes, bytes, int, int]:
-    return (c.lottery, c.recipient, c.start, c.value)
-
-
-def _address(value: Any) -> bytes:
-    """eth-abi decodes addresses as hex strings."""
-    return bytes.fromhex(str(value).removeprefix("0x"))
-
-
 def _revert_reason(output: bytes, error: Exception) -> str:
-    # A Vyper assert with a message reverts with Error(string).
-    if output[:4] == _ERROR_SELECTOR:
-        try:
-            return str(decode(["string"], output[4:])[0])
-        except Exception:  # pragma: no cover - malformed revert data from the EVM itself
-            return output.hex()
+    reason = decode_revert(output)
+    if reason is not None:
+        return reason
     return str(error) or type(error).__name__
 
 
-class InProcessChain:
+def _logs(computation: Any) -> tuple[LogEntry, ...]:
+    return tuple(
+        LogEntry(
+            address=bytes(address),
+            topics=tuple(t.to_bytes(32, "big") for t in topics),
+            data=bytes(data),
+        )
+        for address, topics, data in computation.get_log_entries()
+    )
+
+
+class InProcessChain(ContractReads):
     """A private chain in memory, with funded accounts, that settles rpcpay lotteries."""
 
     def __init__(
@@ -112,7 +83,7 @@ class InProcessChain:
         self._lock = threading.RLock()
         self._chain_id = chain_id
         self._artifact = artifact or load_artifact()
-        self._abi = _Abi(self._artifact.abi)
+        self._abi = ContractAbi(self._artifact.abi)
         self._contract: bytes | None = None
         klass = MiningChain.configure(
             __name__="RpcpayInProcessChain",
@@ -187,6 +158,7 @@ class InProcessChain:
                 gas_used=gas_used,
                 fee=gas_used * gas_price,
                 output=computation.output if to else computation.msg.storage_address,
+                logs=_logs(computation),
             )
 
     def _transact(self, key: EthKey, name: str, *args: Any, value: int = 0) -> Receipt:
@@ -195,23 +167,19 @@ class InProcessChain:
         )
 
     def deploy(self, key: EthKey, params: ContractParams) -> bytes:
-        args = encode(
-            self._abi.constructor,
-            [
-                params.max_reveal_delay,
-                params.redeem_blocks,
-                params.proof_grace,
-                params.whistleblower_bps,
-                params.compensation_bps,
-            ],
-        )
-        receipt = self.send_transaction(key, b"", self._artifact.bytecode + args, gas=DEPLOY_GAS)
+        code = self._abi.deployment(self._artifact.bytecode, params)
+        receipt = self.send_transaction(key, b"", code, gas=DEPLOY_GAS)
         self._contract = receipt.output
         return receipt.output
 
     def attach(self, contract: bytes) -> None:
-        """Use a contract deployed earlier on this chain."""
-        self._contract = contract
+        """Use a contract deployed earlier on this chain (``ChainError`` if it is not ours)."""
+        previous, self._contract = self._contract, contract
+        try:
+            verify_contract(self, self.domain)
+        except ChainError:
+            self._contract = previous
+            raise
 
     def deposit_stamper(self, key: EthKey, amount: int) -> Receipt:
         return self._transact(key, "deposit_stamper", value=amount)
@@ -229,24 +197,28 @@ class InProcessChain:
         terms = LotteryTerms(
             payer=key.address, stamper=stamper, prize=prize, reveal_block=reveal_block, salt=salt
         )
-        # The contract and the pure rule agree on the id.
+        # The contract and the pure rule agree on the id (its return value and its event).
         (returned,) = self._abi.result("create_lottery", receipt.output)
-        if returned != terms.id:
-            raise ChainError("contract computed another lottery id than lottery_id()")
+        try:
+            if returned != terms.id:
+                raise ValueError("contract computed another lottery id than lottery_id()")
+            check_created_lottery(self._abi, self.contract, receipt.logs, terms)
+        except ValueError as exc:
+            raise ChainError(str(exc)) from exc
         return terms, receipt
 
     def draw(self, key: EthKey, lottery_id: bytes) -> Receipt:
         return self._transact(key, "draw", lottery_id)
 
     def claim(self, key: EthKey, sc: StampedCheque) -> Receipt:
-        return self._transact(key, "claim", _cheque_tuple(sc.cheque), sc.payer_sig, sc.stamp_sig)
+        return self._transact(key, "claim", cheque_tuple(sc.cheque), sc.payer_sig, sc.stamp_sig)
 
     def commit_fraud(self, key: EthKey, commitment: bytes) -> Receipt:
         return self._transact(key, "commit_fraud", commitment)
 
     def prove_fraud(self, key: EthKey, a: StampedCheque, b: StampedCheque) -> Receipt:
-        a_args = (_cheque_tuple(a.cheque), a.stamp_sig)
-        b_args = (_cheque_tuple(b.cheque), b.stamp_sig)
+        a_args = (cheque_tuple(a.cheque), a.stamp_sig)
+        b_args = (cheque_tuple(b.cheque), b.stamp_sig)
         return self._transact(key, "prove_fraud", *a_args, *b_args)
 
     def refund(self, key: EthKey, lottery_id: bytes) -> Receipt:
@@ -261,7 +233,8 @@ class InProcessChain:
         except Exception as exc:
             raise ChainError(f"no block {block}") from exc
 
-    def _call(self, name: str, *args: Any, block: int | None = None) -> tuple[Any, ...]:
+    def call_view(self, name: str, *args: Any, block: int | None = None) -> tuple[Any, ...]:
+        """Any view function by name (also for tests and tools: ``domain_separator``, ...)."""
         with self._lock:
             header = self._header(block)
             vm = self._chain.get_vm(header)
@@ -281,18 +254,6 @@ class InProcessChain:
                 raise ChainError(f"call {name} failed: {exc}") from exc
             return self._abi.result(name, output)
 
-    def params(self) -> ContractParams:
-        exit_delay = self._call("EXIT_DELAY")[0]
-        max_reveal = self._call("MAX_REVEAL_DELAY")[0]
-        redeem = self._call("REDEEM_BLOCKS")[0]
-        return ContractParams(
-            max_reveal_delay=max_reveal,
-            redeem_blocks=redeem,
-            proof_grace=exit_delay - max_reveal - redeem,
-            whistleblower_bps=self._call("WHISTLEBLOWER_BPS")[0],
-            compensation_bps=self._call("COMPENSATION_BPS")[0],
-        )
-
     def block_number(self) -> int:
         with self._lock:
             return int(self._chain.get_canonical_head().block_number)
@@ -304,41 +265,6 @@ class InProcessChain:
     def balance(self, address: bytes, block: int | None = None) -> int:
         with self._lock:
             return int(self._chain.get_vm(self._header(block)).state.get_balance(address))
-
-    def stamper(self, address: bytes, block: int | None = None) -> StamperState:
-        ((deposit, exit_block, slashed),) = self._call("stampers", address, block=block)
-        return StamperState(deposit=deposit, exit_block=exit_block, slashed=slashed)
-
-    def lottery(self, lottery_id: bytes, block: int | None = None) -> LotteryState | None:
-        ((payer, stamper, prize, reveal, seed, paid, refunded),) = self._call(
-            "lotteries", lottery_id, block=block
-        )
-        # A lottery never has a zero prize; a zero record is an id nobody created.
-        if prize == 0:
-            return None
-        return LotteryState(
-            id=lottery_id,
-            payer=_address(payer),
-            stamper=_address(stamper),
-            prize=prize,
-            reveal_block=reveal,
-            seed=None if seed == _EMPTY_WORD else bytes(seed),
-            paid_cheque=None if paid == _EMPTY_WORD else bytes(paid),
-            refunded=refunded,
-        )
-
-    def pool(self, stamper: bytes, block: int | None = None) -> int:
-        return int(self._call("pools", stamper, block=block)[0])
-
-    def burnt(self, block: int | None = None) -> int:
-        return int(self._call("burnt", block=block)[0])
-
-    def compensated(self, cheque_id: bytes, block: int | None = None) -> bool:
-        return bool(self._call("compensated", cheque_id, block=block)[0])
-
-    def call_view(self, name: str, *args: Any, block: int | None = None) -> tuple[Any, ...]:
-        """Any view function by name (tests and tools: ``domain_separator``, ``cheque_hash``)."""
-        return self._call(name, *args, block=block)
 
     # --- development ------------------------------------------------------------
     def mine(self, blocks: int = 1) -> int:

@@ -1,19 +1,22 @@
 """The ``SettlementChain`` protocol: everything the lottery services do on chain.
 
-One interface, two intended implementations: ``InProcessChain`` (an EVM inside this
-process, the default, nothing to set up) and, later, one over any Ethereum JSON-RPC
-URL (anvil in the end-to-end tests, a real chain in production). The payer, the
-stamper service and the payee use only this protocol.
+One interface, two implementations: ``InProcessChain`` (an EVM inside this process,
+the default, nothing to set up) and ``JsonRpcChain`` (any Ethereum JSON-RPC URL:
+anvil in the end-to-end tests, a real chain in production). The payer, the stamper
+service and the payee use only this protocol; ``tests/chain`` runs the same suite
+against both.
 
 Calls are synchronous: the in-process EVM is CPU-bound and a JSON-RPC client is a
 short request. Services on the event loop call it through ``asyncio.to_thread``;
 implementations are safe to call from several threads.
 
 Every transaction is mined before the call returns. A transaction the contract
-refuses raises ``TransactionReverted`` with the contract's message (on a real chain
-it is still mined and costs gas). Reads take ``block``: the state after that block,
-``None`` for the newest. Payees read at ``head - confirmations`` so that a reorg
-cannot take back what they trusted.
+refuses raises ``TransactionReverted`` with the contract's message. In process it is
+mined and costs gas; ``JsonRpcChain`` by default simulates each transaction first and
+does not send one the contract would refuse (``gas_used == 0``, nothing paid), and a
+transaction that reverts anyway once mined (the state changed in between) costs gas.
+Reads take ``block``: the state after that block, ``None`` for the newest. Payees
+read at ``head - confirmations`` so that a reorg cannot take back what they trusted.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from rpcpay.wire.keccak import keccak256
 __all__ = [
     "DEFAULT_PARAMS",
     "ContractParams",
+    "LogEntry",
     "Receipt",
     "SettlementChain",
     "fraud_commitment",
@@ -75,14 +79,30 @@ DEFAULT_PARAMS = ContractParams(
 
 
 @dataclass(frozen=True, slots=True)
+class LogEntry:
+    """One event a transaction emitted: the emitting contract, its topics and data."""
+
+    address: bytes
+    topics: tuple[bytes, ...]
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class Receipt:
-    """A mined transaction: where, what it cost, and what the function returned (ABI-encoded)."""
+    """A mined transaction: where, what it cost, and the events it emitted.
+
+    ``output`` is what the function returned (ABI-encoded; for a deployment, the new
+    contract's address). A JSON-RPC node does not report return values, so there it
+    is empty except for deployments: services read the events in ``logs`` instead
+    (``LotteryCreated``, ``Claimed``, ``Compensated``, ``Slashed``, ...).
+    """
 
     tx_hash: bytes
     block_number: int
     gas_used: int
     fee: int  # wei paid for gas by the sender
     output: bytes
+    logs: tuple[LogEntry, ...] = ()
 
 
 def fraud_commitment(whistleblower: bytes, cheque_a: bytes, cheque_b: bytes) -> bytes:

@@ -6,6 +6,10 @@
 - ``eip712``: typed-data digests of cheques and stamps; signing and recovery.
 - ``state``: the contract's lottery and stamper records as plain values.
 - ``rules``: the payee's checks (``check_cheque``) and the fraud-proof rule.
+- ``stamper``: the stamper's rules (``check_request``, the fee, ``judge_overlaps``);
+  ``stamper_store``: the durable record of stamped ranges; ``stamper_wire``: the
+  payer <-> stamper JSON; ``stamper_server``: the HTTP service; ``stamper_commands``:
+  ``rpcpay stamper``; ``keyfile``: the stamper's key on disk.
 """
 
 from rpcpay.lottery.cheque import (
