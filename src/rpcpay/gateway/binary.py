@@ -33,10 +33,12 @@ from rpcpay.gateway.binary_costs import (
     uint_field,
 )
 from rpcpay.gateway.chain_cache import (
+    CachedBlock,
     CachedRun,
     ChainCache,
     OutputKey,
     block_entry_size,
+    chain_hashes,
     may_add_block,
     stops_after_block,
 )
@@ -47,7 +49,6 @@ from rpcpay.gateway.protocol import STATUS_OK, STATUS_PAYMENT_REQUIRED
 from rpcpay.gateway.tracking import Tracker
 from rpcpay.gateway.upstream import Upstream, post_json
 from rpcpay.wire import epee
-from rpcpay.wire.block import parse_block
 from rpcpay.wire.epee import Array, Int, PackedArray, Section, Type
 
 log = logging.getLogger("rpcpay.binary")
@@ -293,37 +294,43 @@ class BinaryHandler:
         if start is None or start >= top.height:
             return None
         run = cache.blocks_from(start, variant, limit, cache.settled_below(top.height), top.height)
-        entries = [b.entry for b in run.blocks]
-        indices = [b.indices for b in run.blocks]
-        current_height = top.height
+        blocks = run.blocks
         if not run.complete:
             # Never a shorter answer (the client would pay again for the rest): past the
-            # settled line the recent blocks come from the upstream, linked to the cached run.
-            if not run.blocks or not run.at_settled_line:
+            # settled line come the recent blocks, linked to the cached run.
+            if not blocks or not run.at_settled_line:
                 return None
-            tail = await self._recent_tail(call, cache, run, limit)
-            if tail is None:
+            recent = await self._recent_blocks(call, cache, run, variant, top)
+            if recent is None:
                 return None
-            entries += tail[0]
-            indices += tail[1]
-            current_height = tail[2]
+            blocks = blocks + _within_limits(blocks, recent, limit)
         cache.stats.block_hits += 1
         return {
-            "blocks": PackedArray(Type.OBJECT, len(entries), b"".join(entries)),
+            "blocks": PackedArray(Type.OBJECT, len(blocks), b"".join(b.entry for b in blocks)),
             "credits": _u64(0),
-            "current_height": _u64(current_height),
-            "output_indices": PackedArray(Type.OBJECT, len(indices), b"".join(indices)),
+            "current_height": _u64(top.height),
+            "output_indices": PackedArray(
+                Type.OBJECT, len(blocks), b"".join(b.indices for b in blocks)
+            ),
             "start_height": _u64(start),
             "status": STATUS_OK.encode(),
             "top_hash": top.top_hash.encode(),
             "untrusted": False,
         }
 
-    async def _recent_tail(
-        self, call: BinaryCall, cache: ChainCache, run: CachedRun, limit: int
-    ) -> tuple[list[bytes], list[bytes], int] | None:
-        """The blocks after a cached run, from the upstream: encoded entries, encoded
-        indices and the chain height; None if they don't continue the run."""
+    async def _recent_blocks(
+        self,
+        call: BinaryCall,
+        cache: ChainCache,
+        run: CachedRun,
+        variant: tuple[bool, bool],
+        top: ChainTop,
+    ) -> list[CachedBlock] | None:
+        """The blocks from the settled line to the top: held for this top, or fetched from
+        the upstream; None if the upstream's do not continue the run up to our top."""
+        held = cache.recent_blocks(run.next_height, variant, top.top_hash)
+        if held is not None:
+            return held
         request = dict(call.request)
         epee.set_uint64(request, "start_height", run.next_height)
         answer = await self._forward(BinaryCall(call.path, call.rule, request, None, call.peer))
@@ -331,32 +338,36 @@ class BinaryHandler:
         try:
             start = epee.get_int(answer, "start_height")
             height = epee.get_int(answer, "current_height")
-            # The upstream must answer from exactly where the run ends, blocks with indices.
+            # The upstream must answer from where the run ends up to our top, blocks with
+            # their indices ...
             if answer.get("status") != STATUS_OK.encode() or start != run.next_height:
                 return None
-            if not isinstance(blocks, Array) or not isinstance(indices, Array) or height is None:
+            if not isinstance(blocks, Array) or not isinstance(indices, Array):
                 return None
             entries = [b for b in blocks.items if isinstance(b, dict)]
             index_sections = [x for x in indices.items if isinstance(x, dict)]
-            # ... and its first block must sit on the last cached one (no reorg in between).
-            first = entries[0].get("block") if entries else None
-            below = cache.hash_at(run.next_height - 1)
-            if not isinstance(first, bytes) or parse_block(first).prev_id != below:
+            if height != top.height or not entries or len(entries) != len(index_sections):
                 return None
-            count, taken = len(run.blocks), 0
-            size = sum(b.size for b in run.blocks)
-            txs = sum(b.tx_count for b in run.blocks)
-            for entry in entries[: len(index_sections)]:
-                if not may_add_block(count, size, limit):
-                    break
-                entry_size, entry_txs = block_entry_size(entry)
-                count, size, txs, taken = count + 1, size + entry_size, txs + entry_txs, taken + 1
-                if stops_after_block(count, txs):
-                    break
+            blobs = [e.get("block") for e in entries]
+            if not all(isinstance(b, bytes) for b in blobs):
+                return None
+            ids, below = chain_hashes([b for b in blobs if isinstance(b, bytes)])
+            # ... sitting on the last cached block and ending at our top (no reorg between).
+            if below != cache.hash_at(run.next_height - 1) or ids[-1].hex() != top.top_hash:
+                return None
+            recent = [
+                CachedBlock(
+                    run.next_height + i,
+                    epee.encode_element(entry),
+                    epee.encode_element(index_sections[i]),
+                    *block_entry_size(entry),
+                )
+                for i, entry in enumerate(entries)
+            ]
         except WireError:
             return None
-        encoded = [epee.encode_element(e) for e in entries[:taken]]
-        return encoded, [epee.encode_element(x) for x in index_sections[:taken]], height
+        cache.keep_recent(run.next_height, variant, top.top_hash, recent)
+        return recent
 
     def _keep_blocks(self, answer: Section, variant: tuple[bool, bool]) -> None:
         if self.cache is None or answer.get("status") != STATUS_OK.encode():
@@ -450,6 +461,24 @@ class BinaryHandler:
                 checked[0].add_outputs(keys, sections, checked[1].height)
         _stamp(answer, charge)
         return answer, charge.amount
+
+
+def _within_limits(
+    head: list[CachedBlock], tail: list[CachedBlock], limit: int
+) -> list[CachedBlock]:
+    """The part of ``tail`` monerod would add after ``head``: its count, size and
+    transaction limits run on across both."""
+    count, size = len(head), sum(b.size for b in head)
+    txs = sum(b.tx_count for b in head)
+    taken: list[CachedBlock] = []
+    for block in tail:
+        if not may_add_block(count, size, limit):
+            break
+        taken.append(block)
+        count, size, txs = count + 1, size + block.size, txs + block.tx_count
+        if stops_after_block(count, txs):
+            break
+    return taken
 
 
 def _array_len(section: Section, name: str) -> int:

@@ -165,6 +165,8 @@ class ChainCache:
         self._blocks: OrderedDict[BlockKey, CachedBlock] = OrderedDict()
         self._block_bytes = 0
         self._outputs: OrderedDict[OutputKey, tuple[int, Section]] = OrderedDict()
+        self._recent: dict[BlockKey, list[CachedBlock]] = {}
+        self._recent_top: str | None = None
 
     # -- settled heights ------------------------------------------------------------------
 
@@ -179,6 +181,7 @@ class ChainCache:
         self._blocks.clear()
         self._block_bytes = 0
         self._outputs.clear()
+        self._recent.clear()
         self.checked_top = None
         self.stats.clears += 1
 
@@ -361,6 +364,25 @@ class ChainCache:
                 break
             height += 1
         return CachedRun(out, True, start + len(out), False)
+
+    def recent_blocks(
+        self, start: int, variant: tuple[bool, bool], top_hash: str
+    ) -> list[CachedBlock] | None:
+        """The blocks from ``start`` (the settled line) up to the top, as the upstream sent
+        them while the chain top was ``top_hash``; None if not held for this top."""
+        if self._recent_top != top_hash:
+            return None
+        return self._recent.get((start, *variant))
+
+    def keep_recent(
+        self, start: int, variant: tuple[bool, bool], top_hash: str, blocks: list[CachedBlock]
+    ) -> None:
+        """Remember the unsettled blocks from ``start`` to the top ``top_hash``; they are good
+        only until the top moves, and are dropped then."""
+        if self._recent_top != top_hash:
+            self._recent.clear()
+            self._recent_top = top_hash
+        self._recent[(start, *variant)] = blocks
 
     def block_bytes(self) -> int:
         """Memory the cached blocks take, as counted against ``max_bytes``."""

@@ -39,7 +39,7 @@ import struct
 from dataclasses import dataclass
 from enum import IntEnum
 from itertools import pairwise
-from typing import TypeAlias
+from typing import TypeAlias, TypeVar
 
 from rpcpay.errors import WireError
 
@@ -215,6 +215,18 @@ def _type_of(value: object) -> Type:
 
 # -- decoding ---------------------------------------------------------------------------
 
+_TYPES: dict[int, Type] = {int(t): t for t in Type}
+_T = TypeVar("_T", Int, Array)
+
+
+def _trusted(cls: type[_T], **fields: object) -> _T:
+    """Build an ``Int`` or ``Array`` the decoder has already checked, without checking again
+    (decoding a thousand-block answer makes tens of thousands of them)."""
+    obj = object.__new__(cls)
+    for name, value in fields.items():
+        object.__setattr__(obj, name, value)
+    return obj
+
 
 class _Reader:
     """A cursor over one message; every read checks the bytes left first."""
@@ -266,7 +278,7 @@ class _Reader:
             # epee refuses duplicate keys
             if name in out:
                 raise WireError(f"duplicate field name {name!r}")
-            code = self.take(1, f"type of {name!r}")[0]
+            code = self.take(1, "field type")[0]
             if code & ARRAY_FLAG:
                 out[name] = self.array(code & ~ARRAY_FLAG, depth + 1)
             else:
@@ -290,12 +302,15 @@ class _Reader:
             raise WireError(
                 f"{elem.name.lower()} array claims {count} items, only {self.left()} bytes left"
             )
-        return Array(elem, tuple(self.value(elem, depth) for _ in range(count)))
+        return _trusted(
+            Array, code=elem, items=tuple(self.value(elem, depth) for _ in range(count))
+        )
 
     def value(self, code: int, depth: int) -> Value:
         s = _INT_BY_CODE.get(code)
         if s is not None:
-            return Int(Type(code), s.unpack(self.take(s.size, "integer"))[0])
+            # unpacked with the type's own struct, the value always fits
+            return _trusted(Int, code=_TYPES[code], value=s.unpack(self.take(s.size, "integer"))[0])
         if code == Type.DOUBLE:
             result: float = _DOUBLE.unpack(self.take(8, "double"))[0]
             return result
