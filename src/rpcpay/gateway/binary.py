@@ -184,14 +184,6 @@ class BinaryHandler:
         _stamp(answer, charge)
         return answer, charge.amount
 
-    async def _second_charge(self, call: BinaryCall, first: Charge, amount: int) -> Charge:
-        """monerod's same-timestamp charge for what the answer turned out to hold."""
-        if amount <= 0:
-            return first
-        return await self.payment.charge(
-            call.client, amount, call.rule.rpc, call.peer, same_ts=True
-        )
-
     # -- the cache ------------------------------------------------------------------------
 
     async def _checked_cache(self) -> tuple[ChainCache, ChainTop] | None:
@@ -269,7 +261,7 @@ class BinaryHandler:
             _truncate_blocks(answer, max_blocks)
             self._keep_blocks(answer, variant)
         count = _array_len(answer, "blocks")
-        final = await self._second_charge(call, charge, blocks_cost(count))
+        final = self.payment.charge_more(charge, blocks_cost(count))
         if not final.ok:
             return refused_answer(call.rule, final.status, final.credits, final.top_hash), 0
         _stamp(answer, final)
@@ -396,7 +388,7 @@ class BinaryHandler:
             self._keep_hashes(answer)
         ids = answer.get("m_block_ids", b"")
         count = len(ids) // HASH_SIZE if isinstance(ids, bytes) else 0
-        final = await self._second_charge(call, charge, hashes_cost(count))
+        final = self.payment.charge_more(charge, hashes_cost(count))
         if not final.ok:
             return refused_answer(call.rule, final.status, final.credits, final.top_hash), 0
         _stamp(answer, final)

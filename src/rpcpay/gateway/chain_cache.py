@@ -161,6 +161,7 @@ class ChainCache:
         self.genesis: bytes | None = None
         self.stats = CacheStats()
         self._segments: list[_Segment] = []
+        self._starts: list[int] = []
         self._height_of: dict[bytes, int] = {}
         self._blocks: OrderedDict[BlockKey, CachedBlock] = OrderedDict()
         self._block_bytes = 0
@@ -177,6 +178,7 @@ class ChainCache:
     def clear(self) -> None:
         """Forget everything (a reorg below the margin, or a budget overrun)."""
         self._segments.clear()
+        self._starts.clear()
         self._height_of.clear()
         self._blocks.clear()
         self._block_bytes = 0
@@ -197,7 +199,7 @@ class ChainCache:
         return None if segment is None else segment.hashes[height - segment.start]
 
     def _segment_holding(self, height: int) -> _Segment | None:
-        i = bisect_right([s.start for s in self._segments], height) - 1
+        i = bisect_right(self._starts, height) - 1
         if i >= 0 and self._segments[i].end >= height:
             return self._segments[i]
         return None
@@ -232,6 +234,7 @@ class ChainCache:
         merged.append(run)
         merged.sort(key=lambda s: s.start)
         self._segments = merged
+        self._starts = [s.start for s in merged]
         for offset, block_id in enumerate(hashes):
             self._height_of[block_id] = start + offset
         # a hash index past its budget is rebuilt from scratch rather than trimmed
@@ -351,10 +354,13 @@ class ChainCache:
         out: list[CachedBlock] = []
         size = txs = 0
         height = start
+        segment = self._segment_holding(start)
+        indexed_end = segment.end if segment is not None else -1
         while height < chain_height and may_add_block(len(out), size, max_count):
             block = self._blocks.get((height, *variant))
-            # the cache ends at the settled line, or at a block it does not hold
-            if height >= settled_below or block is None or self.hash_at(height) is None:
+            # the cache ends at the settled line, or at a block it does not hold (or whose
+            # id is not in the run the start is in)
+            if height >= settled_below or block is None or height > indexed_end:
                 return CachedRun(out, False, height, height >= settled_below)
             self._blocks.move_to_end((height, *variant))
             out.append(block)

@@ -72,6 +72,7 @@ class Charge:
     top_hash: str
     client: bytes | None = None
     amount: int = 0
+    timestamp_us: int = 0
 
 
 def is_loopback(address: str) -> bool:
@@ -281,7 +282,28 @@ class PaymentService:
         result = self.ledger.pay(auth.public_key, auth.timestamp_us, amount, same_ts)
         if not result.ok:
             return Charge(False, STATUS_PAYMENT_REQUIRED, result.credits, top_hash)
-        return Charge(True, STATUS_OK, result.credits, top_hash, auth.public_key, amount)
+        return Charge(
+            True, STATUS_OK, result.credits, top_hash, auth.public_key, amount, auth.timestamp_us
+        )
+
+    def charge_more(self, first: Charge, amount: int) -> Charge:
+        """monerod's second, same-timestamp charge (``CHECK_PAYMENT_SAME_TS``) for a call
+        whose first charge passed: the client id was verified then, so it is not again."""
+        # Nothing more to pay, or a call that was free in the first place.
+        if amount <= 0 or first.client is None:
+            return first
+        result = self.ledger.pay(first.client, first.timestamp_us, amount, True)
+        if not result.ok:
+            return Charge(False, STATUS_PAYMENT_REQUIRED, result.credits, first.top_hash)
+        return Charge(
+            True,
+            STATUS_OK,
+            result.credits,
+            first.top_hash,
+            first.client,
+            amount,
+            first.timestamp_us,
+        )
 
     def refund(self, charge: Charge) -> int:
         """Give back a charge whose call the upstream failed to answer; the new balance."""
