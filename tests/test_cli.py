@@ -331,3 +331,60 @@ def test_stamper_never_stamps_an_overlap_after_kill_9(
         proc.send_signal(signal.SIGTERM)
         stderr = proc.communicate(timeout=30)[1]
         assert proc.returncode == 0, stderr
+
+
+def test_chain_serves_the_embedded_evm_and_the_wallet_reads_it(tmp_path: Path) -> None:
+    """`rpcpay chain` on a free port: info file (0600) with the contract and keys, the chain
+    client attaches to it, unknown methods get -32601, `wallet lottery-status` reads it."""
+    import json as _json
+    import signal as _signal
+    import subprocess as _subprocess
+
+    from rpcpay.chain.jsonrpc import JsonRpcChain
+    from rpcpay.errors import ChainRpcError
+
+    info_file = tmp_path / "chain.json"
+    proc = _subprocess.Popen(
+        [sys.executable, "-m", "rpcpay", "chain", "--port", "0", "--keys", "2",
+         "--info-file", str(info_file)],
+        stdout=_subprocess.PIPE, stderr=_subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        assert first.startswith("rpcpay chain: chain id 1337 at http://127.0.0.1:"), first
+        assert info_file.stat().st_mode & 0o777 == 0o600
+        info = _json.loads(info_file.read_text())
+        assert len(info["keys"]) == 2 and info["url"] in first
+        chain = JsonRpcChain(info["url"], chain_id=1337)
+        chain.attach(bytes.fromhex(info["contract"][2:]))
+        assert chain.params().max_reveal_delay == 216_000
+        with pytest.raises(ChainRpcError, match="not served by rpcpay chain") as err:
+            chain.rpc("eth_getLogs", [])
+        assert err.value.code == -32601
+        chain.close()
+        key_file = tmp_path / "payer.key"
+        key_file.write_text(info["keys"][1]["secret"][2:] + "\n")
+        key_file.chmod(0o600)
+        out = _subprocess.run(
+            [sys.executable, "-m", "rpcpay", "wallet", "--wallet-file", str(tmp_path / "w.json"),
+             "lottery-status", "--chain-url", info["url"], "--contract", info["contract"],
+             "--payer-key-file", str(key_file), "--lottery-file", str(tmp_path / "l.json")],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        assert f"payer    {info['keys'][1]['address']}" in out.stdout
+        assert "no lotteries yet" in out.stdout
+        # Bad input is a clear error, not a traceback.
+        bad = _subprocess.run(
+            [sys.executable, "-m", "rpcpay", "wallet", "lottery-status", "--chain-url",
+             "http://127.0.0.1:1", "--contract", info["contract"], "--payer-key-file",
+             str(key_file)],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert bad.returncode == 2 and "Traceback" not in bad.stderr
+        assert "cannot reach the chain" in bad.stderr
+    finally:
+        proc.send_signal(_signal.SIGTERM)
+        proc.wait(timeout=30)
+    assert proc.returncode == 0

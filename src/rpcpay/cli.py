@@ -11,6 +11,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rpcpay import __version__
 from rpcpay.argtypes import integer_in, number_in
@@ -19,6 +20,9 @@ from rpcpay.gateway.limits import AbuseLimits
 from rpcpay.logs import configure_logging
 from rpcpay.lottery import stamper_commands
 from rpcpay.wallet import commands as wallet_commands
+
+if TYPE_CHECKING:
+    from rpcpay.gateway.cheques import LotterySettings
 
 _positive = integer_in(1, None, "must be at least 1")
 _non_negative = integer_in(0, None, "must be 0 or more")
@@ -191,11 +195,123 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         metavar="R",
         help="rate at which that budget refills (default: %(default)s)",
     )
+    _add_lottery_flags(p)
     p.add_argument(
         "--log-level",
         choices=("debug", "info", "warning", "error"),
         default="info",
         help="log level; logs are JSON lines on stderr (default: %(default)s)",
+    )
+
+
+def _eth_address(text: str) -> bytes:
+    try:
+        raw = bytes.fromhex(text.removeprefix("0x"))
+    except ValueError:
+        raw = b""
+    # An address is 20 bytes of hex.
+    if len(raw) != 20:
+        raise argparse.ArgumentTypeError(f"not a 0x-prefixed 20-byte address: {text!r}")
+    return raw
+
+
+_wei = integer_in(1, 2**256 - 1, "must be a positive number of wei")
+_blocks = integer_in(0, None, "must be 0 or more blocks")
+
+
+def _add_lottery_flags(p: argparse.ArgumentParser) -> None:
+    """The payee of the stamped-lottery rail (docs/lottery.md §15); off without a contract."""
+    from rpcpay.lottery.payee import DEFAULT_CREDIT_PRICE_WEI, DEFAULT_MIN_STAMPER_DEPOSIT
+    from rpcpay.lottery.rules import DEFAULT_CONFIRMATIONS, DEFAULT_REVEAL_MARGIN
+
+    g = p.add_argument_group(
+        "lottery rail",
+        "Accept stamped lottery cheques (lottery_pay_cheque) as payment, on the same ledger "
+        "as hash credits. Off unless --lottery-contract is given. See docs/lottery.md.",
+    )
+    g.add_argument(
+        "--lottery-chain-url",
+        metavar="URL",
+        help="Ethereum JSON-RPC node of the settlement contract; only scheme, host and port "
+        "are logged (required with --lottery-contract)",
+    )
+    g.add_argument(
+        "--lottery-contract",
+        type=_eth_address,
+        metavar="ADDRESS",
+        help="the deployed stamped-lottery contract; turns the lottery rail on",
+    )
+    g.add_argument(
+        "--lottery-key-file",
+        type=Path,
+        metavar="FILE",
+        help="this gateway's secp256k1 key (64 hex digits, owner-only, made if missing): its "
+        "address is the cheques' recipient and sends claims and fraud proofs, so fund it with "
+        "a little ether for gas (default: DATA_DIR/lottery.key)",
+    )
+    g.add_argument(
+        "--credit-price-wei",
+        type=_wei,
+        default=DEFAULT_CREDIT_PRICE_WEI,
+        metavar="WEI",
+        help="wei of a cheque's expected value per credit; credits are rounded down and the "
+        "remainder is not carried, cheques worth less than one credit are refused "
+        "(default: %(default)s = 1 gwei)",
+    )
+    g.add_argument(
+        "--min-stamper-deposit",
+        type=_wei,
+        default=DEFAULT_MIN_STAMPER_DEPOSIT,
+        metavar="WEI",
+        help="refuse cheques whose stamper has less at stake (default: %(default)s, about 100 USD)",
+    )
+    g.add_argument(
+        "--reveal-margin",
+        type=_blocks,
+        default=DEFAULT_REVEAL_MARGIN,
+        metavar="BLOCKS",
+        help="refuse cheques of lotteries that reveal within this many blocks of the newest "
+        "head (default: %(default)s)",
+    )
+    g.add_argument(
+        "--confirmations",
+        type=_blocks,
+        default=DEFAULT_CONFIRMATIONS,
+        metavar="BLOCKS",
+        help="read lotteries and stamper deposits this many blocks below the head, and claim "
+        "this many blocks after a reveal, so a reorg cannot undo them (default: %(default)s)",
+    )
+    g.add_argument(
+        "--gossip-peer",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="another payee gateway's public URL; accepted cheques are sent to its "
+        "/lottery/gossip so overlapping stamps are caught (repeatable; default: none)",
+    )
+
+
+def _lottery_settings(args: argparse.Namespace) -> LotterySettings | None:
+    """The lottery rail's settings, or None when --lottery-contract is not given."""
+    from rpcpay.errors import ConfigError
+    from rpcpay.gateway.cheques import LotterySettings
+
+    if args.lottery_contract is None:
+        # Lottery flags without a contract would silently do nothing.
+        if args.lottery_chain_url or args.gossip_peer or args.lottery_key_file:
+            raise ConfigError("the lottery flags need --lottery-contract")
+        return None
+    if not args.lottery_chain_url:
+        raise ConfigError("--lottery-contract needs --lottery-chain-url")
+    return LotterySettings(
+        contract=args.lottery_contract,
+        chain_url=args.lottery_chain_url,
+        key_file=args.lottery_key_file,
+        credit_price_wei=args.credit_price_wei,
+        min_stamper_deposit=args.min_stamper_deposit,
+        reveal_margin=args.reveal_margin,
+        confirmations=args.confirmations,
+        gossip_peers=tuple(args.gossip_peer),
     )
 
 
@@ -238,6 +354,72 @@ def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
 
 
+def _add_chain(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``rpcpay chain`` (run by ``rpcpay.chain.devnode_commands``)."""
+    chain_id = integer_in(1, 2**64 - 1, "a chain id is 1 to 2^64-1")
+    keys = integer_in(1, 1000, "must be 1 to 1000 keys")
+    block_time = number_in(0.0, include_low=True, rule="must be 0 or a positive number of seconds")
+    p = sub.add_parser(
+        "chain",
+        help="run the embedded development chain (py-evm) over JSON-RPC on loopback",
+        description="Serve an in-memory Ethereum chain (py-evm, Cancun) with the stamped-"
+        "lottery contract deployed and funded development keys, over the JSON-RPC methods "
+        "rpcpay's chain client uses, so payers, stampers and gateways can share it. State is "
+        "in memory only: stopping the command loses it (a restart deploys the same contract "
+        "address again, on a new chain). The keys are public: never use them for real funds.",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="listen address (default: %(default)s)")
+    p.add_argument(
+        "--port", type=_port, default=8545, help="listen port, 0 picks one (default: %(default)s)"
+    )
+    p.add_argument("--chain-id", type=chain_id, default=1337, help="(default: %(default)s)")
+    p.add_argument(
+        "--keys", type=keys, default=10, help="funded development keys (default: %(default)s)"
+    )
+    p.add_argument(
+        "--block-time",
+        type=block_time,
+        default=0.0,
+        metavar="S",
+        help="0: mine a block for each transaction (and on anvil_mine/evm_mine), like anvil's "
+        "default; S > 0: also mine an empty block every S seconds (default: %(default)s)",
+    )
+    p.add_argument(
+        "--info-file",
+        type=Path,
+        default=Path("rpcpay-chain.json"),
+        metavar="FILE",
+        help="where to write the URL, chain id, contract and the keys (with their secrets), "
+        "owner-only (default: %(default)s)",
+    )
+    p.add_argument(
+        "--max-reveal-delay",
+        type=_positive,
+        metavar="BLOCKS",
+        help="contract parameter (default: 216000, 30 days of 12 s blocks)",
+    )
+    p.add_argument(
+        "--redeem-blocks",
+        type=_positive,
+        metavar="BLOCKS",
+        help="contract parameter (default: 7200)",
+    )
+    p.add_argument("--proof-grace", type=_positive, metavar="BLOCKS",
+                   help="contract parameter (default: 7200)")  # fmt: skip
+    p.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning", "error"),
+        default="warning",
+        help="log level; logs are JSON lines on stderr (default: %(default)s)",
+    )
+
+
+def _chain(args: argparse.Namespace) -> int:
+    from rpcpay.chain.devnode_commands import run_chain
+
+    return run_chain(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rpcpay", description="Pay-as-you-go RPC: hash credits in front of any backend."
@@ -249,6 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo(sub)
     wallet_commands.add_wallet_parser(sub)
     stamper_commands.add_stamper_parser(sub)
+    _add_chain(sub)
     return parser
 
 
@@ -283,6 +466,7 @@ def _serve(args: argparse.Namespace) -> int:
             args.new_clients_burst,
             args.new_clients_per_second,
         ),
+        lottery=_lottery_settings(args),
     )
     asyncio.run(serve_forever(config))
     return 0
@@ -331,6 +515,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "demo": _demo,
         "wallet": wallet_commands.run_wallet,
         "stamper": stamper_commands.run_stamper,
+        "chain": _chain,
     }
     try:
         return handlers[args.command](args)

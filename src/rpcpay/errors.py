@@ -14,7 +14,8 @@ Every error rpcpay raises on purpose derives from ``RpcPayError``::
     ├── ChainError             the settlement chain failed, or its contract is not the shipped one
     │   ├── TransactionReverted  the contract refused a transaction (the reason is its message)
     │   └── ChainRpcError        the chain's JSON-RPC node answered with an error object
-    └── StampStoreError        the stamper's record of stamped ranges failed; nothing was stamped
+    ├── StampStoreError        the stamper's record of stamped ranges failed; nothing was stamped
+    └── LotteryPaymentError    the lottery payer's stamper or server is unreachable or refuses
 """
 
 
@@ -85,3 +86,7 @@ class ChainRpcError(ChainError):
 
 class StampStoreError(RpcPayError):
     """The stamper's durable record of stamped ranges failed; nothing was stamped."""
+
+
+class LotteryPaymentError(RpcPayError):
+    """The lottery payer could not pay: its stamper or a server is unreachable or refuses."""

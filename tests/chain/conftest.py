@@ -1,7 +1,8 @@
 """A fresh chain with the contract deployed, and helpers to issue cheques.
 
-Every test that takes ``world`` or ``new_world`` runs twice: on the in-process EVM
-and on anvil over JSON-RPC (marked ``anvil``), with the same assertions. That is the
+Every test that takes ``world`` or ``new_world`` runs three times: on the in-process EVM,
+on the same EVM served by ``rpcpay chain`` (``chain.devnode``) over JSON-RPC, and on anvil
+over JSON-RPC (marked ``anvil``), with the same assertions. That is the
 ``SettlementChain`` conformance suite: whatever passes in process passes on a real
 node. ``JsonRpcChain`` runs here with ``preflight=False``, sending even transactions
 the contract refuses, so that refusals are mined and paid for exactly as in process
@@ -14,6 +15,7 @@ so a test holds at most one world per chain id at a time.
 # A fixture shared with tests/lottery: listed so that ruff sees it used.
 __all__ = ["anvil_pool"]
 
+import contextlib
 import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -137,13 +139,35 @@ def anvil_world(
     return _populate(chain, keys, params)
 
 
-@pytest.fixture(params=["inprocess", pytest.param("anvil", marks=pytest.mark.anvil)])
-def new_world(request: pytest.FixtureRequest) -> MakeWorld:
-    """Makes worlds on the in-process chain, or on anvil."""
+def devnode_world(
+    stack: contextlib.ExitStack,
+    params: ContractParams = PARAMS,
+    chain_id: int = 1337,
+    balance: int = DEV_BALANCE,
+) -> World:
+    """A world on a fresh ``rpcpay chain`` devnode (its py-evm over JSON-RPC, on loopback),
+    reached through ``JsonRpcChain`` with ``preflight=False``; it stops with ``stack``."""
+    from rpcpay.chain.devnode import DevNodeConfig, serve_in_thread
+
+    config = DevNodeConfig(port=0, chain_id=chain_id, keys=8, balance=balance, deploy=False)
+    _, url = stack.enter_context(serve_in_thread(config))
+    chain = JsonRpcChain(url, chain_id=chain_id, preflight=False, poll_interval=0.001)
+    stack.callback(chain.close)
+    return _populate(chain, dev_keys(8), params)
+
+
+@pytest.fixture(params=["inprocess", "devnode", pytest.param("anvil", marks=pytest.mark.anvil)])
+def new_world(request: pytest.FixtureRequest) -> Iterator[MakeWorld]:
+    """Makes worlds on the in-process chain, on the devnode (``rpcpay chain``), or on anvil."""
     if request.param == "inprocess":
-        return make_world
+        yield make_world
+        return
+    if request.param == "devnode":
+        with contextlib.ExitStack() as stack:
+            yield functools.partial(devnode_world, stack)
+        return
     pool: AnvilPool = request.getfixturevalue("anvil_pool")
-    return functools.partial(anvil_world, pool)
+    yield functools.partial(anvil_world, pool)
 
 
 @pytest.fixture

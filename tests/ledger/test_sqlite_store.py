@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import stat
+from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
@@ -13,6 +14,7 @@ from rpcpay.errors import LedgerError
 from rpcpay.ledger.account import U64_MAX, Account, new_account
 from rpcpay.ledger.sqlite_store import (
     SCHEMA_VERSION,
+    ChequeRow,
     SqliteLedgerStore,
     decode_u64,
     encode_u64,
@@ -190,3 +192,39 @@ def test_write_failure_is_ledger_error(tmp_path: Path) -> None:
     other.close()
     assert s.count() == 0
     s.close()
+
+
+def _cheque_row(client: bytes | None, n: int = 1) -> ChequeRow:
+    return ChequeRow(bytes([n]) * 32, b"\x02" * 32, b"w" * 274, client, 10, 500, 1)
+
+
+def test_cheque_and_balance_commit_together_and_only_once(tmp_path: Path) -> None:
+    store = SqliteLedgerStore(tmp_path / "l.db")
+    key = b"\x01" * 32
+    first = replace(new_account(key, 0), balance=10, credits_total=10)
+    assert store.save_with_cheque(first, _cheque_row(key)) is True
+    doubled = replace(first, balance=20, credits_total=20)
+    assert store.save_with_cheque(doubled, _cheque_row(key)) is False
+    assert store.hold_cheque(_cheque_row(None)) is False
+    assert store.hold_cheque(_cheque_row(None, 2)) is True
+    store.close()
+    store = SqliteLedgerStore(tmp_path / "l.db")
+    assert store.load(key) == first
+    assert [r.client for r in store.cheques_of(b"\x02" * 32)] in ([key, None], [None, key])
+    assert store.open_lotteries() == [(b"\x02" * 32, 500)]
+    store.close_lottery(b"\x02" * 32, "lost")
+    assert store.open_lotteries() == [] and store.outcomes() == {b"\x02" * 32: "lost"}
+    store.close()
+
+
+def test_version_1_file_gains_the_cheques_table(tmp_path: Path) -> None:
+    path = tmp_path / "l.db"
+    SqliteLedgerStore(path).close()
+    db = sqlite3.connect(path)
+    db.execute("DROP TABLE cheques")
+    db.execute("PRAGMA user_version = 1")
+    db.commit()
+    db.close()
+    store = SqliteLedgerStore(path)
+    assert store.hold_cheque(_cheque_row(None)) is True
+    store.close()

@@ -13,10 +13,11 @@ from typing import Any, Literal
 
 from aiohttp import web
 
-from rpcpay.errors import UpstreamError
+from rpcpay.errors import ChainError, LedgerError, UpstreamError
 from rpcpay.gateway.binary import BinaryHandler
 from rpcpay.gateway.binary_costs import BINARY_RULES
 from rpcpay.gateway.chain_cache import ChainCache
+from rpcpay.gateway.cheques import ChequeDesk, ChequeRefused
 from rpcpay.gateway.costs import (
     MONERO_FREE_JSON_ENDPOINTS,
     MONERO_FREE_JSON_RPC,
@@ -46,11 +47,16 @@ from rpcpay.gateway.protocol import (
 )
 from rpcpay.gateway.tracking import Tracker
 from rpcpay.gateway.upstream import Upstream, UpstreamReply
+from rpcpay.lottery.cheque import STAMPED_CHEQUE_LENGTH
+from rpcpay.lottery.gossip import GOSSIP_PATH, split_batch
 
 JSON = Any
 Mode = Literal["monero", "jsonrpc"]
 
 PAYMENT_METHODS = frozenset({"rpc_access_info", "rpc_access_submit_nonce", "rpc_access_pay"})
+LOTTERY_METHODS = frozenset({"lottery_pay_cheque", "lottery_info"})
+ERROR_CHEQUE_REFUSED = -40
+"""Any refusal of ``lottery_pay_cheque``: the message starts with the refusal's code."""
 ADMIN_METHODS = frozenset({"rpc_access_tracking", "rpc_access_data", "rpc_access_account"})
 UPSTREAM_FAILED = "Upstream unavailable; nothing was charged"
 U32_MAX = 0xFFFFFFFF
@@ -68,6 +74,7 @@ class GatewayCore:
     info_cache: InfoCache
     upstream_path: str = "/json_rpc"
     chain_cache: ChainCache | None = None
+    cheques: ChequeDesk | None = None
 
 
 def json_response(document: JSON, status: int = 200) -> web.Response:
@@ -104,6 +111,23 @@ def _payment_answer(charge: Charge) -> dict[str, JSON]:
     }
 
 
+def _cheque_bytes(value: JSON) -> bytes:
+    """The ``cheque`` param: hex (``0x`` optional) of the 274-byte wire form."""
+    text = value.removeprefix("0x") if isinstance(value, str) else ""
+    try:
+        raw = bytes.fromhex(text)
+    except ValueError:
+        raw = b""
+    # Exactly one wire-form cheque.
+    if len(raw) != STAMPED_CHEQUE_LENGTH:
+        raise RpcFault(
+            ERROR_CHEQUE_REFUSED,
+            f"malformed: cheque must be the hex of the {STAMPED_CHEQUE_LENGTH}-byte wire form; "
+            "nothing was credited",
+        )
+    return raw
+
+
 class PublicHandler:
     """Routes every public request: payment methods, charged calls, free calls."""
 
@@ -115,6 +139,8 @@ class PublicHandler:
         path = request.path
         if path == "/json_rpc" or (self.core.mode == "jsonrpc" and path == "/"):
             return await self._json_rpc(request)
+        if path == GOSSIP_PATH and self.core.cheques is not None:
+            return await self._gossip(request, self.core.cheques)
         if self.core.mode == "monero":
             if path in MONERO_JSON_ENDPOINT_PRICES or path in MONERO_FREE_JSON_ENDPOINTS:
                 return await self._json_endpoint(request, path)
@@ -142,6 +168,11 @@ class PublicHandler:
                     result_response(
                         request_id, await self._payment_method(method, params, _peer(request))
                     )
+                )
+            if method in LOTTERY_METHODS:
+                params = self._object_params(params)
+                return json_response(
+                    result_response(request_id, await self._lottery_method(method, params))
                 )
             if method in ADMIN_METHODS:
                 raise RpcFault(METHOD_NOT_FOUND, "Method not found")
@@ -197,6 +228,56 @@ class PublicHandler:
             "top_hash": charge.top_hash,
             "untrusted": False,
         }
+
+    async def _lottery_method(self, method: str, params: dict[str, JSON]) -> dict[str, JSON]:
+        """lottery_info, and lottery_pay_cheque: credit a stamped lottery cheque."""
+        desk = self.core.cheques
+        # The rail is off unless the operator configured a contract.
+        if desk is None:
+            raise RpcFault(METHOD_NOT_FOUND, "Method not found: lottery payments are off here")
+        if method == "lottery_info":
+            return {**desk.info(), "status": STATUS_OK, "untrusted": False}
+        started = time.perf_counter()
+        payment = self.core.payment
+        auth = payment.authenticate(params.get("client", ""))
+        # The client id must verify: the credit goes to its key.
+        if auth is None:
+            raise RpcFault(ERROR_INVALID_CLIENT, MESSAGE_INVALID_CLIENT)
+        wire = _cheque_bytes(params.get("cheque"))
+        try:
+            outcome = await desk.pay(auth.public_key, wire)
+        except (ChainError, LedgerError) as exc:
+            raise RpcFault(
+                ERROR_CHEQUE_REFUSED,
+                f"unavailable: {type(exc).__name__}; nothing was credited, send the same "
+                "cheque again later",
+            ) from exc
+        if isinstance(outcome, ChequeRefused):
+            raise RpcFault(ERROR_CHEQUE_REFUSED, outcome.message)
+        top = await payment.jobs.top()
+        self.core.tracker.record(method, int((time.perf_counter() - started) * 1e6), 0)
+        return {
+            "status": STATUS_OK,
+            "credited": outcome.credited,
+            "credits": outcome.account.balance,
+            "top_hash": top.top_hash,
+            "untrusted": False,
+        }
+
+    async def _gossip(self, request: web.BaseRequest, desk: ChequeDesk) -> web.Response:
+        """POST /lottery/gossip: peers' stamped cheques, checked for overlaps."""
+        # Gossip is a POST of whole wire-form cheques.
+        if request.method != "POST":
+            return json_response({"status": "POST wire-form cheques here"}, 405)
+        try:
+            wires = split_batch(await request.read())
+        except ValueError as exc:
+            return json_response({"status": str(exc)}, 400)
+        try:
+            held, fraud = await desk.receive_gossip(wires)
+        except (ChainError, LedgerError) as exc:
+            return json_response({"status": f"unavailable: {type(exc).__name__}"}, 503)
+        return json_response({"status": STATUS_OK, "held": held, "fraud": fraud})
 
     def _price_of(self, method: str, params: JSON) -> Price | None:
         """The call's price; None if it is free. RpcFault if it is not served or malformed."""

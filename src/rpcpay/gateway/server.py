@@ -11,7 +11,7 @@ import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from aiohttp import web
 
@@ -19,6 +19,7 @@ from rpcpay.errors import ConfigError, UpstreamError, WireError
 from rpcpay.gateway.admin import AdminHandler
 from rpcpay.gateway.app import GatewayCore, Mode, PublicHandler
 from rpcpay.gateway.chain_cache import ChainCache
+from rpcpay.gateway.cheques import ChequeDesk, LotterySettings
 from rpcpay.gateway.costs import PriceList, load_price_list
 from rpcpay.gateway.info_cache import InfoCache
 from rpcpay.gateway.jobs import JobSource
@@ -32,6 +33,9 @@ from rpcpay.ledger.ledger import Ledger
 from rpcpay.ledger.sqlite_store import SqliteLedgerStore
 from rpcpay.pow.verifier import ShareVerifier
 from rpcpay.wire.address import decode_address
+
+if TYPE_CHECKING:
+    from rpcpay.chain.settlement import SettlementChain
 
 log = logging.getLogger("rpcpay.gateway")
 
@@ -63,6 +67,7 @@ class GatewayConfig:
     cache_margin: int = 20
     cache_mb: int = 256
     limits: AbuseLimits = field(default_factory=AbuseLimits)
+    lottery: LotterySettings | None = None  # None: the lottery rail is off
 
 
 def check_config(config: GatewayConfig) -> None:
@@ -87,6 +92,27 @@ def check_config(config: GatewayConfig) -> None:
             decode_address(config.payment_address)
         except WireError as exc:
             raise ConfigError(f"--rpc-payment-address is not a Monero address: {exc}") from exc
+    if config.lottery is not None:
+        check_lottery(config.lottery)
+
+
+def check_lottery(settings: LotterySettings) -> None:
+    """Refuse lottery settings that cannot work, naming the flag."""
+    # A credit has a price of at least one wei.
+    if settings.credit_price_wei < 1:
+        raise ConfigError("--credit-price-wei must be at least 1")
+    # Margins and depths are block counts, deposits wei.
+    if settings.reveal_margin < 0 or settings.confirmations < 0:
+        raise ConfigError("--reveal-margin and --confirmations must be 0 or more")
+    if settings.min_stamper_deposit < 1:
+        raise ConfigError("--min-stamper-deposit must be at least 1 wei")
+    # The contract is a 20-byte address.
+    if len(settings.contract) != 20:
+        raise ConfigError("--lottery-contract must be a 20-byte address")
+    # Gossip peers are HTTP URLs.
+    for peer in settings.gossip_peers:
+        if not peer.startswith(("http://", "https://")):
+            raise ConfigError(f"--gossip-peer must be an http(s) URL, not {peer!r}")
 
 
 async def detect_mode(upstream: Upstream, kind: str) -> Mode:
@@ -131,6 +157,7 @@ class RunningGateway:
     housekeeping: asyncio.Task[None]
     public_port: int
     admin_port: int
+    cheques: ChequeDesk | None = None
 
     async def close(self) -> None:
         self.housekeeping.cancel()
@@ -138,6 +165,8 @@ class RunningGateway:
             await self.housekeeping
         for runner in self.runners:
             await runner.cleanup()
+        if self.cheques is not None:
+            await self.cheques.close()
         await self.jobs.close()
         await self.core.upstream.close()
         self.verifier.close()
@@ -195,10 +224,59 @@ async def _listen(server: web.Server, host: str, port: int) -> tuple[web.BaseRun
     return runner, int(bound)
 
 
+def open_lottery(
+    settings: LotterySettings,
+    data_dir: Path,
+    store: SqliteLedgerStore,
+    ledger: Ledger,
+    chain: SettlementChain | None,
+) -> ChequeDesk:
+    """The payee desk: the chain (``chain`` or ``--lottery-chain-url``), the key, the store."""
+    from rpcpay.errors import ChainError
+    from rpcpay.lottery.eth import checksum_address
+    from rpcpay.lottery.keyfile import load_key
+
+    key_file = settings.key_file or data_dir / "lottery.key"
+    key, made = load_key(key_file, create=True)
+    if chain is None:
+        from rpcpay.chain.jsonrpc import JsonRpcChain
+
+        # Without a URL there is no chain a payer could share with us.
+        if settings.chain_url is None:
+            raise ConfigError("--lottery-chain-url is required with --lottery-contract")
+        try:
+            rpc_chain = JsonRpcChain(settings.chain_url)
+            rpc_chain.attach(settings.contract)
+        except ChainError as exc:
+            raise ConfigError(f"lottery chain unusable: {exc}") from exc
+        chain = rpc_chain
+    # An embedded chain must carry the configured contract.
+    elif chain.contract != settings.contract:
+        raise ConfigError("--lottery-contract is not the chain's deployed contract")
+    log.info(
+        "lottery rail on",
+        extra={
+            "recipient": checksum_address(key.address),
+            "new_key": made,
+            "chain_id": chain.chain_id,
+            "contract": checksum_address(settings.contract),
+            "credit_price_wei": settings.credit_price_wei,
+            "gossip_peers": len(settings.gossip_peers),
+        },
+    )
+    return ChequeDesk(chain, key, store, ledger, settings)
+
+
 async def start_gateway(
-    config: GatewayConfig, *, upstream: Upstream | None = None, hasher: Hasher | None = None
+    config: GatewayConfig,
+    *,
+    upstream: Upstream | None = None,
+    hasher: Hasher | None = None,
+    lottery_chain: SettlementChain | None = None,
 ) -> RunningGateway:
-    """Build every part and open the listeners. Port 0 picks a free port (tests)."""
+    """Build every part and open the listeners. Port 0 picks a free port (tests).
+
+    ``lottery_chain`` replaces ``--lottery-chain-url`` (the in-process chain in tests)."""
     check_config(config)
     config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     upstream = upstream or HttpUpstream(config.upstream)
@@ -214,6 +292,13 @@ async def start_gateway(
     prices = load_price_list(config.price_file) if config.price_file else PriceList(1, {})
     store = SqliteLedgerStore(config.data_dir / "ledger.sqlite3", synchronous=config.ledger_sync)
     ledger = Ledger(store)
+    cheques = None
+    if config.lottery is not None:
+        try:
+            cheques = open_lottery(config.lottery, config.data_dir, store, ledger, lottery_chain)
+        except BaseException:
+            ledger.close()
+            raise
     verifier = ShareVerifier(threads=config.verify_threads, mode=config.pow_mode)
     try:
         await jobs.start()
@@ -246,6 +331,7 @@ async def start_gateway(
         prices,
         InfoCache(config.info_cache_ms / 1000),
         chain_cache=chain_cache,
+        cheques=cheques,
     )
     public = PublicHandler(core)
     runner, public_port = await _listen(
@@ -259,6 +345,8 @@ async def start_gateway(
             _server(admin.handle, 64 * 1024), config.admin_bind_ip, config.admin_bind_port
         )
         runners.append(admin_runner)
+    if cheques is not None:
+        cheques.start()
     housekeeping = asyncio.create_task(
         _housekeeping(payment, chain_cache), name="rpcpay-housekeeping"
     )
@@ -273,7 +361,7 @@ async def start_gateway(
         },
     )
     return RunningGateway(
-        core, jobs, verifier, ledger, runners, housekeeping, public_port, admin_port
+        core, jobs, verifier, ledger, runners, housekeeping, public_port, admin_port, cheques
     )
 
 

@@ -266,6 +266,19 @@ def adjust_balance(acct: Account, delta: int) -> Account:
     return replace(acct, balance=sub_clamped(acct.balance, -delta))
 
 
+def apply_credit(acct: Account, credits: int) -> Account:
+    """Credit a payment made on another rail (a lottery cheque): like a good share, the
+    balance and the lifetime total grow, saturating at ``2**64 - 1``."""
+    # A credit is a u64 amount.
+    if not 0 <= credits <= U64_MAX:
+        raise ValueError(f"credits={credits} is not a u64")
+    return replace(
+        acct,
+        balance=add_saturating(acct.balance, credits),
+        credits_total=add_saturating(acct.credits_total, credits),
+    )
+
+
 def apply_refund(acct: Account, amount: int) -> Account:
     """Undo a charge whose call the upstream never answered (rpcpay's rule, not monerod's).
 

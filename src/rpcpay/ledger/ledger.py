@@ -185,6 +185,24 @@ class Ledger:
         self._commit(old, new)
         return new
 
+    def credit(
+        self, client: bytes, credits: int, save: Callable[[Account], bool]
+    ) -> Account | None:
+        """Credit ``credits`` paid on another rail, written by ``save`` (the caller's atomic
+        write of the account *and* of what paid for it, e.g. ``save_with_cheque``).
+
+        ``save`` returns False when the payment was recorded before: then nothing changes
+        and this returns None. The new account is adopted only after ``save`` returned.
+        """
+        _, acct = self._get_or_create(client)
+        new = rules.apply_credit(acct, credits)
+        # The payment was booked already: no second credit.
+        if not save(new):
+            return None
+        self._stored[client] = new
+        self._transient.pop(client, None)
+        return new
+
     def adjust_balance(self, client: bytes, delta: int) -> Account:
         """Admin credit or debit (``rpc_access_account``), saturating/clamping."""
         old, acct = self._get_or_create(client)

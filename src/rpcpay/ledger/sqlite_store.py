@@ -5,6 +5,9 @@ which keeps ``save`` (called on every paid call) cheap while still being durable
 
 Layout: one ``WITHOUT ROWID`` table keyed by the 32-byte client key (a BLOB primary
 key, so a lookup is one B-tree descent). The schema version is ``PRAGMA user_version``.
+A second table, ``cheques``, holds the lottery rail's stamped cheques (docs/lottery.md
+§15): a credited cheque and its client's new balance are written in one transaction
+(``save_with_cheque``), so a crash can neither lose the credit nor credit it twice.
 
 u64 values: SQLite integers are signed 64-bit, and monerod's counters are unsigned.
 Each u64 is stored as the signed integer with the *same 64 bits* (two's complement):
@@ -32,15 +35,16 @@ from __future__ import annotations
 import os
 import sqlite3
 from collections.abc import Iterable, Iterator
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Literal
 
 from rpcpay.errors import LedgerError
 from rpcpay.ledger.account import Account
 
-SCHEMA_VERSION = 1
-"""``PRAGMA user_version`` of the layout below; 0 means a new, empty file."""
+SCHEMA_VERSION = 2
+"""``PRAGMA user_version`` of the layout below; 0 means a new, empty file. Version 1
+had only ``accounts``; opening it adds ``cheques`` (version 2) in place."""
 
 _TWO_64 = 2**64
 _I64_MAX = 2**63 - 1
@@ -62,6 +66,24 @@ CREATE TABLE accounts (
 ) WITHOUT ROWID
 """
 
+_CREATE_CHEQUES = """
+CREATE TABLE cheques (
+    cheque_id BLOB PRIMARY KEY NOT NULL CHECK (length(cheque_id) = 32),
+    lottery BLOB NOT NULL CHECK (length(lottery) = 32),
+    wire BLOB NOT NULL,
+    client BLOB,
+    credits INTEGER NOT NULL,
+    reveal_block INTEGER NOT NULL,
+    received INTEGER NOT NULL,
+    outcome TEXT
+) WITHOUT ROWID
+"""
+_INDEX_CHEQUES = "CREATE INDEX cheques_by_lottery ON cheques (lottery)"
+_INSERT_CHEQUE = (
+    "INSERT INTO cheques (cheque_id, lottery, wire, client, credits, reveal_block, received) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+
 _UPSERT = (
     f"INSERT INTO accounts ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))}) "
     "ON CONFLICT (client) DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS[1:])
@@ -69,6 +91,20 @@ _UPSERT = (
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM accounts"
 
 Row = tuple[bytes, int, int, int, int, int, int, int, int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class ChequeRow:
+    """A stamped cheque the payee holds: one it credited to ``client``, or a peer's
+    (``client`` None) kept from gossip to catch overlaps. ``wire`` is its 274-byte form."""
+
+    cheque_id: bytes
+    lottery: bytes
+    wire: bytes
+    client: bytes | None
+    credits: int
+    reveal_block: int
+    received: int
 
 
 def encode_u64(value: int) -> int:
@@ -101,6 +137,11 @@ def row_to_account(row: Row) -> Account:
     """The account a stored row describes (positional, as this runs per row in scans)."""
     client, *numbers = row
     return Account(bytes(client), *[v + _TWO_64 if v < 0 else v for v in numbers])
+
+
+def _cheque_params(c: ChequeRow) -> tuple[bytes, bytes, bytes, bytes | None, int, int, int]:
+    return (c.cheque_id, c.lottery, c.wire, c.client, encode_u64(c.credits), c.reveal_block,
+            c.received)  # fmt: skip
 
 
 def create_private_file(path: Path) -> None:
@@ -152,6 +193,10 @@ class SqliteLedgerStore:
             # A new file gets the current schema.
             if version == 0:
                 db.execute(_CREATE)
+            # Version 1 lacks the cheques of the lottery rail; add them in place.
+            if version in (0, 1):
+                db.execute(_CREATE_CHEQUES)
+                db.execute(_INDEX_CHEQUES)
                 db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             # Anything but the current schema is a file we do not understand.
             elif version != SCHEMA_VERSION:
@@ -207,6 +252,111 @@ class SqliteLedgerStore:
                 raise
         except sqlite3.Error as exc:
             raise LedgerError(f"cannot write ledger {self.path}: {exc}") from exc
+
+    def save_with_cheque(self, account: Account, cheque: ChequeRow) -> bool:
+        """Record a credited cheque and upsert its client's account in ONE transaction.
+
+        Returns False, writing nothing, if the cheque is already recorded: a cheque is
+        credited once, even across a crash between the two writes (there is no between).
+        """
+        db = self._conn()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                seen = db.execute(
+                    "SELECT 1 FROM cheques WHERE cheque_id = ?", (cheque.cheque_id,)
+                ).fetchone()
+                # A cheque already recorded is never credited again.
+                if seen is not None:
+                    db.execute("ROLLBACK")
+                    return False
+                db.execute(_INSERT_CHEQUE, _cheque_params(cheque))
+                db.execute(_UPSERT, account_to_row(account))
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise LedgerError(f"cannot write ledger {self.path}: {exc}") from exc
+        return True
+
+    def hold_cheque(self, cheque: ChequeRow) -> bool:
+        """Keep a peer's cheque (no credit); False if it is held already."""
+        try:
+            cursor = self._conn().execute(
+                _INSERT_CHEQUE.replace("INSERT", "INSERT OR IGNORE", 1), _cheque_params(cheque)
+            )
+        except sqlite3.Error as exc:
+            raise LedgerError(f"cannot write ledger {self.path}: {exc}") from exc
+        return cursor.rowcount == 1
+
+    def cheques_of(self, lottery: bytes) -> list[ChequeRow]:
+        """Every held cheque of one lottery, ours and peers'."""
+        return self._cheques("WHERE lottery = ?", (lottery,))
+
+    def open_lotteries(self) -> list[tuple[bytes, int]]:
+        """(lottery, reveal block) of every lottery we were paid in and have not closed."""
+        try:
+            rows = (
+                self._conn()
+                .execute(
+                    "SELECT DISTINCT lottery, reveal_block FROM cheques "
+                    "WHERE client IS NOT NULL AND outcome IS NULL"
+                )
+                .fetchall()
+            )
+        except sqlite3.Error as exc:
+            raise LedgerError(f"cannot read ledger {self.path}: {exc}") from exc
+        return [(bytes(lottery), int(reveal)) for lottery, reveal in rows]
+
+    def close_lottery(self, lottery: bytes, outcome: str) -> None:
+        """Mark our cheques of ``lottery`` as settled with ``outcome``."""
+        try:
+            self._conn().execute(
+                "UPDATE cheques SET outcome = ? WHERE lottery = ? AND client IS NOT NULL",
+                (outcome, lottery),
+            )
+        except sqlite3.Error as exc:
+            raise LedgerError(f"cannot write ledger {self.path}: {exc}") from exc
+
+    def outcomes(self) -> dict[bytes, str]:
+        """Each closed lottery's outcome (for operators and tests)."""
+        try:
+            rows = (
+                self._conn()
+                .execute("SELECT DISTINCT lottery, outcome FROM cheques WHERE outcome IS NOT NULL")
+                .fetchall()
+            )
+        except sqlite3.Error as exc:
+            raise LedgerError(f"cannot read ledger {self.path}: {exc}") from exc
+        return {bytes(lottery): str(outcome) for lottery, outcome in rows}
+
+    def _cheques(self, where: str, params: tuple[bytes, ...]) -> list[ChequeRow]:
+        try:
+            rows = (
+                self._conn()
+                .execute(
+                    "SELECT cheque_id, lottery, wire, client, credits, reveal_block, received "
+                    f"FROM cheques {where}",
+                    params,
+                )
+                .fetchall()
+            )
+        except sqlite3.Error as exc:
+            raise LedgerError(f"cannot read ledger {self.path}: {exc}") from exc
+        return [
+            ChequeRow(
+                bytes(r[0]),
+                bytes(r[1]),
+                bytes(r[2]),
+                None if r[3] is None else bytes(r[3]),
+                int(r[4]),
+                int(r[5]),
+                int(r[6]),
+            )
+            for r in rows
+        ]
 
     def iter_accounts(self) -> Iterator[Account]:
         """Every stored account, streamed from the table."""

@@ -2,7 +2,8 @@
 
 Commands: ``start_mining_for_rpc [threads]``, ``stop_mining_for_rpc``, ``rpc_payments``,
 ``call METHOD [PARAMS_JSON]`` and ``keep`` (the long-running mode that mines to keep the balance
-at the credits target).
+at the credits target); and the lottery rail's ``lottery-deposit``, ``lottery-pay``,
+``lottery-status`` and ``lottery-refund`` (``lottery_payer_commands``).
 
 The wallet file is the channel between commands: ``stop_mining_for_rpc`` sets ``mining_stopped``
 there and a running keeper, which reads the file every second, really stops its miner
@@ -46,6 +47,11 @@ from rpcpay.wallet.keeper import (
     format_duration,
     make_miner,
     read_status,
+)
+from rpcpay.wallet.lottery_payer_commands import (
+    LOTTERY_COMMANDS,
+    add_lottery_parsers,
+    run_lottery,
 )
 from rpcpay.wallet.settings import (
     SECRET_WARNING,
@@ -235,6 +241,7 @@ def add_wallet_parser(
         help="stop after S seconds (default: run until interrupted)",
     )
     _add_settings_flags(keep)
+    add_lottery_parsers(commands)
     return p
 
 
@@ -278,6 +285,8 @@ def run_wallet(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     try:
+        if args.wallet_command in LOTTERY_COMMANDS:
+            return run_lottery(args, _wallet_path(args), args.rpc_client_secret_key)
         return handlers[args.wallet_command](args)
     except (ConfigError, RpcPayError) as exc:
         return _fail(args, str(exc), EXIT_USAGE)

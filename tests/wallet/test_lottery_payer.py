@@ -1,0 +1,376 @@
+"""The lottery payer against the in-process chain, a real stamper service, and a gateway double.
+
+``Gateway`` below is a **test double for the gateway only** (its ``lottery_pay_cheque`` is
+being written separately): it answers that method as the gateway will, checking each
+cheque with the payee's real rule (``rules.check_cheque``, chain state read at the
+confirmed block) and recording what it was sent. The chain (py-evm) and the stamper
+(``start_stamper``, SQLite store) are the real ones.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from rpcpay.lottery.cheque import Cheque, decode_stamped
+from rpcpay.lottery.rules import Accepted, PayeePolicy, check_cheque
+from rpcpay.lottery.stamper_server import RunningStamper, StamperConfig, start_stamper
+from rpcpay.wallet.keys import ClientKey
+from rpcpay.wallet.lottery_payer import (
+    GATEWAY_REFUSAL,
+    LotteryPayer,
+    ServerSpec,
+    StamperInfo,
+    cheque_value,
+    choose_lottery,
+    is_refundable,
+    needs_new_lottery,
+    plan_cheque,
+)
+from rpcpay.wallet.lottery_payer_state import LotteryStatus, PayerLottery, PayerStateFile
+from tests.chain.conftest import World, make_world
+
+CONFIRMATIONS = 2
+MARGIN = 5
+PRICE = 6_000  # wei per minute: 100 wei per 1-second interval
+INTERVAL = 1.0
+PRIZE = 10**6
+REVEAL_BLOCKS = 40  # the test contract's max_reveal_delay
+
+
+@dataclass
+class Gateway:
+    """Test double of the gateway's ``lottery_pay_cheque`` (see the module docstring)."""
+
+    world: World
+    recipient: bytes
+    received: list[tuple[str, bytes]] = field(default_factory=list)
+    held: list[Cheque] = field(default_factory=list)
+    credited: int = 0
+    runner: web.AppRunner | None = None
+    port: int = 0
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        assert body["method"] == "lottery_pay_cheque"
+        client, wire = body["params"]["client"], bytes.fromhex(body["params"]["cheque"])
+        assert len(client) == 208
+        self.received.append((client, wire))
+        domain, sc = decode_stamped(wire)
+        chain = self.world.chain
+        head = chain.block_number()
+        confirmed = head - CONFIRMATIONS
+        policy = PayeePolicy(self.recipient, chain.domain, 10**17, reveal_margin=MARGIN - 1)
+        verdict = check_cheque(
+            domain, sc, policy, chain.lottery(sc.cheque.lottery, block=confirmed),
+            chain.stamper(self.world.stamper.address, block=confirmed), head, self.held,
+        )  # fmt: skip
+        if not isinstance(verdict, Accepted):
+            error = {"code": GATEWAY_REFUSAL, "message": verdict.reason.value}
+            return web.json_response({"jsonrpc": "2.0", "id": body["id"], "error": error})
+        self.held.append(sc.cheque)
+        self.credited += verdict.value
+        result = {"status": "OK", "credited": verdict.value, "credits": self.credited,
+                  "top_hash": "", "untrusted": False}  # fmt: skip
+        return web.json_response({"jsonrpc": "2.0", "id": body["id"], "result": result})
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/json_rpc", self.handle)
+        self.runner = web.AppRunner(app)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = int(self.runner.addresses[0][1])
+
+    @property
+    def spec(self) -> ServerSpec:
+        return ServerSpec(f"http://127.0.0.1:{self.port}", self.recipient, PRICE)
+
+
+@dataclass
+class Setup:
+    world: World
+    stamper: RunningStamper
+    gateways: list[Gateway]
+    session: aiohttp.ClientSession
+    tmp: Path
+    client: ClientKey = field(default_factory=ClientKey)
+
+    @property
+    def stamper_url(self) -> str:
+        return f"http://127.0.0.1:{self.stamper.port}"
+
+    def payer(
+        self, state: Path | None = None, servers: list[ServerSpec] | None = None
+    ) -> LotteryPayer:
+        return LotteryPayer(
+            self.world.chain, self.world.payer, PayerStateFile(state or self.tmp / "payer.json"),
+            self.stamper_url, servers or [g.spec for g in self.gateways], self.client,
+            self.session, interval=INTERVAL, prize=PRIZE, reveal_blocks=REVEAL_BLOCKS,
+        )  # fmt: skip
+
+    def stamped_ranges(self) -> list[Cheque]:
+        """Every cheque the stamper ever stamped (payments and fees), from its store."""
+        store = self.stamper.service.store
+        ids = {lot for g in self.gateways for lot in (c.lottery for c in g.held)}
+        return [r.cheque for lot in ids for r in store.records(lot)]
+
+
+async def _setup(tmp: Path) -> AsyncIterator[Setup]:
+    world = make_world()
+    config = StamperConfig(bind_port=0, data_dir=tmp / "stamper", confirmations=CONFIRMATIONS,
+                           reveal_margin=MARGIN)  # fmt: skip
+    running = await start_stamper(config, world.chain, world.stamper)
+    gateways = [Gateway(world, k.address) for k in (world.alice, world.bob, world.carol)]
+    for g in gateways:
+        await g.start()
+    async with aiohttp.ClientSession() as session:
+        yield Setup(world, running, gateways, session, tmp)
+    for g in gateways:
+        assert g.runner is not None
+        await g.runner.cleanup()
+    await running.close()
+
+
+@pytest.fixture
+async def setup(tmp_path: Path) -> AsyncIterator[Setup]:
+    async for s in _setup(tmp_path):
+        yield s
+
+
+def _disjoint(cheques: list[Cheque]) -> bool:
+    by_lottery: dict[bytes, list[Cheque]] = {}
+    for c in cheques:
+        by_lottery.setdefault(c.lottery, []).append(c)
+    for group in by_lottery.values():
+        group.sort(key=lambda c: c.start)
+        if any(a.end > b.start for a, b in itertools.pairwise(group)):
+            return False
+    return True
+
+
+async def test_pays_every_server_each_round_with_cheques_the_payee_accepts(setup: Setup) -> None:
+    payer = setup.payer()
+    first = await payer.pay_round()  # creates the lottery; not confirmed yet: nothing paid
+    assert len(first.created) == 1
+    assert {d.outcome for d in first.deliveries} == {"failed"}
+    assert all("no confirmed lottery" in d.message for d in first.deliveries)
+    setup.world.chain.mine(CONFIRMATIONS)
+    for _ in range(3):
+        report = await payer.pay_round()
+        assert [d.outcome for d in report.deliveries] == ["paid"] * 3, report
+        assert not report.created
+        setup.world.chain.mine(1)
+    value = cheque_value(PRICE, INTERVAL)
+    assert value == 100
+    for g in setup.gateways:
+        assert len(g.received) == 3 and g.credited == 3 * value
+        assert all(c.value == value and c.recipient == g.recipient for c in g.held)
+    # Fee cheques (1 wei each at 1%) sit right after each payment; nothing overlaps.
+    stamped = setup.stamped_ranges()
+    assert len(stamped) == 18 and _disjoint(stamped)
+    saved = PayerStateFile(setup.tmp / "payer.json").load()
+    assert saved is not None
+    (lottery,) = saved.lotteries
+    assert lottery.cursor == max(c.end for c in stamped) == 9 * (value + 1)
+    assert (setup.tmp / "payer.json").stat().st_mode & 0o777 == 0o600
+    assert payer.paid_value == 9 * value and payer.paid_fees == 9
+    assert "round 4: last round 3/3 paid; paid 900 wei + fees 9 wei" in payer.progress_line()
+
+
+async def test_cursor_is_on_disk_before_each_stamp_request(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    payer = setup.payer()
+    await payer.pay_round()
+    setup.world.chain.mine(CONFIRMATIONS)
+    seen: list[tuple[int, int]] = []
+    original = payer._post_stamp
+
+    async def spy(request: Any) -> tuple[int, Any]:
+        on_disk = PayerStateFile(setup.tmp / "payer.json").load()
+        assert on_disk is not None
+        (lottery,) = on_disk.lotteries
+        seen.append((request.cheque.end + 1, lottery.cursor))  # +1: the fee cheque
+        return await original(request)
+
+    monkeypatch.setattr(payer, "_post_stamp", spy)
+    await payer.pay_round()
+    assert len(seen) == 3 and all(end <= cursor for end, cursor in seen)
+
+
+async def test_restart_continues_after_the_saved_cursor(setup: Setup) -> None:
+    payer = setup.payer()
+    await payer.pay_round()
+    setup.world.chain.mine(CONFIRMATIONS)
+    await payer.pay_round()
+    again = setup.payer()  # a new process reading the same file
+    report = await again.pay_round()
+    assert [d.outcome for d in report.deliveries] == ["paid"] * 3
+    assert _disjoint(setup.stamped_ranges())
+
+
+class Crash(BaseException):
+    """Stands for the process dying (a BaseException, so nothing in the payer catches it)."""
+
+
+@settings(
+    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.lists(st.sampled_from(["pay", "die_before_send", "die_after_stamp", "restart",
+                                 "mine"]), min_size=3, max_size=10))  # fmt: skip
+async def test_no_crash_or_restart_ever_reuses_a_ticket(
+    tmp_path_factory: pytest.TempPathFactory, steps: list[str]
+) -> None:
+    async for s in _setup(tmp_path_factory.mktemp("crash")):
+        payer = s.payer()
+        await payer.pay_round()
+        s.world.chain.mine(CONFIRMATIONS)
+        refusals: list[str] = []
+        for step in steps:
+            if step == "restart":
+                payer = s.payer()
+            elif step == "mine":
+                s.world.chain.mine(1)
+            elif step == "pay":
+                report = await payer.pay_round()
+                refusals += [d.message for d in report.deliveries if d.outcome != "paid"]
+            else:
+                real = payer._post_stamp
+
+                async def dying(request: Any, real: Any = real, step: str = step) -> Any:
+                    if step == "die_after_stamp":
+                        await real(request)  # stamped, but the answer never arrives
+                    raise Crash
+
+                payer._post_stamp = dying  # type: ignore[method-assign]
+                with pytest.raises(Crash):
+                    await payer.pay_round()
+                payer = s.payer()  # the process restarts from its file
+        # The stamper never saw the payer reuse a ticket, and nothing it stamped overlaps.
+        assert not [m for m in refusals if "overlap" in m], refusals
+        stamped = [r.cheque for lot in (x.id for x in payer.state.lotteries)
+                   for r in s.stamper.service.store.records(lot)]  # fmt: skip
+        assert _disjoint(stamped)
+        saved = PayerStateFile(s.tmp / "payer.json").load()
+        assert saved is not None
+        for lottery in saved.lotteries:
+            ends = [c.end for c in stamped if c.lottery == lottery.id]
+            assert lottery.cursor >= max(ends, default=0)
+
+
+async def test_rotates_before_the_reveal_margin_and_refunds_after_the_window(
+    setup: Setup,
+) -> None:
+    w = setup.world
+    payer = setup.payer(servers=[setup.gateways[0].spec])
+    await payer.pay_round()
+    w.chain.mine(CONFIRMATIONS)
+    (first,) = payer.state.lotteries
+    created: list[bytes] = []
+    paid = 0
+    # Round after round, one block apart, until well past the first lottery's reveal.
+    while w.chain.block_number() < first.terms.reveal_block + 5:
+        report = await payer.pay_round()
+        created += report.created
+        paid += sum(d.outcome == "paid" for d in report.deliveries)
+        assert [d.outcome for d in report.deliveries] == ["paid"], report
+        w.chain.mine(1)
+    # A second lottery was made early enough that no round went unpaid.
+    assert len(created) == 1 and paid > 30
+    second = payer.state.find(created[0])
+    assert second is not None and second.created_block < first.terms.reveal_block - MARGIN
+    # Nobody claims (the double does not): after the redeem window the prize comes back.
+    params = w.chain.params()
+    w.chain.mine(first.terms.reveal_block + params.redeem_blocks + 1 - w.chain.block_number())
+    report = await payer.pay_round()
+    assert report.refunded == [first.id]
+    assert payer.state.find(first.id).status is LotteryStatus.REFUNDED  # type: ignore[union-attr]
+    assert w.chain.lottery(first.id).refunded  # type: ignore[union-attr]
+    assert (await payer.pay_round()).refunded == []  # once
+
+
+async def test_gateway_refusal_and_unreachable_server_are_reported(setup: Setup) -> None:
+    w = setup.world
+    dead = ServerSpec("http://127.0.0.1:9", w.alice.address, PRICE)
+    wrong = ServerSpec(setup.gateways[0].spec.url, w.mallory.address, PRICE)  # not its address
+    payer = setup.payer(servers=[dead, wrong])
+    await payer.pay_round()
+    w.chain.mine(CONFIRMATIONS)
+    report = await payer.pay_round()
+    outcomes = {d.server: (d.outcome, d.message) for d in report.deliveries}
+    assert outcomes[dead.url][0] == "failed" and "unreachable" in outcomes[dead.url][1]
+    assert outcomes[wrong.url] == ("refused", f"server: wrong_recipient (code {GATEWAY_REFUSAL})")
+    assert payer.failures == 4  # two in the unconfirmed first round, two now
+    assert setup.gateways[0].credited == 0
+
+
+async def test_a_file_for_another_chain_or_payer_is_refused(setup: Setup) -> None:
+    payer = setup.payer()
+    await payer.pay_round()
+    from rpcpay.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="belongs to payer"):
+        LotteryPayer(
+            setup.world.chain, setup.world.bob, PayerStateFile(setup.tmp / "payer.json"),
+            setup.stamper_url, [], setup.client, setup.session,
+        )  # fmt: skip
+    path = setup.tmp / "payer.json"
+    path.chmod(0o644)
+    with pytest.raises(ConfigError, match="chmod 600"):
+        PayerStateFile(path).load()
+    path.chmod(0o600)
+    doc = json.loads(path.read_text())
+    doc["lotteries"][0]["prize"] = "5"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(ConfigError, match="does not match its terms"):
+        PayerStateFile(path).load()
+
+
+# --- the pure rules ----------------------------------------------------------------------------
+def _info(world: World) -> StamperInfo:
+    return StamperInfo(world.stamper.address, world.chain.domain, 100, MARGIN, CONFIRMATIONS)
+
+
+def test_rules_choose_rotate_and_refund() -> None:
+    w = make_world()
+    info = _info(w)
+    terms = w.lottery(prize=1000, reveal_in=30)
+    lot = PayerLottery(terms, cursor=0, created_block=terms.reveal_block - 31)
+    born = lot.created_block
+    # Not before it is confirmed; not within the margin; not once the tickets run out.
+    assert choose_lottery([lot], born + CONFIRMATIONS - 1, info, 10) is None
+    assert choose_lottery([lot], born + CONFIRMATIONS, info, 10) == lot
+    assert choose_lottery([lot], terms.reveal_block - MARGIN - 1, info, 10) == lot
+    assert choose_lottery([lot], terms.reveal_block - MARGIN, info, 10) is None
+    assert choose_lottery([PayerLottery(terms, 995, born)], born + 5, info, 10) is None
+    assert choose_lottery([PayerLottery(terms, 0, born, LotteryStatus.RETIRED)], born + 5, info,
+                          10) is None  # fmt: skip
+    # A new lottery is due once the open one would be unusable before a new one confirms.
+    lead = CONFIRMATIONS + 5 + MARGIN
+    assert not needs_new_lottery([lot], terms.reveal_block - lead - 1, info, 10)
+    assert needs_new_lottery([lot], terms.reveal_block - lead, info, 10)
+    assert needs_new_lottery([], 0, info, 10)
+    # Refund only after the window, and never twice.
+    assert not is_refundable(lot, terms.reveal_block + 20, 20)
+    assert is_refundable(lot, terms.reveal_block + 21, 20)
+    assert not is_refundable(PayerLottery(terms, 0, born, LotteryStatus.REFUNDED), 10**9, 20)
+    # The plan: the cheque at the cursor, the fee right after it, the cursor past both.
+    plan = plan_cheque(PayerLottery(terms, 7, born), w.alice.address, 250, info.policy)
+    assert (plan.cheque.start, plan.cheque.value) == (7, 250)
+    assert plan.fee is not None and (plan.fee.start, plan.fee.value) == (257, 3)
+    assert plan.next_cursor == 260
+    assert cheque_value(100 * 10**9, 60) == 100 * 10**9
+    assert cheque_value(100 * 10**9, 1) == 100 * 10**9 // 60
+    assert cheque_value(1, 1) == 1
