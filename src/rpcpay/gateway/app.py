@@ -340,9 +340,7 @@ class PublicHandler:
                 return json_response({**failed, "credits": credits})
             self._remember(cache_key, charge, answer.get("result"))
         if charge is not None and price is not None:
-            final = await self._charge_rest(
-                price, charge, client, _peer(request), answer.get("result")
-            )
+            final = self._charge_rest(price, charge, answer.get("result"))
             if not final.ok:
                 return json_response(result_response(request_id, _payment_answer(final)))
             paid += final.amount if final is not charge else 0
@@ -378,16 +376,11 @@ class PublicHandler:
             raise UpstreamError(f"upstream answered HTTP {reply.status} for {path}")
         return answer
 
-    async def _charge_rest(
-        self, price: Price, charge: Charge, client: JSON, peer: str, counted: JSON
-    ) -> Charge:
+    def _charge_rest(self, price: Price, charge: Charge, counted: JSON) -> Charge:
         """monerod's second, same-timestamp charge for items counted in the answer."""
         if price.after is None or not isinstance(counted, dict):
             return charge
-        extra = after_charge_amount(price.after, counted)
-        if extra <= 0:
-            return charge
-        return await self.core.payment.charge(client, extra, price.rpc, peer, same_ts=True)
+        return self.core.payment.charge_more(charge, after_charge_amount(price.after, counted))
 
     def _stamp(self, answer: dict[str, JSON], charge: Charge) -> None:
         """Tell the client its balance and the chain top, where monerod puts them."""
@@ -443,9 +436,7 @@ class PublicHandler:
                 return json_response({"status": UPSTREAM_FAILED, "credits": credits}, 502)
             self._remember(cache_key, charge, answer)
         if charge is not None and price is not None:
-            final = await self._charge_rest(
-                price, charge, body.get("client"), _peer(request), answer
-            )
+            final = self._charge_rest(price, charge, answer)
             if not final.ok:
                 return json_response(_payment_answer(final))
             paid += final.amount if final is not charge else 0
