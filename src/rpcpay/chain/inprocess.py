@@ -24,16 +24,13 @@ from eth_keys.datatypes import PrivateKey
 
 from rpcpay.chain.abi import (
     ContractAbi,
-    ContractReads,
-    check_created_lottery,
-    cheque_tuple,
     decode_revert,
-    verify_contract,
 )
 from rpcpay.chain.artifact import ContractArtifact, load_artifact
+from rpcpay.chain.contract_calls import ContractCalls
 from rpcpay.chain.settlement import ContractParams, LogEntry, Receipt, SettlementChain
 from rpcpay.errors import ChainError, TransactionReverted
-from rpcpay.lottery.cheque import Domain, LotteryTerms, StampedCheque
+from rpcpay.lottery.cheque import Domain, LotteryTerms
 from rpcpay.lottery.eth import EthKey
 from rpcpay.wire.keccak import keccak256
 
@@ -70,7 +67,7 @@ def _logs(computation: Any) -> tuple[LogEntry, ...]:
     )
 
 
-class InProcessChain(ContractReads):
+class InProcessChain(ContractCalls):
     """A private chain in memory, with funded accounts, that settles rpcpay lotteries."""
 
     def __init__(
@@ -122,7 +119,7 @@ class InProcessChain(ContractReads):
 
     # --- transactions -----------------------------------------------------------
     def send_transaction(
-        self, key: EthKey, to: bytes, data: bytes, value: int = 0, gas: int = CALL_GAS
+        self, key: EthKey, to: bytes, data: bytes, value: int = 0, gas: int | None = None
     ) -> Receipt:
         """Mine one raw transaction (``to=b""`` creates a contract; ``output`` is its address).
 
@@ -135,7 +132,7 @@ class InProcessChain(ContractReads):
             tx = vm.create_unsigned_transaction(
                 nonce=vm.state.get_nonce(key.address),
                 gas_price=gas_price,
-                gas=gas,
+                gas=CALL_GAS if gas is None else gas,
                 to=to,
                 value=value,
                 data=data,
@@ -161,68 +158,17 @@ class InProcessChain(ContractReads):
                 logs=_logs(computation),
             )
 
-    def _transact(self, key: EthKey, name: str, *args: Any, value: int = 0) -> Receipt:
-        return self.send_transaction(
-            key, self.contract, self._abi.calldata(name, *args), value=value
-        )
+    def _check_returned_id(self, receipt: Receipt, terms: LotteryTerms) -> None:
+        (returned,) = self._abi.result("create_lottery", receipt.output)
+        # In process the return value is visible: it must be the id lottery_id() computes.
+        if returned != terms.id:
+            raise ValueError("contract computed another lottery id than lottery_id()")
 
     def deploy(self, key: EthKey, params: ContractParams) -> bytes:
         code = self._abi.deployment(self._artifact.bytecode, params)
         receipt = self.send_transaction(key, b"", code, gas=DEPLOY_GAS)
         self._contract = receipt.output
         return receipt.output
-
-    def attach(self, contract: bytes) -> None:
-        """Use a contract deployed earlier on this chain (``ChainError`` if it is not ours)."""
-        previous, self._contract = self._contract, contract
-        try:
-            verify_contract(self, self.domain)
-        except ChainError:
-            self._contract = previous
-            raise
-
-    def deposit_stamper(self, key: EthKey, amount: int) -> Receipt:
-        return self._transact(key, "deposit_stamper", value=amount)
-
-    def request_exit(self, key: EthKey) -> Receipt:
-        return self._transact(key, "request_exit")
-
-    def withdraw_stamper(self, key: EthKey) -> Receipt:
-        return self._transact(key, "withdraw_stamper")
-
-    def create_lottery(
-        self, key: EthKey, stamper: bytes, prize: int, reveal_block: int, salt: bytes
-    ) -> tuple[LotteryTerms, Receipt]:
-        receipt = self._transact(key, "create_lottery", stamper, reveal_block, salt, value=prize)
-        terms = LotteryTerms(
-            payer=key.address, stamper=stamper, prize=prize, reveal_block=reveal_block, salt=salt
-        )
-        # The contract and the pure rule agree on the id (its return value and its event).
-        (returned,) = self._abi.result("create_lottery", receipt.output)
-        try:
-            if returned != terms.id:
-                raise ValueError("contract computed another lottery id than lottery_id()")
-            check_created_lottery(self._abi, self.contract, receipt.logs, terms)
-        except ValueError as exc:
-            raise ChainError(str(exc)) from exc
-        return terms, receipt
-
-    def draw(self, key: EthKey, lottery_id: bytes) -> Receipt:
-        return self._transact(key, "draw", lottery_id)
-
-    def claim(self, key: EthKey, sc: StampedCheque) -> Receipt:
-        return self._transact(key, "claim", cheque_tuple(sc.cheque), sc.payer_sig, sc.stamp_sig)
-
-    def commit_fraud(self, key: EthKey, commitment: bytes) -> Receipt:
-        return self._transact(key, "commit_fraud", commitment)
-
-    def prove_fraud(self, key: EthKey, a: StampedCheque, b: StampedCheque) -> Receipt:
-        a_args = (cheque_tuple(a.cheque), a.stamp_sig)
-        b_args = (cheque_tuple(b.cheque), b.stamp_sig)
-        return self._transact(key, "prove_fraud", *a_args, *b_args)
-
-    def refund(self, key: EthKey, lottery_id: bytes) -> Receipt:
-        return self._transact(key, "refund", lottery_id)
 
     # --- reads --------------------------------------------------------------------
     def _header(self, block: int | None) -> Any:

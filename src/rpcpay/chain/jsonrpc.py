@@ -37,17 +37,14 @@ from typing import Any, Protocol
 
 from rpcpay.chain.abi import (
     ContractAbi,
-    ContractReads,
-    check_created_lottery,
-    cheque_tuple,
     decode_revert,
-    verify_contract,
 )
 from rpcpay.chain.artifact import ContractArtifact, load_artifact
+from rpcpay.chain.contract_calls import ContractCalls
 from rpcpay.chain.settlement import ContractParams, LogEntry, Receipt, SettlementChain
 from rpcpay.chain.transaction import Eip1559Transaction, sign_transaction
 from rpcpay.errors import ChainError, ChainRpcError, TransactionReverted
-from rpcpay.lottery.cheque import Domain, LotteryTerms, StampedCheque
+from rpcpay.lottery.cheque import Domain
 from rpcpay.lottery.eth import EthKey
 
 __all__ = [
@@ -206,7 +203,7 @@ def _revert_reason(error: ChainRpcError) -> str | None:
     return None
 
 
-class JsonRpcChain(ContractReads):
+class JsonRpcChain(ContractCalls):
     """The settlement contract on the chain behind one JSON-RPC node."""
 
     def __init__(
@@ -406,11 +403,6 @@ class JsonRpcChain(ContractReads):
             )
             return Receipt(tx_hash, block, gas_used, fee, output, logs)
 
-    def _transact(self, key: EthKey, name: str, *args: Any, value: int = 0) -> Receipt:
-        return self.send_transaction(
-            key, self.contract, self._abi.calldata(name, *args), value=value
-        )
-
     def deploy(self, key: EthKey, params: ContractParams) -> bytes:
         code = self._abi.deployment(self._artifact.bytecode, params)
         receipt = self.send_transaction(key, b"", code)
@@ -419,56 +411,6 @@ class JsonRpcChain(ContractReads):
             raise ChainError("the deployment's receipt names no contract address")
         self._contract = receipt.output
         return receipt.output
-
-    def attach(self, contract: bytes) -> None:
-        """Use a contract deployed earlier (``ChainError`` if it is not a settlement contract
-        for this chain id at that address)."""
-        previous, self._contract = self._contract, contract
-        try:
-            verify_contract(self, self.domain)
-        except ChainError:
-            self._contract = previous
-            raise
-
-    def deposit_stamper(self, key: EthKey, amount: int) -> Receipt:
-        return self._transact(key, "deposit_stamper", value=amount)
-
-    def request_exit(self, key: EthKey) -> Receipt:
-        return self._transact(key, "request_exit")
-
-    def withdraw_stamper(self, key: EthKey) -> Receipt:
-        return self._transact(key, "withdraw_stamper")
-
-    def create_lottery(
-        self, key: EthKey, stamper: bytes, prize: int, reveal_block: int, salt: bytes
-    ) -> tuple[LotteryTerms, Receipt]:
-        receipt = self._transact(key, "create_lottery", stamper, reveal_block, salt, value=prize)
-        terms = LotteryTerms(
-            payer=key.address, stamper=stamper, prize=prize, reveal_block=reveal_block, salt=salt
-        )
-        # The contract logged the id that lottery_id() computes.
-        try:
-            check_created_lottery(self._abi, self.contract, receipt.logs, terms)
-        except ValueError as exc:
-            raise ChainError(str(exc)) from exc
-        return terms, receipt
-
-    def draw(self, key: EthKey, lottery_id: bytes) -> Receipt:
-        return self._transact(key, "draw", lottery_id)
-
-    def claim(self, key: EthKey, sc: StampedCheque) -> Receipt:
-        return self._transact(key, "claim", cheque_tuple(sc.cheque), sc.payer_sig, sc.stamp_sig)
-
-    def commit_fraud(self, key: EthKey, commitment: bytes) -> Receipt:
-        return self._transact(key, "commit_fraud", commitment)
-
-    def prove_fraud(self, key: EthKey, a: StampedCheque, b: StampedCheque) -> Receipt:
-        a_args = (cheque_tuple(a.cheque), a.stamp_sig)
-        b_args = (cheque_tuple(b.cheque), b.stamp_sig)
-        return self._transact(key, "prove_fraud", *a_args, *b_args)
-
-    def refund(self, key: EthKey, lottery_id: bytes) -> Receipt:
-        return self._transact(key, "refund", lottery_id)
 
     # --- reads -------------------------------------------------------------------------
     def call_view(self, name: str, *args: Any, block: int | None = None) -> tuple[Any, ...]:
