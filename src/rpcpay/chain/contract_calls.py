@@ -27,20 +27,28 @@ __all__ = ["ContractCalls"]
 class ContractCalls(ContractReads):
     """Named contract transactions over a chain's ``send_transaction``.
 
-    A chain supplies ``_abi``, ``_contract``, ``contract``, ``domain``, ``call_view`` and
+    A chain supplies ``_abi``, ``_contract``, ``_chain_id``, ``call_view`` and
     ``send_transaction``; everything else of ``SettlementChain``'s contract surface is here.
     """
 
     _abi: ContractAbi
     _contract: bytes | None
+    _chain_id: int
+
+    @property
+    def chain_id(self) -> int:
+        return self._chain_id
 
     @property
     def contract(self) -> bytes:
-        raise NotImplementedError
+        # Nothing can be called before a contract is deployed or attached.
+        if self._contract is None:
+            raise ChainError("no settlement contract deployed or attached")
+        return self._contract
 
     @property
     def domain(self) -> Domain:
-        raise NotImplementedError
+        return Domain(chain_id=self._chain_id, contract=self.contract)
 
     def send_transaction(
         self, key: EthKey, to: bytes, data: bytes, value: int = 0, gas: int | None = None

@@ -30,7 +30,7 @@ from rpcpay.chain.artifact import ContractArtifact, load_artifact
 from rpcpay.chain.contract_calls import ContractCalls
 from rpcpay.chain.settlement import ContractParams, LogEntry, Receipt, SettlementChain
 from rpcpay.errors import ChainError, TransactionReverted
-from rpcpay.lottery.cheque import Domain, LotteryTerms
+from rpcpay.lottery.cheque import LotteryTerms
 from rpcpay.lottery.eth import EthKey
 from rpcpay.wire.keccak import keccak256
 
@@ -100,22 +100,6 @@ class InProcessChain(ContractCalls):
             k.address: {"balance": balance, "nonce": 0, "code": b"", "storage": {}} for k in funded
         }
         self._chain = cast(Any, klass).from_genesis(AtomicDB(), genesis_params, state)
-
-    # --- identity -------------------------------------------------------------
-    @property
-    def chain_id(self) -> int:
-        return self._chain_id
-
-    @property
-    def contract(self) -> bytes:
-        # Nothing can be called before a contract is deployed.
-        if self._contract is None:
-            raise ChainError("no settlement contract deployed")
-        return self._contract
-
-    @property
-    def domain(self) -> Domain:
-        return Domain(chain_id=self._chain_id, contract=self.contract)
 
     # --- transactions -----------------------------------------------------------
     def send_transaction(

@@ -44,7 +44,6 @@ from rpcpay.chain.contract_calls import ContractCalls
 from rpcpay.chain.settlement import ContractParams, LogEntry, Receipt, SettlementChain
 from rpcpay.chain.transaction import Eip1559Transaction, sign_transaction
 from rpcpay.errors import ChainError, ChainRpcError, TransactionReverted
-from rpcpay.lottery.cheque import Domain
 from rpcpay.lottery.eth import EthKey
 
 __all__ = [
@@ -276,21 +275,6 @@ class JsonRpcChain(ContractCalls):
         self._transport.close()
 
     # --- identity --------------------------------------------------------------------
-    @property
-    def chain_id(self) -> int:
-        return self._chain_id
-
-    @property
-    def contract(self) -> bytes:
-        # Nothing can be called before a contract is deployed or attached.
-        if self._contract is None:
-            raise ChainError("no settlement contract deployed or attached")
-        return self._contract
-
-    @property
-    def domain(self) -> Domain:
-        return Domain(chain_id=self._chain_id, contract=self.contract)
-
     @property
     def node(self) -> str:
         """The node's redacted URL."""
