@@ -18,42 +18,14 @@ import tempfile
 from pathlib import Path
 
 from _common import REPO, print_table  # noqa: F401  (REPO puts src/ and tests/ on the path)
-from tests.chain.conftest import PRIZE, World, anvil_world, make_world
-from tests.chain.test_gas import BUDGET
+from tests.chain.conftest import World, anvil_world, make_world
+from tests.chain.test_gas import BUDGET, run_gas_scenario
 from tests.support.anvil import AnvilError, AnvilPool, anvil_binary
-
-from rpcpay.chain import Receipt
 
 
 def measure(world: World) -> dict[str, int]:
-    """The sequence of tests/chain/test_gas.py, returning gas used per operation."""
-    c = world.chain
-    gas: dict[str, Receipt] = {}
-    gas["deposit_stamper"] = c.deposit_stamper(world.carol, 10**18)
-    head = c.block_number()
-    t1, gas["create_lottery"] = c.create_lottery(
-        world.payer, world.stamper.address, PRIZE, head + 5, b"\x01" * 32
-    )
-    t2, _ = c.create_lottery(world.payer, world.stamper.address, PRIZE, head + 6, b"\x02" * 32)
-    t4, _ = c.create_lottery(world.payer, world.stamper.address, PRIZE, head + 5, b"\x04" * 32)
-    win1 = world.cheque(t1, world.alice, 0, PRIZE)
-    win2 = world.cheque(t2, world.alice, 0, PRIZE)
-    world.reveal(t2)
-    gas["claim"] = c.claim(world.alice, win1)
-    gas["draw"] = c.draw(world.bob, t2.id)
-    gas["claim_after_draw"] = c.claim(world.alice, win2)
-    gas["claim_compensated"] = c.claim(world.bob, world.cheque(t1, world.bob, 0, PRIZE))
-    t3, _ = c.create_lottery(
-        world.payer, world.carol.address, PRIZE, c.block_number() + 5, b"\x03" * 32
-    )
-    a = world.cheque(t3, world.alice, 0, 10, stamper=world.carol)
-    b = world.cheque(t3, world.bob, 5, 10, stamper=world.carol)
-    gas["prove_fraud"] = c.prove_fraud(world.alice, a, b)
-    c.mine(t4.reveal_block + c.params().redeem_blocks - c.block_number())
-    gas["refund"] = c.refund(world.payer, t4.id)
-    c.deposit_stamper(world.mallory, 1)
-    gas["request_exit"] = c.request_exit(world.mallory)
-    return {name: r.gas_used for name, r in gas.items()}
+    """tests/chain/test_gas.py's sequence, returning gas used per operation."""
+    return {name: r.gas_used for name, r in run_gas_scenario(world).items()}
 
 
 def main() -> int:
