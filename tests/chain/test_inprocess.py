@@ -31,7 +31,18 @@ def test_constructor_refuses_shares_above_whole(world: World) -> None:
     with pytest.raises(TransactionReverted, match="shares above 100%"):
         world.chain.deploy(world.deployer, bad)
     with pytest.raises(ValueError):
-        type(PARAMS)(1, 1, 0, 6_000, 5_000)
+        type(PARAMS)(1, 1, 1, 6_000, 5_000)
+
+
+def test_constructor_refuses_zero_proof_grace(world: World) -> None:
+    bad = type(PARAMS).__new__(type(PARAMS))
+    for name in ("max_reveal_delay", "redeem_blocks", "whistleblower_bps", "compensation_bps"):
+        object.__setattr__(bad, name, getattr(PARAMS, name))
+    object.__setattr__(bad, "proof_grace", 0)
+    with pytest.raises(TransactionReverted, match="zero proof grace"):
+        world.chain.deploy(world.deployer, bad)
+    with pytest.raises(ValueError):
+        type(PARAMS)(1, 1, 0, 1_000, 5_000)
 
 
 def test_no_contract_yet() -> None:

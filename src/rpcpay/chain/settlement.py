@@ -56,8 +56,9 @@ class ContractParams:
     compensation_bps: int
 
     def __post_init__(self) -> None:
-        # Both windows are at least a block.
-        if self.max_reveal_delay <= 0 or self.redeem_blocks <= 0 or self.proof_grace < 0:
+        # All three windows are at least a block (a zero proof grace would let a stamper
+        # withdraw in the block a compensating claim could still slash it).
+        if min(self.max_reveal_delay, self.redeem_blocks, self.proof_grace) <= 0:
             raise ValueError("windows must be positive")
         # The two shares are parts of one deposit; the rest is burnt.
         shares = (self.whistleblower_bps, self.compensation_bps)

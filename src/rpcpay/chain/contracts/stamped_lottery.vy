@@ -130,6 +130,8 @@ def __init__(
 ):
     # A lottery must be able to reveal at all, and be claimable for at least a block.
     assert max_reveal_delay > 0 and redeem_blocks > 0, "zero window"
+    # A stamper's withdrawal must come after the last block a claim can slash it in.
+    assert proof_grace > 0, "zero proof grace"
     # The whistleblower's and the compensation shares are parts of one deposit.
     assert whistleblower_bps + compensation_bps <= BPS, "shares above 100%"
     MAX_REVEAL_DELAY = max_reveal_delay
