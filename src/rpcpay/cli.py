@@ -352,6 +352,13 @@ def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default=None,
         help="keep the demo's ledger here (default: a temporary directory)",
     )
+    p.add_argument(
+        "--backend-only",
+        type=integer_in(1, 65535, "a port is 1 to 65535"),
+        metavar="PORT",
+        help="run only the toy JSON-RPC backend on 127.0.0.1:PORT until interrupted, for "
+        "gateways started separately (scripts/demo_lottery.sh) (default: the whole demo)",
+    )
 
 
 def _add_chain(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -502,7 +509,10 @@ def _payments(args: argparse.Namespace) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     from rpcpay.demo import main as demo_main
+    from rpcpay.demo import serve_backend
 
+    if args.backend_only is not None:
+        return serve_backend(args.backend_only)
     return demo_main(args.calls, args.difficulty, args.credits, args.data_dir)
 
 

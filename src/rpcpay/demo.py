@@ -152,3 +152,35 @@ def main(calls: int, difficulty: int, credits: int, data_dir: Path | None) -> in
 
 if __name__ == "__main__":
     sys.exit(main(9, 16, 32, None))
+
+
+async def _serve_backend(port: int) -> None:
+    """The toy backend alone on ``port`` until SIGINT/SIGTERM (scripts/demo_lottery.sh)."""
+    import signal
+
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", _backend)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+    except OSError as exc:
+        await runner.cleanup()
+        from rpcpay.errors import ConfigError
+
+        raise ConfigError(f"cannot listen on 127.0.0.1:{port}: {exc.strerror}") from exc
+    say(f"backend  : toy JSON-RPC service on 127.0.0.1:{port} (demo_time, demo_add, demo_echo)")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+def serve_backend(port: int) -> int:
+    """Run only the toy backend (``rpcpay demo --backend-only PORT``)."""
+    asyncio.run(_serve_backend(port))
+    return 0

@@ -10,18 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
-from rpcpay.chain import ContractParams, JsonRpcChain, dev_keys
-from rpcpay.chain.inprocess import DEV_BALANCE
-from rpcpay.gateway.cheques import LotterySettings
-from rpcpay.gateway.server import RunningGateway, start_gateway
+from rpcpay.chain import JsonRpcChain
 from rpcpay.lottery.cheque import (
     Cheque,
     LotteryTerms,
@@ -34,47 +28,24 @@ from rpcpay.lottery.cheque import (
 from rpcpay.lottery.eip712 import cheque_hash, sign_cheque, sign_stamp
 from rpcpay.lottery.eth import EthKey
 from rpcpay.lottery.stamper import StamperPolicy, StampRequest, fee_cheque
-from rpcpay.lottery.stamper_server import StamperConfig, start_stamper
 from rpcpay.lottery.stamper_wire import request_to_json, result_from_json
 from rpcpay.wallet.keys import ClientKey
-from tests.gateway.conftest import ToyBackend, gateway_config, post, rpc, toy_backend
-from tests.support.anvil import AnvilPool, anvil_pool
-
-# Fixtures used by name: listed so that ruff sees them used.
-__all__ = ["anvil_pool", "toy_backend"]
+from tests.acceptance.conftest import (
+    CONFIRMATIONS,
+    DEPOSIT,
+    FEE_BPS,
+    PARAMS,
+    PRICE,
+    LotteryNet,
+    until,
+)
+from tests.gateway.conftest import post, rpc
 
 pytestmark = pytest.mark.anvil
 
-PARAMS = ContractParams(
-    max_reveal_delay=60, redeem_blocks=20, proof_grace=10, whistleblower_bps=1_000,
-    compensation_bps=5_000,
-)  # fmt: skip
-DEPOSIT = 10**18
-PRICE = 10**9  # wei per credit: 1 gwei
 PER_MINUTE = 100 * PRICE  # the seed's 100 gwei a minute per server
-FEE_BPS = 100
 ROUNDS = 3
 INTERVAL_S = 0.2  # "a minute"
-CONFIRMATIONS = 1
-
-
-def write_key(path: Path, key: EthKey) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(key.secret.hex())
-    return path
-
-
-def rpc_chain(url: str) -> JsonRpcChain:
-    return JsonRpcChain(url, chain_id=1337, poll_interval=0.001)
-
-
-async def until(check: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not check():
-        assert asyncio.get_running_loop().time() < deadline, "timed out"
-        await asyncio.sleep(0.05)
 
 
 class Payer:
@@ -120,172 +91,126 @@ class Payer:
 
 
 async def test_three_gateways_a_claim_and_a_colluding_stamper_slashed(
-    anvil_pool: AnvilPool, toy_backend: ToyBackend, tmp_path: Path
+    lottery_net: LotteryNet,
 ) -> None:
-    node = anvil_pool.fresh(1337)
-    keys = dev_keys(8, b"lottery e2e")
-    for key in keys:
-        node.set_balance(key.address, DEV_BALANCE)
-    deployer, stamper_key, payer_key, cheater, *gateway_keys = keys
-    chain = rpc_chain(node.url)
-    contract = chain.deploy(deployer, PARAMS)
-    chain.deposit_stamper(stamper_key, DEPOSIT)
-    chain.deposit_stamper(cheater, DEPOSIT)
+    net = lottery_net
+    chain, stamper_key, payer_key, cheater = net.chain, net.stamper_key, net.payer_key, net.cheater
+    gateway_keys, gateways, stamper = net.gateway_keys, net.gateways, net.stamper
+    desks = [gw.cheques for gw in gateways]
+    assert all(d is not None for d in desks)
 
-    stamper_chain = rpc_chain(node.url)
-    stamper_chain.attach(contract)
-    stamper = await start_stamper(
-        StamperConfig(
-            bind_port=0, data_dir=tmp_path / "stamper", fee_bps=FEE_BPS, reveal_margin=8,
-            confirmations=CONFIRMATIONS, store_sync="normal",
+    # --- the payer: one deposit, a cheque to each gateway every "minute" ----------------
+    fee = -(-PER_MINUTE * FEE_BPS // 10_000)
+    prize = ROUNDS * 3 * (PER_MINUTE + fee)  # every ticket is handed out
+    payer = Payer(chain, payer_key, f"http://127.0.0.1:{stamper.port}", FEE_BPS)
+    terms = payer.create(stamper_key.address, prize, reveal_in=30)
+    async with aiohttp.ClientSession() as http:
+        for _ in range(ROUNDS):
+            for i, gw in enumerate(gateways):
+                reply = await payer.pay(http, gateway_keys[i].address, gw.public_port)
+                assert reply["result"]["credited"] == PER_MINUTE // PRICE, reply
+            await asyncio.sleep(INTERVAL_S)
+    for gw in gateways:
+        account = gw.ledger.get(payer.client.public)
+        assert account is not None and account.balance == ROUNDS * PER_MINUTE // PRICE
+        # The credits pay for calls.
+        _, call = await post(
+            gw.public_port, "/", rpc("eth_call", [], client=payer.client.client_id())
+        )
+        assert call["credits"] == ROUNDS * PER_MINUTE // PRICE - 1
+    # Honest gossip: each gateway now holds the other two's cheques, and no fraud.
+    await until(
+        lambda: all(len(d.gossip._peers) == 2 and d.gossip.pending() == 0 for d in desks if d)
+    )
+    for d in desks:
+        assert d is not None and len(d._held_of(terms.id)) == 3 * ROUNDS
+        assert d.proofs == [] and d.commits == []
+
+    # --- the reveal, and the winner's automatic claim ----------------------------------
+    chain.mine(terms.reveal_block + CONFIRMATIONS - chain.block_number())
+    ticket = winning_ticket(draw_seed(chain.block_hash(terms.reveal_block), terms.id), prize)
+    winner = next(
+        (
+            i
+            for i, d in enumerate(desks)
+            if d and any(holds_ticket(sc.cheque, ticket) for sc in d.ours(terms.id))
         ),
-        stamper_chain,
-        stamper_key,
-    )  # fmt: skip
-    gateways: list[RunningGateway] = []
-    ports = [0, 0, 0]
-    try:
-        # Three gateways; each gossips to the two others (ports known after start: a
-        # gateway's peers are fixed at start, so start them in order on reserved ports).
-        for i in range(3):
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", 0))
-                ports[i] = s.getsockname()[1]
-        for i in range(3):
-            settings = LotterySettings(
-                contract=contract,
-                chain_url=node.url,
-                key_file=write_key(tmp_path / f"gw{i}" / "lottery.key", gateway_keys[i]),
-                credit_price_wei=PRICE,
-                min_stamper_deposit=DEPOSIT // 2,
-                reveal_margin=5,
-                confirmations=CONFIRMATIONS,
-                gossip_peers=tuple(f"http://127.0.0.1:{p}" for j, p in enumerate(ports) if j != i),
-                claim_interval_s=0.2,
-            )
-            config = gateway_config(
-                toy_backend.url, tmp_path / f"gw{i}", lottery=settings, bind_port=ports[i]
-            )
-            gateways.append(await start_gateway(config))
-        desks = [gw.cheques for gw in gateways]
-        assert all(d is not None for d in desks)
-
-        # --- the payer: one deposit, a cheque to each gateway every "minute" ----------------
-        fee = -(-PER_MINUTE * FEE_BPS // 10_000)
-        prize = ROUNDS * 3 * (PER_MINUTE + fee)  # every ticket is handed out
-        payer = Payer(chain, payer_key, f"http://127.0.0.1:{stamper.port}", FEE_BPS)
-        terms = payer.create(stamper_key.address, prize, reveal_in=30)
-        async with aiohttp.ClientSession() as http:
-            for _ in range(ROUNDS):
-                for i, gw in enumerate(gateways):
-                    reply = await payer.pay(http, gateway_keys[i].address, gw.public_port)
-                    assert reply["result"]["credited"] == PER_MINUTE // PRICE, reply
-                await asyncio.sleep(INTERVAL_S)
-        for gw in gateways:
-            account = gw.ledger.get(payer.client.public)
-            assert account is not None and account.balance == ROUNDS * PER_MINUTE // PRICE
-            # The credits pay for calls.
-            _, call = await post(
-                gw.public_port, "/", rpc("eth_call", [], client=payer.client.client_id())
-            )
-            assert call["credits"] == ROUNDS * PER_MINUTE // PRICE - 1
-        # Honest gossip: each gateway now holds the other two's cheques, and no fraud.
-        await until(
-            lambda: all(len(d.gossip._peers) == 2 and d.gossip.pending() == 0 for d in desks if d)
-        )
-        for d in desks:
-            assert d is not None and len(d._held_of(terms.id)) == 3 * ROUNDS
-            assert d.proofs == [] and d.commits == []
-
-        # --- the reveal, and the winner's automatic claim ----------------------------------
-        chain.mine(terms.reveal_block + CONFIRMATIONS - chain.block_number())
-        ticket = winning_ticket(draw_seed(chain.block_hash(terms.reveal_block), terms.id), prize)
-        winner = next(
-            (
-                i
-                for i, d in enumerate(desks)
-                if d and any(holds_ticket(sc.cheque, ticket) for sc in d.ours(terms.id))
-            ),
-            None,
-        )
-        if winner is not None:
-            desk = desks[winner]
-            assert desk is not None
-            await until(lambda: len(desk.claims) == 1)
-            lottery = chain.lottery(terms.id)
-            assert lottery is not None and lottery.paid_cheque in {
-                cheque_hash(sc.cheque) for sc in desk.ours(terms.id)
-            }
-            assert sum(e.topics[0] != b"" for e in desk.claims[0].logs) >= 1
-        else:
-            # The stamper's fee cheque holds the ticket (nobody claims it): refund path.
-            chain.mine(terms.reveal_block + PARAMS.redeem_blocks + 1 - chain.block_number())
-            before = chain.balance(payer_key.address)
-            receipt = chain.refund(payer_key, terms.id)
-            assert chain.balance(payer_key.address) == before + prize - receipt.fee
-        await until(lambda: all(d is not None and terms.id in d.store.outcomes() for d in desks))
-        for i, d in enumerate(desks):
-            assert d is not None
-            assert d.store.outcomes()[terms.id] == ("claimed" if i == winner else "lost")
-            assert len(d.claims) == (1 if i == winner else 0)
-
-        # --- a colluding stamper: the same tickets stamped to gateways 0 and 1 --------------
-        balances = [chain.balance(k.address) for k in gateway_keys[:3]]
-        burnt_before = chain.burnt()
-        head = chain.block_number()
-        bad_terms, _ = chain.create_lottery(
-            payer_key, cheater.address, 10**15, head + 40, os.urandom(32)
-        )
-        chain.mine(CONFIRMATIONS)
-        domain = chain.domain
-
-        def colluding(recipient: bytes) -> str:
-            c = Cheque(bad_terms.id, recipient, 0, PER_MINUTE)
-            sc = StampedCheque(c, sign_cheque(payer_key, domain, c), sign_stamp(cheater, domain, c))
-            return encode_stamped(domain, sc).hex()
-
-        for i in (0, 1):
-            _, reply = await post(
-                gateways[i].public_port,
-                "/json_rpc",
-                rpc(
-                    "lottery_pay_cheque",
-                    {
-                        "client": payer.client.client_id(),
-                        "cheque": colluding(gateway_keys[i].address),
-                    },
-                ),
-            )
-            # Whichever arrives after the other's gossip is refused as an overlap.
-            assert "result" in reply or reply["error"]["message"].startswith("overlap:"), reply
-        await until(lambda: chain.stamper(cheater.address).slashed)
-        await until(lambda: sum(len(d.proofs) for d in desks if d) == 1)
-        await asyncio.sleep(0.5)  # let the losers of the race finish
-        (filer,) = [i for i, d in enumerate(desks) if d and d.proofs]
-        desk = desks[filer]
+        None,
+    )
+    if winner is not None:
+        desk = desks[winner]
         assert desk is not None
-        assert sum(len(d.proofs) for d in desks if d) == 1
-        reward = DEPOSIT * PARAMS.whistleblower_bps // 10_000
-        spent = sum(r.fee for r in desk.proofs + desk.commits)
-        assert chain.balance(gateway_keys[filer].address) - balances[filer] == reward - spent
-        assert chain.pool(cheater.address) == DEPOSIT * PARAMS.compensation_bps // 10_000
-        assert chain.burnt() - burnt_before == DEPOSIT - reward - chain.pool(cheater.address)
-        # Every gateway refuses the cheater's cheques from now on (once the slash is confirmed).
-        chain.mine(CONFIRMATIONS)
-        fresh = Cheque(bad_terms.id, gateway_keys[2].address, 10 * PER_MINUTE, PER_MINUTE)
-        sc = StampedCheque(
-            fresh, sign_cheque(payer_key, domain, fresh), sign_stamp(cheater, domain, fresh)
-        )
+        await until(lambda: len(desk.claims) == 1)
+        lottery = chain.lottery(terms.id)
+        assert lottery is not None and lottery.paid_cheque in {
+            cheque_hash(sc.cheque) for sc in desk.ours(terms.id)
+        }
+        assert sum(e.topics[0] != b"" for e in desk.claims[0].logs) >= 1
+    else:
+        # The stamper's fee cheque holds the ticket (nobody claims it): refund path.
+        chain.mine(terms.reveal_block + PARAMS.redeem_blocks + 1 - chain.block_number())
+        before = chain.balance(payer_key.address)
+        receipt = chain.refund(payer_key, terms.id)
+        assert chain.balance(payer_key.address) == before + prize - receipt.fee
+    await until(lambda: all(d is not None and terms.id in d.store.outcomes() for d in desks))
+    for i, d in enumerate(desks):
+        assert d is not None
+        assert d.store.outcomes()[terms.id] == ("claimed" if i == winner else "lost")
+        assert len(d.claims) == (1 if i == winner else 0)
+
+    # --- a colluding stamper: the same tickets stamped to gateways 0 and 1 --------------
+    balances = [chain.balance(k.address) for k in gateway_keys[:3]]
+    burnt_before = chain.burnt()
+    head = chain.block_number()
+    bad_terms, _ = chain.create_lottery(
+        payer_key, cheater.address, 10**15, head + 40, os.urandom(32)
+    )
+    chain.mine(CONFIRMATIONS)
+    domain = chain.domain
+
+    def colluding(recipient: bytes) -> str:
+        c = Cheque(bad_terms.id, recipient, 0, PER_MINUTE)
+        sc = StampedCheque(c, sign_cheque(payer_key, domain, c), sign_stamp(cheater, domain, c))
+        return encode_stamped(domain, sc).hex()
+
+    for i in (0, 1):
         _, reply = await post(
-            gateways[2].public_port,
+            gateways[i].public_port,
             "/json_rpc",
             rpc(
                 "lottery_pay_cheque",
-                {"client": payer.client.client_id(), "cheque": encode_stamped(domain, sc).hex()},
+                {
+                    "client": payer.client.client_id(),
+                    "cheque": colluding(gateway_keys[i].address),
+                },
             ),
         )
-        assert reply["error"]["message"].startswith("stamper_slashed:"), reply
-    finally:
-        for gw in gateways:
-            await gw.close()
-        await stamper.close()
+        # Whichever arrives after the other's gossip is refused as an overlap.
+        assert "result" in reply or reply["error"]["message"].startswith("overlap:"), reply
+    await until(lambda: chain.stamper(cheater.address).slashed)
+    await until(lambda: sum(len(d.proofs) for d in desks if d) == 1)
+    await asyncio.sleep(0.5)  # let the losers of the race finish
+    (filer,) = [i for i, d in enumerate(desks) if d and d.proofs]
+    desk = desks[filer]
+    assert desk is not None
+    assert sum(len(d.proofs) for d in desks if d) == 1
+    reward = DEPOSIT * PARAMS.whistleblower_bps // 10_000
+    spent = sum(r.fee for r in desk.proofs + desk.commits)
+    assert chain.balance(gateway_keys[filer].address) - balances[filer] == reward - spent
+    assert chain.pool(cheater.address) == DEPOSIT * PARAMS.compensation_bps // 10_000
+    assert chain.burnt() - burnt_before == DEPOSIT - reward - chain.pool(cheater.address)
+    # Every gateway refuses the cheater's cheques from now on (once the slash is confirmed).
+    chain.mine(CONFIRMATIONS)
+    fresh = Cheque(bad_terms.id, gateway_keys[2].address, 10 * PER_MINUTE, PER_MINUTE)
+    sc = StampedCheque(
+        fresh, sign_cheque(payer_key, domain, fresh), sign_stamp(cheater, domain, fresh)
+    )
+    _, reply = await post(
+        gateways[2].public_port,
+        "/json_rpc",
+        rpc(
+            "lottery_pay_cheque",
+            {"client": payer.client.client_id(), "cheque": encode_stamped(domain, sc).hex()},
+        ),
+    )
+    assert reply["error"]["message"].startswith("stamper_slashed:"), reply

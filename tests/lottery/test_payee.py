@@ -36,12 +36,23 @@ def test_every_refusal_has_a_message_naming_its_code() -> None:
         assert text.startswith(refusal.value + ": ") and "nothing was credited" in text
 
 
-def test_claim_waits_for_the_confirmed_reveal(cast: Cast) -> None:
+def test_claim_as_soon_as_the_reveal_block_is_mined(cast: Cast) -> None:
+    # Waiting for confirmations would let a colluding payer and stamper, who learn the
+    # winning ticket at R too, stamp it to themselves and claim first.
     ours = [cast.stamped(0, cast.terms.prize)]
-    for head in (R - 1, R, R + 11):
-        step = next_claim_step(cast.lottery(), R, head, 12, HASH, ours, {})
-        assert step.action == "wait"
-    assert next_claim_step(cast.lottery(), R, R + 12, 12, HASH, ours, {}).action == "claim"
+    for head in (R - 1, R):
+        assert next_claim_step(cast.lottery(), R, head, 12, HASH, ours, {}).action == "wait"
+    assert next_claim_step(cast.lottery(), R, R + 1, 12, HASH, ours, {}).action == "claim"
+
+
+def test_undrawn_lottery_is_void_once_a_claim_would_land_after_r_plus_256(cast: Cast) -> None:
+    ours = [cast.stamped(0, cast.terms.prize)]
+    # a claim sent at head is mined at head + 1 at the earliest; the EVM sees R's hash
+    # up to R + 256
+    last = next_claim_step(cast.lottery(), R, R + 255, 0, HASH, ours, {})
+    assert last.action == "claim"
+    late = next_claim_step(cast.lottery(), R, R + 256, 0, HASH, ours, {})
+    assert late.action == "close" and late.outcome is LotteryOutcome.VOID
 
 
 def test_claim_exactly_the_cheque_holding_the_winning_ticket(cast: Cast) -> None:

@@ -1,18 +1,21 @@
 """The lottery payer against the in-process chain, a real stamper service, and a gateway double.
 
-``Gateway`` below is a **test double for the gateway only** (its ``lottery_pay_cheque`` is
-being written separately): it answers that method as the gateway will, checking each
-cheque with the payee's real rule (``rules.check_cheque``, chain state read at the
-confirmed block) and recording what it was sent. The chain (py-evm) and the stamper
-(``start_stamper``, SQLite store) are the real ones.
+``Gateway`` below is a **test double for the gateway only**, so that the payer's own rules
+(rotation, refunds, crashes) are tested fast and in isolation: it answers
+``lottery_pay_cheque`` and ``lottery_info`` as the gateway does, checking each cheque with
+the payee's real rule (``rules.check_cheque``, chain state read at the confirmed block)
+and recording what it was sent; ``announce=False`` makes it a server without
+``lottery_info``. The chain (py-evm) and the stamper (``start_stamper``, SQLite store) are
+the real ones. tests/acceptance/test_lottery_payer_e2e.py pays real gateways.
 """
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +25,7 @@ from aiohttp import web
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rpcpay.lottery.cheque import Cheque, decode_stamped
+from rpcpay.lottery.cheque import Cheque, Domain, decode_stamped
 from rpcpay.lottery.rules import Accepted, PayeePolicy, check_cheque
 from rpcpay.lottery.stamper_server import RunningStamper, StamperConfig, start_stamper
 from rpcpay.wallet.keys import ClientKey
@@ -37,6 +40,7 @@ from rpcpay.wallet.lottery_payer import (
     needs_new_lottery,
     plan_cheque,
 )
+from rpcpay.wallet.lottery_payer_fit import GatewayTerms, credit_value, stricter_terms
 from rpcpay.wallet.lottery_payer_state import LotteryStatus, PayerLottery, PayerStateFile
 from tests.chain.conftest import World, make_world
 
@@ -54,6 +58,10 @@ class Gateway:
 
     world: World
     recipient: bytes
+    credit_price: int = 1
+    announce: bool = True
+    chain_id: int | None = None  # announce another chain
+    min_deposit: int = 0
     received: list[tuple[str, bytes]] = field(default_factory=list)
     held: list[Cheque] = field(default_factory=list)
     credited: int = 0
@@ -62,6 +70,8 @@ class Gateway:
 
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.json()
+        if body["method"] == "lottery_info":
+            return web.json_response({"jsonrpc": "2.0", "id": body["id"], **self.info()})
         assert body["method"] == "lottery_pay_cheque"
         client, wire = body["params"]["client"], bytes.fromhex(body["params"]["cheque"])
         assert len(client) == 208
@@ -70,7 +80,8 @@ class Gateway:
         chain = self.world.chain
         head = chain.block_number()
         confirmed = head - CONFIRMATIONS
-        policy = PayeePolicy(self.recipient, chain.domain, 10**17, reveal_margin=MARGIN - 1)
+        policy = PayeePolicy(self.recipient, chain.domain, 10**17, reveal_margin=MARGIN - 1,
+                             min_value=self.credit_price)  # fmt: skip
         verdict = check_cheque(
             domain, sc, policy, chain.lottery(sc.cheque.lottery, block=confirmed),
             chain.stamper(self.world.stamper.address, block=confirmed), head, self.held,
@@ -79,10 +90,24 @@ class Gateway:
             error = {"code": GATEWAY_REFUSAL, "message": verdict.reason.value}
             return web.json_response({"jsonrpc": "2.0", "id": body["id"], "error": error})
         self.held.append(sc.cheque)
-        self.credited += verdict.value
-        result = {"status": "OK", "credited": verdict.value, "credits": self.credited,
+        self.credited += verdict.value // self.credit_price
+        result = {"status": "OK", "credited": verdict.value // self.credit_price,
+                  "credits": self.credited,
                   "top_hash": "", "untrusted": False}  # fmt: skip
         return web.json_response({"jsonrpc": "2.0", "id": body["id"], "result": result})
+
+    def info(self) -> dict[str, Any]:
+        """The gateway's ``lottery_info`` answer, or its -32601 when ``announce`` is off."""
+        if not self.announce:
+            return {"error": {"code": -32601, "message": "Method not found"}}
+        domain = self.world.chain.domain
+        result = {"recipient": "0x" + self.recipient.hex(),
+                  "chain_id": domain.chain_id if self.chain_id is None else self.chain_id,
+                  "contract": "0x" + domain.contract.hex(),
+                  "credit_price_wei": str(self.credit_price),
+                  "min_stamper_deposit": str(self.min_deposit), "reveal_margin": MARGIN - 1,
+                  "confirmations": CONFIRMATIONS, "status": "OK"}  # fmt: skip
+        return {"result": result}
 
     async def start(self) -> None:
         app = web.Application()
@@ -304,6 +329,8 @@ async def test_rotates_before_the_reveal_margin_and_refunds_after_the_window(
 async def test_gateway_refusal_and_unreachable_server_are_reported(setup: Setup) -> None:
     w = setup.world
     dead = ServerSpec("http://127.0.0.1:9", w.alice.address, PRICE)
+    # A server without lottery_info: the typed-in (wrong) address is used, and refused.
+    setup.gateways[0].announce = False
     wrong = ServerSpec(setup.gateways[0].spec.url, w.mallory.address, PRICE)  # not its address
     payer = setup.payer(servers=[dead, wrong])
     await payer.pay_round()
@@ -374,3 +401,80 @@ def test_rules_choose_rotate_and_refund() -> None:
     assert cheque_value(100 * 10**9, 60) == 100 * 10**9
     assert cheque_value(100 * 10**9, 1) == 100 * 10**9 // 60
     assert cheque_value(1, 1) == 1
+
+
+# --- meeting the gateway: lottery_info ---------------------------------------------------------
+async def test_address_and_credit_price_come_from_lottery_info(setup: Setup) -> None:
+    for g, credit in zip(setup.gateways, (1, 30, 250), strict=True):
+        g.credit_price = credit
+    servers = [ServerSpec(g.spec.url, None, PRICE) for g in setup.gateways]
+    payer = setup.payer(servers=servers)
+    lines = await payer.prepare()
+    assert "a cheque of 90 wei = 3 credits of 30 wei every 1 s" in lines[2], lines
+    await payer.pay_round()
+    setup.world.chain.mine(CONFIRMATIONS)
+    for _ in range(2):
+        report = await payer.pay_round()
+        assert [d.outcome for d in report.deliveries] == ["paid"] * 3, report
+    # 100 wei an interval: exact at 1 wei a credit, rounded down to 3 credits at 30, and
+    # up to the one-credit minimum at 250 (the gateway refuses less).
+    assert [[c.value for c in g.held] for g in setup.gateways] == [[100] * 2, [90] * 2, [250] * 2]
+    assert [g.credited for g in setup.gateways] == [200, 6, 2]
+    assert [c.recipient for g in setup.gateways for c in g.held] == [
+        g.recipient for g in setup.gateways for _ in range(2)
+    ]
+
+
+async def test_a_gateway_that_does_not_fit_is_refused_clearly(setup: Setup) -> None:
+    from rpcpay.errors import ConfigError
+
+    gateway = setup.gateways[0]
+    unnamed = ServerSpec(gateway.spec.url, None, PRICE)
+    gateway.chain_id = 99
+    with pytest.raises(ConfigError, match="settles on chain 99, contract 0x"):
+        await setup.payer(servers=[unnamed]).pay_round()
+    gateway.chain_id = None
+    wrong = ServerSpec(gateway.spec.url, setup.world.mallory.address, PRICE)
+    with pytest.raises(ConfigError, match="but the gateway says it is 0x"):
+        await setup.payer(servers=[wrong]).pay_round()
+    gateway.min_deposit = 10**30
+    with pytest.raises(ConfigError, match=r"at least 10{30} wei deposited"):
+        await setup.payer(servers=[unnamed]).pay_round()
+    # No lottery_info and no address: nothing to pay, said each round, nothing stamped.
+    gateway.announce = False
+    payer = setup.payer(servers=[unnamed])
+    (delivery,) = (await payer.pay_round()).deliveries
+    assert delivery.outcome == "failed" and "give its payee address" in delivery.message
+    assert gateway.received == []
+
+
+async def test_the_stricter_confirmations_of_a_gateway_are_waited_for(setup: Setup) -> None:
+    payer = setup.payer(servers=[setup.gateways[0].spec])
+    await payer.prepare()
+    strict = payer.gateways[setup.gateways[0].spec.url]
+    payer.gateways[strict_url := setup.gateways[0].spec.url] = replace(strict, confirmations=6)
+    await payer.pay_round()
+    setup.world.chain.mine(CONFIRMATIONS)  # enough for the stamper, not for this gateway
+    (early,) = (await payer.pay_round()).deliveries
+    assert early.outcome == "failed" and "no confirmed lottery" in early.message
+    setup.world.chain.mine(6)
+    (late,) = (await payer.pay_round()).deliveries
+    assert late.outcome == "paid" and late.server == strict_url
+
+
+def test_server_flag_forms_and_the_value_rule() -> None:
+    from rpcpay.wallet.lottery_payer_commands import parse_server
+
+    addr = "0x" + "ab" * 20
+    assert parse_server("http://h:1") == ServerSpec("http://h:1", None)
+    assert parse_server("http://h:1,7") == ServerSpec("http://h:1", None, 7)
+    assert parse_server(f"http://h:1,{addr}") == ServerSpec("http://h:1", bytes.fromhex("ab" * 20))
+    assert parse_server(f"http://h:1,{addr},9").price_per_minute == 9
+    for bad in ("h:1", "http://h:1,0x12", "http://h:1,0", "http://h:1,5,6", f"http://h,{addr},1,2"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            parse_server(bad)
+    assert credit_value(100, 30) == 90 and credit_value(100, 250) == 250
+    assert credit_value(100, 1) == 100 and credit_value(60, 30) == 60
+    info = StamperInfo(b"s" * 20, Domain(1, b"c" * 20), 100, 25, 12)
+    wide = stricter_terms(info, [GatewayTerms(b"r" * 20, reveal_margin=30, confirmations=2)])
+    assert (wide.reveal_margin, wide.confirmations, wide.fee_bps) == (30, 12, 100)

@@ -109,8 +109,11 @@ def next_claim_step(
     ``reveal_hash`` is ``blockhash(R)`` when the caller could read it; ``our_ids`` maps
     our cheques' hashes to them (to recognise a lottery already paid to us).
     """
-    # Nothing to do before the reveal block is confirmed: its hash may still change.
-    if head < reveal_block + confirmations or head <= reveal_block:
+    # Nothing to claim before the reveal block is mined. No confirmations are awaited: once
+    # R is mined the winning ticket is public, and a colluding payer and stamper can stamp
+    # it to themselves and claim at R + 1; the contract computes the winner from whatever
+    # R's hash is when the claim runs, so claiming early costs nothing if R is reorged.
+    if head <= reveal_block:
         return ClaimStep("wait")
     # A lottery that vanished (reorged away before confirmation) holds nothing for us.
     if lottery is None:
@@ -123,8 +126,8 @@ def next_claim_step(
         return ClaimStep("close", outcome=LotteryOutcome.VOID)
     if lottery.seed is not None:
         seed = lottery.seed
-    # Undrawn past the block-hash window: nobody can win any more.
-    elif head > reveal_block + BLOCKHASH_WINDOW or reveal_hash is None:
+    # Undrawn, and a claim sent now would be mined after R + 256: nobody can win any more.
+    elif head >= reveal_block + BLOCKHASH_WINDOW or reveal_hash is None:
         return ClaimStep("close", outcome=LotteryOutcome.VOID)
     else:
         seed = draw_seed(reveal_hash, lottery.id)

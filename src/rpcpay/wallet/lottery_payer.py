@@ -20,6 +20,7 @@ synchronous), the stamper and the servers over HTTP.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import time
@@ -36,6 +37,14 @@ from rpcpay.lottery.eth import EthKey, checksum_address
 from rpcpay.lottery.stamper import StamperPolicy, StampRequest, fee_cheque, fee_for
 from rpcpay.lottery.stamper_wire import request_to_json, result_from_json
 from rpcpay.wallet.keys import ClientKey
+from rpcpay.wallet.lottery_payer_fit import (
+    GatewayTerms,
+    check_gateway,
+    credit_value,
+    parse_lottery_info,
+    stricter_terms,
+    unannounced_terms,
+)
 from rpcpay.wallet.lottery_payer_state import (
     LotteryStatus,
     PayerLottery,
@@ -86,16 +95,19 @@ ROTATION_SLACK = 5
 current one becomes unusable (a minute of 12-second blocks)."""
 GATEWAY_REFUSAL = -40
 """The JSON-RPC error code with which a gateway refuses a cheque (no credit granted)."""
+METHOD_NOT_FOUND = -32601
+"""A server without ``lottery_info`` (not an rpcpay gateway, or its rail is off)."""
 STAMP_ATTEMPTS = 3
 
 
 # --- configuration and answers -------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class ServerSpec:
-    """A server this payer pays: its JSON-RPC URL, its payee address, its price."""
+    """A server this payer pays: its JSON-RPC URL, its payee address (``None``: ask the
+    gateway's ``lottery_info``), its price per minute in wei."""
 
     url: str
-    recipient: bytes
+    recipient: bytes | None = None
     price_per_minute: int = DEFAULT_PRICE_PER_MINUTE
 
     @property
@@ -272,6 +284,7 @@ class LotteryPayer:
         self.timeout = aiohttp.ClientTimeout(total=timeout)
         self.state = state_file.load_for(chain.chain_id, chain.contract, key.address)
         self.info: StamperInfo | None = None
+        self.gateways: dict[str, GatewayTerms] = {}
         self.rounds = 0
         self.paid_value = 0
         self.paid_fees = 0
@@ -309,6 +322,90 @@ class LotteryPayer:
             )
         self.info = info
         return info
+
+    # --- gateways -----------------------------------------------------------------------
+    async def gateway_terms(self, server: ServerSpec) -> GatewayTerms | str:
+        """The server's terms from its ``lottery_info``, asked once and checked against this
+        payer (``ConfigError`` on a mismatch: every cheque would be refused); a string says
+        why they are not known yet (asked again next round)."""
+        known = self.gateways.get(server.url)
+        if known is not None:
+            return known
+        body = {"jsonrpc": "2.0", "id": "0", "method": "lottery_info"}
+        try:
+            async with self.session.post(server.rpc_url, json=body, timeout=self.timeout) as r:
+                raw = await r.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            return f"server unreachable: {exc or type(exc).__name__}"
+        try:
+            answer = json.loads(raw)
+        except ValueError:
+            return f"server answered lottery_info with no JSON: {raw[:80]!r}"
+        error = answer.get("error") if isinstance(answer, dict) else None
+        terms: GatewayTerms | None
+        if isinstance(error, dict) and error.get("code") == METHOD_NOT_FOUND:
+            # Not an rpcpay gateway (or its rail is off): usable only with a typed-in address.
+            terms = unannounced_terms(server)
+            if terms is None:
+                return (
+                    f"server has no lottery_info ({error.get('message', '')}): it takes no "
+                    "lottery cheques, or give its payee address as --server URL,0xADDRESS"
+                )
+            log.warning("server has no lottery_info: paying the address given, values not "
+                        "rounded to its credits", extra={"server": server.url})  # fmt: skip
+        elif isinstance(error, dict):
+            message, code = error.get("message", ""), error.get("code")
+            return f"server: lottery_info failed: {message} (code {code})"
+        else:
+            try:
+                theirs, announced = parse_lottery_info(
+                    answer.get("result") if isinstance(answer, dict) else None
+                )
+            except ValueError as exc:
+                return f"server: {exc}"
+            info = await self.stamper_info()
+            deposit = (await asyncio.to_thread(self.chain.stamper, info.stamper)).deposit
+            terms = check_gateway(server, self.chain.domain, theirs, announced, deposit)
+            # Below one credit per interval the payer rounds up: say that it pays more.
+            if cheque_value(server.price_per_minute, self.interval) < terms.credit_price_wei:
+                log.warning(
+                    "price below one credit per interval: paying one credit per interval",
+                    extra={"server": server.url, "credit_price_wei": terms.credit_price_wei},
+                )
+        self.gateways[server.url] = terms
+        return terms
+
+    def value_for(self, server: ServerSpec, terms: GatewayTerms) -> int:
+        """One interval's cheque to ``server``: its price for the interval, as a whole
+        number of its credits (docs/lottery.md §12, "the value rule")."""
+        return credit_value(cheque_value(server.price_per_minute, self.interval),
+                            terms.credit_price_wei)  # fmt: skip
+
+    async def prepare(self) -> list[str]:
+        """Ask the stamper and every server for their terms; a line per server saying
+        whom and how much this payer will pay (or why it cannot yet)."""
+        info = await self.stamper_info()
+        lines = [
+            f"stamper {checksum_address(info.stamper)} at {self.stamper_url}: fee "
+            f"{info.fee_bps / 100:g}%, reveal margin {info.reveal_margin}, confirmations "
+            f"{info.confirmations}"
+        ]
+        for server in self.servers:
+            terms = await self.gateway_terms(server)
+            if isinstance(terms, str):
+                lines.append(f"server {server.url}: not yet: {terms}")
+                continue
+            value = self.value_for(server, terms)
+            credits = (
+                f" = {value // terms.credit_price_wei} credits of {terms.credit_price_wei} wei"
+                if terms.announced
+                else " (no lottery_info: payee as given, value not rounded)"
+            )
+            lines.append(
+                f"server {server.url}: payee {checksum_address(terms.recipient)}, a cheque of "
+                f"{value} wei{credits} every {self.interval:g} s"
+            )
+        return lines
 
     async def _post_stamp(self, request: StampRequest) -> tuple[int, Any]:
         """POST the request, resending the very same one on a timeout or 503 (the stamper
@@ -384,10 +481,15 @@ class LotteryPayer:
 
     # --- one cheque ---------------------------------------------------------------------
     async def _stamp(
-        self, lottery: PayerLottery, server: ServerSpec, value: int, info: StamperInfo
+        self,
+        lottery: PayerLottery,
+        server: ServerSpec,
+        recipient: bytes,
+        value: int,
+        info: StamperInfo,
     ) -> tuple[StampedCheque, bytes] | Delivery:
         policy = info.policy
-        plan = plan_cheque(lottery, server.recipient, value, policy)
+        plan = plan_cheque(lottery, recipient, value, policy)
         domain = info.domain
         request = StampRequest(
             cheque=plan.cheque,
@@ -443,14 +545,18 @@ class LotteryPayer:
         return "failed", f"server answered {str(result)[:100]}", 0
 
     async def pay_server(self, server: ServerSpec, head: int) -> Delivery:
-        """One cheque to one server, from the lottery that reveals first."""
-        info = await self.stamper_info()
-        value = cheque_value(server.price_per_minute, self.interval)
+        """One cheque to one server, from the lottery that reveals first and suits the
+        stamper and every server whose terms are known."""
+        terms = await self.gateway_terms(server)
+        if isinstance(terms, str):
+            return Delivery(server.url, 0, 0, "failed", terms)
+        info = stricter_terms(await self.stamper_info(), self.gateways.values())
+        value = self.value_for(server, terms)
         need = value + fee_for(value, info.fee_bps)
         lottery = choose_lottery(self.state.lotteries, head, info, need)
         if lottery is None:
             return Delivery(server.url, value, 0, "failed", "no confirmed lottery with room yet")
-        stamped = await self._stamp(lottery, server, value, info)
+        stamped = await self._stamp(lottery, server, terms.recipient, value, info)
         if isinstance(stamped, Delivery):
             return replace(stamped, lottery=lottery.id)
         _, wire = stamped
@@ -466,13 +572,17 @@ class LotteryPayer:
         info = await self.stamper_info()
         head = await asyncio.to_thread(self.chain.block_number)
         report.refunded = await self.refund_due(head)
-        need = max(
-            (cheque_value(s.price_per_minute, self.interval) for s in self.servers), default=1
-        )
+        values = [1]
+        for server in self.servers:
+            terms = await self.gateway_terms(server)
+            if isinstance(terms, GatewayTerms):
+                values.append(self.value_for(server, terms))
+        need = max(values)
         need += fee_for(need, info.fee_bps)
+        strict = stricter_terms(info, self.gateways.values())
         # Keep an open lottery that lasts past the next one's confirmations.
-        if needs_new_lottery(self.state.lotteries, head, info, need * len(self.servers)):
-            created = await self.create_lottery(info, head)
+        if needs_new_lottery(self.state.lotteries, head, strict, need * len(self.servers)):
+            created = await self.create_lottery(strict, head)
             report.created.append(created.id)
         for server in self.servers:
             delivery = await self.pay_server(server, head)

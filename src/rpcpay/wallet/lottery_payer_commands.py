@@ -64,23 +64,28 @@ def _address(text: str) -> bytes:
 
 
 def parse_server(text: str) -> ServerSpec:
-    """``URL,0xADDRESS[,WEI_PER_MINUTE]`` -> a ``ServerSpec`` (argparse type)."""
-    parts = text.split(",")
-    # A URL and an address, and maybe a price.
-    if len(parts) not in (2, 3) or not parts[0].startswith(("http://", "https://")):
-        raise argparse.ArgumentTypeError(
-            f"--server must be URL,0xADDRESS[,WEI_PER_MINUTE], got {text!r}"
-        )
+    """``URL[,0xADDRESS][,WEI_PER_MINUTE]`` -> a ``ServerSpec`` (argparse type). Without
+    an address the payer asks the gateway's ``lottery_info`` for it."""
+    url, *rest = text.split(",")
+    usage = f"--server must be URL[,0xADDRESS][,WEI_PER_MINUTE], got {text!r}"
+    # A URL, then maybe an address (0x…), then maybe a price (decimal wei).
+    if not url.startswith(("http://", "https://")) or len(rest) > 2:
+        raise argparse.ArgumentTypeError(usage)
+    recipient = None
+    if rest and rest[0].strip().lower().startswith("0x"):
+        recipient = _address(rest.pop(0))
     price = DEFAULT_PRICE_PER_MINUTE
-    if len(parts) == 3:
+    if len(rest) > 1:
+        raise argparse.ArgumentTypeError(usage)
+    if rest:
         try:
-            price = int(parts[2])
+            price = int(rest[0])
         except ValueError:
             price = 0
         # A price is a positive number of wei.
         if price <= 0:
             raise argparse.ArgumentTypeError(f"the price in {text!r} must be wei > 0 per minute")
-    return ServerSpec(parts[0], _address(parts[1]), price)
+    return ServerSpec(url, recipient, price)
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -175,10 +180,12 @@ def add_lottery_parsers(commands: argparse._SubParsersAction[argparse.ArgumentPa
         type=parse_server,
         action="append",
         required=True,
-        metavar="URL,0xADDRESS[,WEI_PER_MINUTE]",
-        help="a server to pay: its base URL (cheques go to URL/json_rpc), its payee address, "
-        f"and its price (default price: {DEFAULT_PRICE_PER_MINUTE} wei = 100 gwei per minute, "
-        "vipnode's); repeat for each server (required)",
+        metavar="URL[,0xADDRESS][,WEI_PER_MINUTE]",
+        help="a server to pay: its base URL (cheques go to URL/json_rpc), its payee address "
+        "(default: the one its lottery_info announces; if given, it must match), and its price "
+        f"(default: {DEFAULT_PRICE_PER_MINUTE} wei = 100 gwei per minute, vipnode's); each "
+        "cheque is rounded down to whole credits of the server (at least one); repeat for "
+        "each server (required)",
     )
     pay.add_argument(
         "--interval",
@@ -284,17 +291,25 @@ async def _run_async(
                   f"{checksum_address(info.stamper)}, reveals at block "
                   f"{lottery.terms.reveal_block}")  # fmt: skip
             return 0
+        for line in await payer.prepare():
+            print(line, file=sys.stderr)
         print(
             f"paying {len(payer.servers)} servers every {payer.interval:g} s from payer "
             f"{checksum_address(key.address)}, credits to client id {client.public.hex()}",
             file=sys.stderr,
         )
+        shown: list[str] = []
+
+        def progress(line: str) -> None:
+            shown.append(line)
+            print(line, file=sys.stderr)
+
         try:
-            await payer.run(
-                args.rounds, args.duration, progress=lambda line: print(line, file=sys.stderr)
-            )
+            await payer.run(args.rounds, args.duration, progress=progress)
         finally:
-            print(payer.progress_line(), file=sys.stderr)
+            # Interrupted mid-round: say where it stopped (once, not twice).
+            if not shown or shown[-1] != payer.progress_line():
+                print(payer.progress_line(), file=sys.stderr)
         return 0
 
 
