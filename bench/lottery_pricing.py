@@ -65,8 +65,7 @@ def main() -> int:
     gas_price = args.gas_gwei * GWEI
     usd = args.eth_usd / ETH
     lottery_minutes = args.lottery_blocks * BLOCK_SECONDS / 60
-    lotteries_per_month = MINUTES_PER_MONTH / lottery_minutes
-    payer_chain = (gas["create_lottery"] + gas["refund"]) * gas_price * lotteries_per_month
+    per_lottery_gas = (gas["create_lottery"] + gas["refund"]) * gas_price
     claim_cost = gas["claim"] * gas_price
     slot_usd_per_month = 1.0
     slot_price = round(slot_usd_per_month / MINUTES_PER_MONTH / usd)  # wei per minute
@@ -76,6 +75,9 @@ def main() -> int:
     for name, price in scenarios:
         paid = price * MINUTES_PER_MONTH * args.servers  # to the servers, per month
         fee = fee_for(price, DEFAULT_FEE_BPS) * MINUTES_PER_MONTH * args.servers
+        # A lottery ends at its reveal, or earlier once its prize is handed out.
+        lotteries_per_month = max(MINUTES_PER_MONTH / lottery_minutes, (paid + fee) / args.prize)
+        payer_chain = per_lottery_gas * lotteries_per_month
         rows.append(
             [
                 name,
@@ -91,7 +93,8 @@ def main() -> int:
     print_table(
         f"{args.servers} servers for 30 days; {args.gas_gwei:g} gwei/gas, "
         f"{args.eth_usd:g} USD/ETH, "
-        f"prize {args.prize / ETH:g} ETH, a lottery every {lottery_minutes / 1440:g} days",
+        f"prize {args.prize / ETH:g} ETH, a lottery every {lottery_minutes / 1440:g} days "
+        "or when its prize is handed out",
         ["price", "gwei/min/server", "ETH/month paid", "USD/month paid", "stamper fee",
          "payer gas (create+refund)", "payee gas (claim/prize)", "total overhead"],
         rows,
@@ -101,7 +104,7 @@ def main() -> int:
         f"claim {gas['claim']:,}, prove_fraud {gas['prove_fraud']:,}"
     )
     print(f"seed slot: 1 USD/month = {slot_price / GWEI:.2f} gwei/min at {args.eth_usd:g} USD/ETH")
-    per_lottery = (gas["create_lottery"] + gas["refund"]) * gas_price
+    per_lottery = per_lottery_gas
     for name, price in scenarios:
         # Server-minutes one lottery must carry for its create+refund gas to be 1% of the payments.
         minutes = 100 * per_lottery / price

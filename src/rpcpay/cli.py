@@ -278,8 +278,9 @@ def _add_lottery_flags(p: argparse.ArgumentParser) -> None:
         type=_blocks,
         default=DEFAULT_CONFIRMATIONS,
         metavar="BLOCKS",
-        help="read lotteries and stamper deposits this many blocks below the head, and claim "
-        "this many blocks after a reveal, so a reorg cannot undo them (default: %(default)s)",
+        help="read lotteries and stamper deposits this many blocks below the head, so a reorg "
+        "cannot undo what a cheque relies on; wins are claimed from the block after the "
+        "reveal, without waiting (default: %(default)s)",
     )
     g.add_argument(
         "--gossip-peer",

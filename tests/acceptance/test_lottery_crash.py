@@ -21,6 +21,7 @@ from rpcpay.lottery.eip712 import sign_cheque, sign_stamp
 from rpcpay.wallet.keys import ClientKey
 from tests.gateway.conftest import ToyBackend, post, rpc, toy_backend
 from tests.support.anvil import AnvilPool, anvil_pool
+from tests.support.lottery import pay_params
 from tests.support.monerod import free_port
 
 # Fixtures used by name: listed so that ruff sees them used.
@@ -94,7 +95,7 @@ async def test_told_cheque_credits_survive_kill_9_and_are_never_doubled(
             _, answer = await post(
                 port,
                 "/json_rpc",
-                rpc("lottery_pay_cheque", {"client": client.client_id(), "cheque": wire}),
+                rpc("lottery_pay_cheque", pay_params(client, wire, payer)),
             )
             told = answer["result"]["credits"]
     finally:
@@ -107,7 +108,7 @@ async def test_told_cheque_credits_survive_kill_9_and_are_never_doubled(
             _, answer = await post(
                 port,
                 "/json_rpc",
-                rpc("lottery_pay_cheque", {"client": client.client_id(), "cheque": wire}),
+                rpc("lottery_pay_cheque", pay_params(client, wire, payer)),
             )
             assert answer["error"]["code"] == -40
             assert answer["error"]["message"].startswith("duplicate:")

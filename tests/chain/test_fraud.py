@@ -187,3 +187,42 @@ def test_honest_exit_then_proof_finds_nothing(world: World) -> None:
     c.withdraw_stamper(world.stamper)
     with pytest.raises(TransactionReverted, match="nothing to slash"):
         c.prove_fraud(world.alice, a, b)
+
+
+def test_payer_and_stamper_steal_a_won_prize_for_only_the_burnt_share() -> None:
+    """docs/lottery.md §9 T9: once R is mined the winning ticket is public. The stamper
+    stamps it to the payer's own addresses, which claim the prize at R + 1 and then drain
+    the pool (as their own whistleblower) before the honest winner's claim. The coalition
+    loses only the burnt share of the deposit instead of the prize: it gains
+    ``prize - burnt`` over paying honestly, so a payee must hold no more open prizes with
+    one stamper than its burnt share (the ``stamper_exposure`` refusal)."""
+    from tests.chain.conftest import make_world
+
+    w = make_world()  # the in-process chain
+    c = w.chain
+    prize = POOL  # a prize the pool covers in full: above the burnt share, so theft pays
+    terms = w.lottery(prize=prize)
+    honest = w.cheque(terms, w.alice, 0, prize)  # Alice holds every ticket: she must win
+    coalition = [w.payer, w.stamper, w.mallory, w.carol]
+    before = sum(c.balance(k.address) for k in coalition)
+    ticket = w.reveal(terms)  # the block R is mined: the winner is public
+    fees = 0
+    # The stamper stamps the winning ticket to the payer's sybils; the first claims the prize.
+    stolen = w.cheque(terms, w.mallory, ticket, 1)
+    fees += c.claim(w.mallory, stolen).fee
+    # The second claims "compensation": it slashes the stamper with itself as whistleblower
+    # and takes the pool.
+    drain = w.cheque(terms, w.carol, ticket, 1)
+    fees += c.claim(w.carol, drain).fee
+    assert c.pool(w.stamper.address) == 0
+    # Alice, who was paid the winning ticket, gets neither the prize nor compensation.
+    with pytest.raises(TransactionReverted, match="pool empty"):
+        c.claim(w.alice, honest)
+    after = sum(c.balance(k.address) for k in coalition)
+    received = after - before + fees
+    assert received == prize + REWARD + POOL
+    # The prize was locked before ``before``: paying honestly, the coalition would get back
+    # only its deposit (withdrawn after the exit delay); cheating, it gets the above instead.
+    gain = received - DEPOSIT
+    assert gain == prize - BURN > 0  # the prize minus the burnt share
+    assert c.burnt() == BURN

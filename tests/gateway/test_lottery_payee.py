@@ -10,6 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from rpcpay.chain import dev_keys
+from rpcpay.errors import ChainError
 from rpcpay.gateway.cheques import LotterySettings
 from rpcpay.gateway.server import RunningGateway, start_gateway
 from rpcpay.lottery.cheque import (
@@ -23,14 +25,17 @@ from rpcpay.lottery.cheque import (
 )
 from rpcpay.lottery.eip712 import cheque_hash, sign_cheque, sign_stamp
 from rpcpay.lottery.eth import EthKey
+from rpcpay.lottery.gossip import GossipSender
 from rpcpay.wallet.keys import ClientKey
 from tests.chain.conftest import DEPOSIT, World, make_world
 from tests.gateway.conftest import ToyBackend, earn_share, gateway_config, post, rpc
+from tests.support.lottery import pay_params
 
 PRICE = 10**12  # wei per credit
 VALUE = 10 * PRICE  # a cheque worth ten credits
 CONFIRMATIONS = 2
 MARGIN = 5
+PAYER = dev_keys(8)[2]  # make_world's payer
 
 
 def write_key(path: Path, key: EthKey) -> Path:
@@ -73,11 +78,11 @@ def hexed(w: World, sc: StampedCheque, domain: Domain | None = None) -> str:
     return encode_stamped(domain or w.domain, sc).hex()
 
 
-async def pay(port: int, client: ClientKey, cheque_hex: str) -> dict[str, Any]:
+async def pay(
+    port: int, client: ClientKey, cheque_hex: str, payer: EthKey = PAYER
+) -> dict[str, Any]:
     _, answer = await post(
-        port,
-        "/json_rpc",
-        rpc("lottery_pay_cheque", {"client": client.client_id(), "cheque": cheque_hex}),
+        port, "/json_rpc", rpc("lottery_pay_cheque", pay_params(client, cheque_hex, payer))
     )
     assert isinstance(answer, dict)
     return answer
@@ -337,12 +342,19 @@ async def test_gossip_catches_overlapping_stamps_to_two_gateways(
     toy_backend: ToyBackend, tmp_path: Path
 ) -> None:
     """The stamper stamps the same tickets to Alice's and Bob's gateways; both accept
-    (neither knew); Carol's gateway hears both by gossip, commits and proves the fraud."""
+    (neither knew). Alice's gossip reached Bob before he held a cheque of that lottery,
+    so he kept nothing; Bob's gossip reaches Alice, who holds hers: she proves the fraud.
+    Carol, who holds no cheque of the lottery, keeps nothing."""
     w = make_world()
     carol = await start_payee(w, toy_backend, tmp_path / "carol", w.carol)
-    peer = (f"http://127.0.0.1:{carol.public_port}",)
-    alice = await start_payee(w, toy_backend, tmp_path / "alice", w.alice, gossip_peers=peer)
-    bob = await start_payee(w, toy_backend, tmp_path / "bob", w.bob, gossip_peers=peer)
+    bob = await start_payee(w, toy_backend, tmp_path / "bob", w.bob)
+    peers = (f"http://127.0.0.1:{carol.public_port}", f"http://127.0.0.1:{bob.public_port}")
+    alice = await start_payee(w, toy_backend, tmp_path / "alice", w.alice, gossip_peers=peers)
+    assert bob.cheques is not None and alice.cheques is not None and carol.cheques is not None
+    bob.cheques.gossip = GossipSender(
+        [f"http://127.0.0.1:{carol.public_port}", f"http://127.0.0.1:{alice.public_port}"]
+    )
+    bob.cheques.gossip.start()
     gateways = (carol, alice, bob)
     try:
         terms = open_lottery(w)
@@ -350,18 +362,230 @@ async def test_gossip_catches_overlapping_stamps_to_two_gateways(
         assert "result" in await pay(
             alice.public_port, client, hexed(w, w.cheque(terms, w.alice, 0, VALUE))
         )
+        await until(lambda: alice.cheques is not None and alice.cheques.gossip.pending() == 0)
         assert "result" in await pay(
             bob.public_port, client, hexed(w, w.cheque(terms, w.bob, 0, VALUE))
         )
-        desk = carol.cheques
-        assert desk is not None
-        before = w.chain.balance(w.carol.address)
+        desk = alice.cheques
+        before = w.chain.balance(w.alice.address)
         await until(lambda: len(desk.proofs) == 1)
         assert w.chain.stamper(w.stamper.address).slashed
-        # Carol committed first, so the whistleblower's share is hers.
-        gas = sum(r.fee for r in desk.proofs)
-        gained = w.chain.balance(w.carol.address) - before
-        assert DEPOSIT // 10 - 10**16 < gained <= DEPOSIT // 10 - gas
+        # Alice is a recipient of the pair: rewarded without a commitment.
+        gained = w.chain.balance(w.alice.address) - before
+        assert gained == DEPOSIT // 10 - desk.proofs[0].fee
+        assert bob.cheques.proofs == [] and carol.cheques.proofs == []
+        # Neither Bob (Alice's cheque came first) nor Carol (no cheque) kept a peer's cheque.
+        assert [r.client for r in bob.cheques.store.cheques_of(terms.id)] == [client.public]
+        assert carol.cheques.store.cheques_of(terms.id) == []
     finally:
         for gw in gateways:
             await gw.close()
+
+
+async def test_gossip_is_kept_only_for_our_lotteries_bounded_and_without_chain_reads(
+    toy_backend: ToyBackend, tmp_path: Path, monkeypatch: Any
+) -> None:
+    w = make_world()
+    gw = await start_payee(w, toy_backend, tmp_path / "gw", w.alice)
+    try:
+        ours, theirs = open_lottery(w), open_lottery(w, salt=b"\x02" * 32)
+        client = ClientKey()
+        assert "result" in await pay(
+            gw.public_port, client, hexed(w, w.cheque(ours, w.alice, 0, VALUE))
+        )
+        reads: list[bytes] = []
+        real = w.chain.lottery
+        monkeypatch.setattr(w.chain, "lottery", lambda i, b=None: reads.append(i) or real(i, b))
+        monkeypatch.setattr("rpcpay.gateway.cheques.MAX_GOSSIP_PER_LOTTERY", 2)
+
+        def peer_cheques(terms: LotteryTerms, n: int) -> bytes:
+            return b"".join(
+                encode_stamped(w.domain, w.cheque(terms, w.bob, (k + 1) * VALUE, VALUE))
+                for k in range(n)
+            )
+
+        # A lottery we hold no cheque in, or none at all: nothing kept, nothing read.
+        unknown = Cheque(b"\x09" * 32, w.bob.address, 0, VALUE)
+        junk = encode_stamped(
+            w.domain,
+            StampedCheque(
+                unknown,
+                sign_cheque(w.payer, w.domain, unknown),
+                sign_stamp(w.stamper, w.domain, unknown),
+            ),
+        )
+        for _ in range(2):
+            status, answer = await post(
+                gw.public_port, "/lottery/gossip", peer_cheques(theirs, 3) + junk
+            )
+            assert status == 200 and answer["held"] == 0, answer
+        # Our lottery: kept, up to the bound.
+        status, answer = await post(gw.public_port, "/lottery/gossip", peer_cheques(ours, 3))
+        assert status == 200 and answer["held"] == 2, answer
+        assert reads == []
+        desk = gw.cheques
+        assert desk is not None
+        assert desk.store.cheques_of(theirs.id) == [] and len(desk.store.cheques_of(ours.id)) == 3
+    finally:
+        await gw.close()
+
+
+async def test_stamper_exposure_bounds_the_open_prizes_per_stamper(
+    toy_backend: ToyBackend, tmp_path: Path
+) -> None:
+    """T9: the stamper's deposit burns 40% (0.4 ETH) if slashed, so this gateway holds
+    cheques in at most 0.4 ETH of its open prizes; the bound survives a restart."""
+    w = make_world()
+    data = tmp_path / "gw"
+    gw = await start_payee(w, toy_backend, data, w.alice)
+    client = ClientKey()
+
+    def lottery(prize: int, salt: int) -> LotteryTerms:
+        terms = w.lottery(prize=prize, reveal_in=30, salt=bytes([salt]) * 32)
+        w.chain.mine(CONFIRMATIONS)
+        return terms
+
+    try:
+        # One prize above the burnt share is refused outright.
+        whale = lottery(DEPOSIT * 4 // 10 + 1, 1)
+        answer = await pay(gw.public_port, client, hexed(w, w.cheque(whale, w.alice, 0, VALUE)))
+        assert answer["error"]["message"].startswith("stamper_exposure:"), answer
+        # Two prizes of 0.2 ETH fill the bound exactly; more cheques in them are fine.
+        first, second = lottery(2 * 10**17, 2), lottery(2 * 10**17, 3)
+        for terms in (first, second):
+            for k in range(2):
+                cheque = w.cheque(terms, w.alice, k * VALUE, VALUE)
+                assert "result" in await pay(gw.public_port, client, hexed(w, cheque))
+        third = lottery(10**17, 4)
+        answer = await pay(gw.public_port, client, hexed(w, w.cheque(third, w.alice, 0, VALUE)))
+        assert answer["error"]["message"].startswith("stamper_exposure:"), answer
+        assert balance_of(gw, client) == 40
+        # Another stamper's lottery is its own exposure.
+        w.chain.deposit_stamper(w.carol, DEPOSIT)
+        other = w.lottery(prize=10**17, reveal_in=30, salt=b"\x05" * 32, stamper=w.carol)
+        w.chain.mine(CONFIRMATIONS)
+        cheque = w.cheque(other, w.alice, 0, VALUE, stamper=w.carol)
+        assert "result" in await pay(gw.public_port, client, hexed(w, cheque))
+    finally:
+        await gw.close()
+    gw = await start_payee(w, toy_backend, data, w.alice)
+    try:
+        answer = await pay(gw.public_port, client, hexed(w, w.cheque(third, w.alice, 0, VALUE)))
+        assert answer["error"]["message"].startswith("stamper_exposure:"), answer
+        assert balance_of(gw, client) == 50
+    finally:
+        await gw.close()
+
+
+async def test_a_cheque_pays_only_the_account_its_payer_named(
+    toy_backend: ToyBackend, tmp_path: Path
+) -> None:
+    w = make_world()
+    gw = await start_payee(w, toy_backend, tmp_path / "gw", w.alice)
+    try:
+        terms = open_lottery(w)
+        client, thief = ClientKey(), ClientKey()
+        cheque = hexed(w, w.cheque(terms, w.alice, 0, VALUE))
+        attempts = [
+            # The payer's signature for the client, replayed with the thief's client id.
+            pay_params(thief, cheque, PAYER, account=client.public),
+            # The stamper (which saw the cheque first) signs for its own account.
+            pay_params(thief, cheque, w.stamper),
+            # Anyone on the path, likewise.
+            pay_params(thief, cheque, w.mallory),
+        ]
+        for params in attempts:
+            _, answer = await post(gw.public_port, "/json_rpc", rpc("lottery_pay_cheque", params))
+            assert answer["error"]["message"].startswith("bad_account_signature:"), answer
+        # A missing or malformed account_sig is refused too.
+        _, answer = await post(
+            gw.public_port,
+            "/json_rpc",
+            rpc("lottery_pay_cheque", {"client": thief.client_id(), "cheque": cheque}),
+        )
+        assert answer["error"]["message"].startswith("malformed:"), answer
+        assert balance_of(gw, thief) == 0
+        desk = gw.cheques
+        assert desk is not None and desk.store.cheques_of(terms.id) == []
+        # The rightful payer still redeems it, once.
+        assert (await pay(gw.public_port, client, cheque))["result"]["credited"] == 10
+        assert balance_of(gw, client) == 10 and balance_of(gw, thief) == 0
+    finally:
+        await gw.close()
+
+
+async def test_a_cheque_worth_more_than_an_account_holds_is_refused(
+    toy_backend: ToyBackend, tmp_path: Path
+) -> None:
+    w = make_world()
+    gw = await start_payee(w, toy_backend, tmp_path / "gw", w.alice, credit_price_wei=1)
+    try:
+        whale = w.keys[7]
+        w.chain.deposit_stamper(whale, 100 * DEPOSIT)  # burns 40 ETH: covers a 38 ETH prize
+        terms = w.lottery(prize=2**65 + 10**18, reveal_in=30, stamper=whale)
+        w.chain.mine(CONFIRMATIONS)
+        client = ClientKey()
+        # 2**64 credits at 1 wei each: one more than a u64 balance holds.
+        big = w.cheque(terms, w.alice, 0, 2**64, stamper=whale)
+        answer = await pay(gw.public_port, client, hexed(w, big))
+        assert answer["error"]["message"].startswith("too_large:"), answer
+        assert balance_of(gw, client) == 0
+        # The largest that fits is credited; then even 1 more credit is too large.
+        fits = w.cheque(terms, w.alice, 2**64, 2**64 - 1, stamper=whale)
+        assert (await pay(gw.public_port, client, hexed(w, fits)))["result"]["credited"] == (
+            2**64 - 1
+        )
+        more = w.cheque(terms, w.alice, 2**65 - 1, 1, stamper=whale)
+        answer = await pay(gw.public_port, client, hexed(w, more))
+        assert answer["error"]["message"].startswith("too_large:"), answer
+        assert balance_of(gw, client) == 2**64 - 1
+    finally:
+        await gw.close()
+
+
+async def test_overlap_evidence_is_stored_at_once_and_proven_after_a_restart(
+    toy_backend: ToyBackend, tmp_path: Path, monkeypatch: Any
+) -> None:
+    w = make_world()
+    data = tmp_path / "gw"
+    gw = await start_payee(w, toy_backend, data, w.alice)
+    terms = open_lottery(w)
+    client = ClientKey()
+    overlapping = w.cheque(terms, w.alice, 5, VALUE)
+
+    def unreachable(*_args: object) -> object:
+        raise ChainError("node unreachable")
+
+    try:
+        assert "result" in await pay(
+            gw.public_port, client, hexed(w, w.cheque(terms, w.alice, 0, VALUE))
+        )
+        with monkeypatch.context() as patch:
+            patch.setattr(w.chain, "prove_fraud", unreachable)
+            answer = await pay(gw.public_port, client, hexed(w, overlapping))
+            assert answer["error"]["message"].startswith("overlap:")
+            desk = gw.cheques
+            assert desk is not None
+            # The refused cheque is evidence (no client, no credit) before any proof.
+            (row,) = desk.store.cheques_with_outcome("evidence")
+            assert row.cheque_id == cheque_hash(overlapping.cheque) and row.client is None
+            assert row.credits == 0 and balance_of(gw, client) == 10
+            await until(lambda: not desk._filing)
+            assert desk.proofs == [] and not w.chain.stamper(w.stamper.address).slashed
+    finally:
+        await gw.close()
+    # After a restart the claim loop files the proof from the stored evidence.
+    gw = await start_payee(w, toy_backend, data, w.alice)
+    try:
+        desk = gw.cheques
+        assert desk is not None
+        await desk.settle_once()
+        await until(lambda: len(desk.proofs) == 1)
+        assert w.chain.stamper(w.stamper.address).slashed
+        await until(lambda: desk.store.cheques_with_outcome("evidence") == [])
+        assert [r.cheque_id for r in desk.store.cheques_with_outcome("proven")] == [
+            cheque_hash(overlapping.cheque)
+        ]
+        assert balance_of(gw, client) == 10
+    finally:
+        await gw.close()

@@ -69,4 +69,4 @@ def cast() -> Cast:
     return Cast(payer, stamper, payee, Domain(chain_id=1337, contract=b"\xcc" * 20), terms)
 
 
-ACTIVE = StamperState(deposit=10**17, exit_block=0, slashed=False)
+ACTIVE = StamperState(deposit=3 * 10**18, exit_block=0, slashed=False)  # burns 1.2 > prize

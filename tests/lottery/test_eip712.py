@@ -121,3 +121,34 @@ def test_digests_is_the_three_hashes_at_once(c: Cheque, d: Domain) -> None:
     from rpcpay.lottery.eip712 import cheque_hash, digests
 
     assert digests(d, c) == (cheque_hash(c), cheque_digest(d, c), stamp_digest(d, c))
+
+
+CREDIT_TYPES: ref.Types = {"Credit": [("cheque", "bytes32"), ("account", "bytes32")]}
+
+
+@settings(max_examples=50, deadline=None)
+@given(cheques, domains, st.binary(min_size=32, max_size=32))
+def test_credit_digest_matches_the_reference(c: Cheque, d: Domain, account: bytes) -> None:
+    from rpcpay.lottery.eip712 import cheque_hash, credit_digest
+
+    message = {"cheque": cheque_hash(c), "account": account}
+    assert credit_digest(d, c, account) == ref.digest(
+        _ref_domain(d), "Credit", CREDIT_TYPES, message
+    )
+    # A credit signature is neither a cheque signature nor a stamp.
+    assert credit_digest(d, c, account) not in (cheque_digest(d, c), stamp_digest(d, c))
+
+
+def test_credit_signature_binds_cheque_and_account() -> None:
+    from rpcpay.lottery.eip712 import recover_credit, sign_credit
+
+    payer = EthKey.generate()
+    d = Domain(chain_id=1337, contract=b"\x11" * 20)
+    c = Cheque(lottery=keccak256(b"l"), recipient=b"\x22" * 20, start=10, value=5)
+    account = b"\x33" * 32
+    sig = sign_credit(payer, d, c, account)
+    assert recover_credit(d, c, account, sig) == payer.address
+    # Another account, another cheque, or a short account is not what the payer signed.
+    assert recover_credit(d, c, b"\x34" * 32, sig) != payer.address
+    assert recover_credit(d, Cheque(c.lottery, c.recipient, 11, 5), account, sig) != payer.address
+    assert recover_credit(d, c, account[:31], sig) is None

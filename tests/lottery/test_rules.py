@@ -141,3 +141,38 @@ def test_fraud_pair_needs_the_lotterys_stamper_and_distinct_cheques(cast: Cast) 
     assert not is_fraud_pair(Domain(1, cast.domain.contract), lot, x, y)
     # Outside the ticket space a range is no cheque at all.
     assert not is_fraud_pair(cast.domain, lot, x, cast.stamped(0, 10**18 + 1))
+
+
+def test_stamper_exposure_counts_our_open_prizes_with_that_stamper(cast: Cast) -> None:
+    from rpcpay.lottery.rules import exposure_of
+
+    lot = cast.lottery()  # prize 1 ETH; ACTIVE burns 40% of 3 ETH = 1.2 ETH
+    others = [
+        replace(lot, id=b"\x01" * 32, prize=2 * 10**17),
+        replace(lot, id=b"\x02" * 32, prize=10**17, stamper=b"\x05" * 20),  # another stamper
+        replace(lot, prize=10**18),  # this very lottery: counted once, as the cheque's
+    ]
+    exposed = exposure_of(lot.stamper, lot.id, others)
+    assert exposed == 2 * 10**17
+    sc = cast.stamped(100, 25)
+    ok = check_cheque(cast.domain, sc, policy(cast), lot, ACTIVE, HEAD, (), exposed)
+    assert isinstance(ok, Accepted)  # 1.2 ETH of burn covers 1.2 ETH of prizes exactly
+    over = check_cheque(cast.domain, sc, policy(cast), lot, ACTIVE, HEAD, (), exposed + 1)
+    assert over == Refused(ChequeRefusal.STAMPER_EXPOSURE)
+    # The burnt share is the contract's: with none burnt, no deposit covers any prize.
+    none = check_cheque(cast.domain, sc, policy(cast, burnt_bps=0), lot, ACTIVE, HEAD)
+    assert none == Refused(ChequeRefusal.STAMPER_EXPOSURE)
+
+
+def test_account_signature_is_the_payers_for_this_client(cast: Cast) -> None:
+    from rpcpay.lottery.eip712 import sign_credit
+    from rpcpay.lottery.rules import check_account_signature
+
+    sc, lot, account = cast.stamped(100, 25), cast.lottery(), b"\x44" * 32
+    good = sign_credit(cast.payer, cast.domain, sc.cheque, account)
+    assert check_account_signature(cast.domain, sc, lot, account, good) is None
+    bad = Refused(ChequeRefusal.BAD_ACCOUNT_SIGNATURE)
+    assert check_account_signature(cast.domain, sc, lot, b"\x45" * 32, good) == bad
+    by_stamper = sign_credit(cast.stamper, cast.domain, sc.cheque, account)
+    assert check_account_signature(cast.domain, sc, lot, account, by_stamper) == bad
+    assert check_account_signature(cast.domain, sc, lot, account, b"\0" * 65) == bad

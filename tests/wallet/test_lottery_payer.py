@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -26,7 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rpcpay.lottery.cheque import Cheque, Domain, decode_stamped
-from rpcpay.lottery.rules import Accepted, PayeePolicy, check_cheque
+from rpcpay.lottery.rules import Accepted, PayeePolicy, check_account_signature, check_cheque
 from rpcpay.lottery.stamper_server import RunningStamper, StamperConfig, start_stamper
 from rpcpay.wallet.keys import ClientKey
 from rpcpay.wallet.lottery_payer import (
@@ -42,6 +43,7 @@ from rpcpay.wallet.lottery_payer import (
 )
 from rpcpay.wallet.lottery_payer_fit import GatewayTerms, credit_value, stricter_terms
 from rpcpay.wallet.lottery_payer_state import LotteryStatus, PayerLottery, PayerStateFile
+from rpcpay.wire.client_id import verify_client_id
 from tests.chain.conftest import World, make_world
 
 CONFIRMATIONS = 2
@@ -86,6 +88,14 @@ class Gateway:
             domain, sc, policy, chain.lottery(sc.cheque.lottery, block=confirmed),
             chain.stamper(self.world.stamper.address, block=confirmed), head, self.held,
         )  # fmt: skip
+        lottery = chain.lottery(sc.cheque.lottery, block=confirmed)
+        # The payer signed which account the cheque pays for, as the real gateway checks.
+        if isinstance(verdict, Accepted) and lottery is not None:
+            auth = verify_client_id(client, time.time_ns() // 1000)
+            assert auth is not None
+            account = auth.public_key
+            sig = bytes.fromhex(body["params"]["account_sig"])
+            verdict = check_account_signature(domain, sc, lottery, account, sig) or verdict
         if not isinstance(verdict, Accepted):
             error = {"code": GATEWAY_REFUSAL, "message": verdict.reason.value}
             return web.json_response({"jsonrpc": "2.0", "id": body["id"], "error": error})

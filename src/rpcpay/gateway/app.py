@@ -111,6 +111,24 @@ def _payment_answer(charge: Charge) -> dict[str, JSON]:
     }
 
 
+def _account_sig_bytes(value: JSON) -> bytes:
+    """The ``account_sig`` param: hex (``0x`` optional) of the payer's 65-byte signature of
+    ``Credit(cheque, account)`` (docs/lottery.md §15)."""
+    text = value.removeprefix("0x") if isinstance(value, str) else ""
+    try:
+        raw = bytes.fromhex(text)
+    except ValueError:
+        raw = b""
+    # Exactly one 65-byte signature.
+    if len(raw) != 65:
+        raise RpcFault(
+            ERROR_CHEQUE_REFUSED,
+            "malformed: account_sig must be the hex of the payer's 65-byte signature of "
+            "Credit(cheque, account); nothing was credited",
+        )
+    return raw
+
+
 def _cheque_bytes(value: JSON) -> bytes:
     """The ``cheque`` param: hex (``0x`` optional) of the 274-byte wire form."""
     text = value.removeprefix("0x") if isinstance(value, str) else ""
@@ -244,8 +262,9 @@ class PublicHandler:
         if auth is None:
             raise RpcFault(ERROR_INVALID_CLIENT, MESSAGE_INVALID_CLIENT)
         wire = _cheque_bytes(params.get("cheque"))
+        account_sig = _account_sig_bytes(params.get("account_sig"))
         try:
-            outcome = await desk.pay(auth.public_key, wire)
+            outcome = await desk.pay(auth.public_key, wire, account_sig)
         except (ChainError, LedgerError) as exc:
             raise RpcFault(
                 ERROR_CHEQUE_REFUSED,

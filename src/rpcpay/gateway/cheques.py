@@ -41,17 +41,21 @@ from rpcpay.lottery.payee import (
     LotteryOutcome,
     credits_for,
     describe_refusal,
+    fits_account,
     next_claim_step,
     next_fraud_step,
 )
 from rpcpay.lottery.rules import (
+    BPS,
     DEFAULT_CONFIRMATIONS,
     DEFAULT_REVEAL_MARGIN,
     Accepted,
     ChequeRefusal,
     PayeePolicy,
     Refused,
+    check_account_signature,
     check_cheque,
+    exposure_of,
     is_fraud_pair,
 )
 from rpcpay.lottery.state import LotteryState, StamperState
@@ -69,6 +73,15 @@ COMMIT_WAIT_S = 120.0
 """How long to wait for the block after a fraud commitment before proving anyway."""
 DEV_MINE_AFTER_S = 1.0
 """After this long without a new block, ask the chain to mine one (dev chains only)."""
+MAX_GOSSIP_PER_LOTTERY = 4096
+"""Peers' cheques kept per lottery: enough for a day of per-minute cheques to a few
+gateways; beyond it a peer (or anyone posting to /lottery/gossip) only fills our disk."""
+EVIDENCE = "evidence"
+"""``outcome`` of a held cheque that is half of a fraud pair not yet proven on chain."""
+PROVEN = "proven"
+"""... once its stamper is slashed (by us or anyone)."""
+UNPROVABLE = "unprovable"
+"""... when the contract refused the proof and the stamper is not slashed (e.g. it left)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +157,9 @@ class ChequeDesk:
         self._filing: set[bytes] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._reverts: dict[bytes, int] = {}
+        # Our open lotteries (credited cheques, not closed): what a colluding stamper could
+        # steal from us, and the only lotteries whose gossip we keep. None until loaded.
+        self._open: dict[bytes, LotteryState] | None = None
         self._claimer: asyncio.Task[None] | None = None
 
     # -- life cycle -----------------------------------------------------------------------------
@@ -175,6 +191,24 @@ class ChequeDesk:
         }
 
     # -- chain reads (cached) -------------------------------------------------------------------
+
+    async def _open_lotteries(self) -> dict[bytes, LotteryState]:
+        """Our open lotteries, read from the chain once per process (their terms never
+        change), then kept up to date as we credit and close; also loads the contract's
+        burnt share into the policy."""
+        if self._open is None:
+            params = await asyncio.to_thread(self.chain.params)
+            burnt = BPS - params.whistleblower_bps - params.compensation_bps
+            self.policy = replace(self.policy, burnt_bps=burnt)
+            found: dict[bytes, LotteryState] = {}
+            for lottery_id, _reveal in self.store.open_lotteries():
+                state = await asyncio.to_thread(self.chain.lottery, lottery_id, None)
+                # A lottery reorged away holds nothing anyone can steal.
+                if state is not None:
+                    found[lottery_id] = state
+            if self._open is None:  # another request may have loaded it meanwhile
+                self._open = found
+        return self._open
 
     async def _head(self) -> tuple[int, int]:
         head = await asyncio.to_thread(self.chain.block_number)
@@ -222,9 +256,11 @@ class ChequeDesk:
 
     # -- payment --------------------------------------------------------------------------------
 
-    async def pay(self, client: bytes, wire: bytes) -> Credited | ChequeRefused:
-        """Judge one cheque for ``client``; credit it once if good. Raises ``ChainError`` or
-        ``LedgerError`` when a dependency fails (nothing is credited then)."""
+    async def pay(self, client: bytes, wire: bytes, account_sig: bytes) -> Credited | ChequeRefused:
+        """Judge one cheque for ``client``; credit it once if good. ``account_sig`` is the
+        payer's ``Credit(cheque, client)`` signature: only the payer names the account a
+        cheque pays for. Raises ``ChainError`` or ``LedgerError`` when a dependency fails
+        (nothing is credited then)."""
         try:
             domain, sc = decode_stamped(wire)
         except ValueError as exc:
@@ -238,26 +274,66 @@ class ChequeDesk:
             ChequeRefusal.WRONG_RECIPIENT,
         ):
             return self._refuse(early.reason, domain, sc)
+        opened = await self._open_lotteries()
         lottery = await self._lottery(sc.cheque.lottery, confirmed)
         stamper = await self._stamper(lottery.stamper, confirmed) if lottery else None
-        # From here to the commit there is no await: the overlap check and the credit
-        # are one step on the event loop.
+        # From here to the commit there is no await: the overlap check, the exposure sum
+        # and the credit are one step on the event loop.
         held = self._held_of(sc.cheque.lottery)
+        exposed = exposure_of(lottery.stamper, lottery.id, opened.values()) if lottery else 0
         verdict = check_cheque(
-            domain, sc, self.policy, lottery, stamper, head, [h.sc.cheque for h in held.values()]
+            domain,
+            sc,
+            self.policy,
+            lottery,
+            stamper,
+            head,
+            [h.sc.cheque for h in held.values()],
+            exposed,
         )
         if isinstance(verdict, Refused):
             if verdict.reason is ChequeRefusal.OVERLAP and lottery is not None:
-                other = next(h.sc for h in held.values() if ranges_overlap(h.sc.cheque, sc.cheque))
-                self._spawn_fraud(lottery, other, sc)
+                self._keep_evidence(lottery, wire, sc)
             return self._refuse(verdict.reason, domain, sc)
         assert lottery is not None
+        # The payer, not whoever carries the cheque, chose the client it pays for.
+        wrong_account = check_account_signature(domain, sc, lottery, client, account_sig)
+        if wrong_account is not None:
+            return self._refuse(wrong_account.reason, domain, sc)
         return self._credit(client, wire, sc, verdict, lottery)
+
+    def _keep_evidence(self, lottery: LotteryState, wire: bytes, sc: StampedCheque) -> None:
+        """Store an overlapping cheque (no client, no credit) marked as unproven evidence,
+        in the same step that refused it, then file the proof. A crash or a failed proof
+        loses nothing: ``retry_evidence`` files it again from the claim loop."""
+        held = self._held_of(lottery.id)
+        h = cheque_hash(sc.cheque)
+        pair = next(
+            (
+                other.sc
+                for key, other in held.items()
+                if key != h
+                and ranges_overlap(other.sc.cheque, sc.cheque)
+                and is_fraud_pair(self.domain, lottery, other.sc, sc)
+            ),
+            None,
+        )
+        # Only a pair the contract would accept is evidence; anything else is just refused.
+        if pair is None:
+            return
+        row = ChequeRow(h, lottery.id, wire, None, 0, lottery.reveal_block, int(time.time()))
+        self.store.hold_evidence(row, EVIDENCE)
+        held.setdefault(h, _Held(sc, False))
+        self._spawn_fraud(lottery, pair, sc, h)
 
     def _credit(
         self, client: bytes, wire: bytes, sc: StampedCheque, ok: Accepted, lottery: LotteryState
     ) -> Credited | ChequeRefused:
         credits = credits_for(ok.value, self.settings.credit_price_wei)
+        current = self.ledger.get(client)
+        # The account can hold the credits: the ledger would saturate (and lose them).
+        if not fits_account(0 if current is None else current.balance, credits):
+            return self._refuse(ChequeRefusal.TOO_LARGE, self.domain, sc)
         row = ChequeRow(
             ok.cheque_id, lottery.id, wire, client, credits, lottery.reveal_block, int(time.time())
         )
@@ -268,6 +344,8 @@ class ChequeDesk:
         if account is None:
             return self._refuse(ChequeRefusal.DUPLICATE, self.domain, sc)
         self._held_of(lottery.id)[ok.cheque_id] = _Held(sc, True)
+        if self._open is not None:
+            self._open[lottery.id] = lottery
         self.gossip.send(wire)
         log.info(
             "cheque credited",
@@ -292,6 +370,8 @@ class ChequeDesk:
             detail = f"minimum {self.settings.min_stamper_deposit} wei"
         elif reason is ChequeRefusal.REVEAL_TOO_CLOSE:
             detail = f"margin {self.settings.reveal_margin} blocks"
+        elif reason is ChequeRefusal.STAMPER_EXPOSURE:
+            detail = f"burnt share {self.policy.burnt_bps} bps of the stamper's deposit"
         log.info(
             "cheque refused",
             extra={"reason": reason.value, "lottery": sc.cheque.lottery.hex()[:16]},
@@ -301,9 +381,15 @@ class ChequeDesk:
     # -- gossip ---------------------------------------------------------------------------------
 
     async def receive_gossip(self, wires: list[bytes]) -> tuple[int, int]:
-        """Verify and keep peers' cheques; (how many were new, how many fraud pairs found)."""
+        """Verify and keep peers' cheques; (how many were new, how many fraud pairs found).
+
+        Only cheques of our open lotteries are kept (at most ``MAX_GOSSIP_PER_LOTTERY``
+        each): those are the overlaps that can cheat us, and their terms are already in
+        memory, so gossip costs no chain read. An overlap between two peers' cheques is
+        still caught: the peer paid second gossips its cheque to the one paid first.
+        """
         new = frauds = 0
-        _head, confirmed = await self._head()
+        opened = await self._open_lotteries()
         for wire in wires:
             try:
                 domain, sc = decode_stamped(wire)
@@ -313,19 +399,20 @@ class ChequeDesk:
             # Only cheques of our contract, paid to others (ours come from payers), count.
             if domain != self.domain or c.recipient == self.key.address:
                 continue
-            lottery = await self._lottery(c.lottery, confirmed)
+            # ... of a lottery we hold cheques in, still open.
+            lottery = opened.get(c.lottery)
             if lottery is None:
-                lottery = await asyncio.to_thread(self.chain.lottery, c.lottery, None)
+                continue
+            held = self._held_of(c.lottery)
+            h = cheque_hash(c)
+            # ... new to us, within the per-lottery bound.
+            if h in held or sum(1 for x in held.values() if not x.ours) >= MAX_GOSSIP_PER_LOTTERY:
+                continue
             # Both signatures must be the lottery's payer's and stamper's.
             if (
-                lottery is None
-                or recover_payer(domain, c, sc.payer_sig) != lottery.payer
+                recover_payer(domain, c, sc.payer_sig) != lottery.payer
                 or recover_stamper(domain, c, sc.stamp_sig) != lottery.stamper
             ):
-                continue
-            h = cheque_hash(c)
-            held = self._held_of(c.lottery)
-            if h in held:
                 continue
             pair = next(
                 (
@@ -336,32 +423,45 @@ class ChequeDesk:
                 ),
                 None,
             )
-            self.store.hold_cheque(
-                ChequeRow(h, c.lottery, wire, None, 0, lottery.reveal_block, int(time.time()))
-            )
+            row = ChequeRow(h, c.lottery, wire, None, 0, lottery.reveal_block, int(time.time()))
+            # A cheque that completes a fraud pair is stored as evidence in the same write.
+            if pair is None:
+                self.store.hold_cheque(row)
+            else:
+                self.store.hold_evidence(row, EVIDENCE)
             held[h] = _Held(sc, False)
             new += 1
             if pair is not None:
                 frauds += 1
-                self._spawn_fraud(lottery, pair, sc)
+                self._spawn_fraud(lottery, pair, sc, h)
         return new, frauds
 
     # -- fraud proofs ---------------------------------------------------------------------------
 
-    def _spawn_fraud(self, lottery: LotteryState, a: StampedCheque, b: StampedCheque) -> None:
+    def _spawn_fraud(
+        self, lottery: LotteryState, a: StampedCheque, b: StampedCheque, evidence: bytes
+    ) -> None:
+        # A stamper we already caught: the evidence has done its work.
+        if lottery.stamper in self._caught:
+            self.store.hold_evidence_outcome(evidence, PROVEN)
+            return
         # One proof per stamper at a time: a slashed stamper cannot be slashed twice.
-        if lottery.stamper in self._filing or lottery.stamper in self._caught:
+        if lottery.stamper in self._filing:
             return
         self._filing.add(lottery.stamper)
         log.warning(
             "overlapping stamps: filing a fraud proof",
             extra={"stamper": checksum_address(lottery.stamper), "lottery": lottery.id.hex()[:16]},
         )
-        task = asyncio.create_task(self._file_fraud(lottery, a, b), name="rpcpay-fraud-proof")
+        task = asyncio.create_task(
+            self._file_fraud(lottery, a, b, evidence), name="rpcpay-fraud-proof"
+        )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _file_fraud(self, lottery: LotteryState, a: StampedCheque, b: StampedCheque) -> None:
+    async def _file_fraud(
+        self, lottery: LotteryState, a: StampedCheque, b: StampedCheque, evidence: bytes
+    ) -> None:
         us, stamper = self.key.address, lottery.stamper
         try:
             committed = False
@@ -373,6 +473,7 @@ class ChequeDesk:
                         "stamper already slashed", extra={"stamper": checksum_address(stamper)}
                     )
                     self._caught.add(stamper)
+                    self.store.hold_evidence_outcome(evidence, PROVEN)
                     return
                 if step.action == "commit":
                     from rpcpay.chain.settlement import fraud_commitment
@@ -386,6 +487,7 @@ class ChequeDesk:
                 receipt = await asyncio.to_thread(self.chain.prove_fraud, self.key, a, b)
                 self.proofs.append(receipt)
                 self._caught.add(stamper)
+                self.store.hold_evidence_outcome(evidence, PROVEN)
                 log.warning(
                     "fraud proven: stamper slashed",
                     extra={"stamper": checksum_address(stamper), "gas": receipt.gas_used},
@@ -398,12 +500,13 @@ class ChequeDesk:
                 extra={"reason": exc.reason, "gas": exc.gas_used, "fee": exc.fee},
             )
             with contextlib.suppress(ChainError):
-                if (await asyncio.to_thread(self.chain.stamper, stamper)).slashed:
+                slashed = (await asyncio.to_thread(self.chain.stamper, stamper)).slashed
+                if slashed:
                     self._caught.add(stamper)
+                # Refused, and nobody slashed it: retrying would only pay gas again.
+                self.store.hold_evidence_outcome(evidence, PROVEN if slashed else UNPROVABLE)
         except ChainError as exc:
-            log.warning(
-                "fraud proof failed; will retry on the next overlap", extra={"error": str(exc)}
-            )
+            log.warning("fraud proof failed; the claim loop will retry", extra={"error": str(exc)})
         finally:
             self._filing.discard(stamper)
 
@@ -434,12 +537,40 @@ class ChequeDesk:
                 log.exception("claim round crashed; retrying")
             await asyncio.sleep(self.settings.claim_interval_s)
 
+    async def retry_evidence(self) -> None:
+        """File again every fraud pair stored as evidence and not yet proven (after a
+        crash, or a proof that failed on a chain error)."""
+        for row in self.store.cheques_with_outcome(EVIDENCE):
+            _, sc = decode_stamped(row.wire)
+            lottery = self._lotteries.get(row.lottery) or await asyncio.to_thread(
+                self.chain.lottery, row.lottery, None
+            )
+            pair = None
+            if lottery is not None:
+                pair = next(
+                    (
+                        other.sc
+                        for key, other in self._held_of(row.lottery).items()
+                        if key != row.cheque_id
+                        and ranges_overlap(other.sc.cheque, sc.cheque)
+                        and is_fraud_pair(self.domain, lottery, other.sc, sc)
+                    ),
+                    None,
+                )
+            # Evidence whose partner is gone proves nothing any more.
+            if lottery is None or pair is None:
+                self.store.hold_evidence_outcome(row.cheque_id, UNPROVABLE)
+                continue
+            self._spawn_fraud(lottery, pair, sc, row.cheque_id)
+
     async def settle_once(self) -> None:
-        """One pass over our open lotteries: claim wins, close losses and void ones."""
+        """One pass: file unproven fraud evidence again; over our open lotteries, claim
+        wins, close losses and void ones."""
+        await self.retry_evidence()
         head = await asyncio.to_thread(self.chain.block_number)
         for lottery_id, reveal in self.store.open_lotteries():
-            # Not confirmed past its reveal yet: the hash could still change.
-            if head < reveal + self.settings.confirmations or head <= reveal:
+            # Nothing to claim before R is mined; from R + 1 on we claim at once (T9).
+            if head <= reveal:
                 continue
             state = await asyncio.to_thread(self.chain.lottery, lottery_id, None)
             reveal_hash = None
@@ -447,9 +578,7 @@ class ChequeDesk:
                 reveal_hash = await asyncio.to_thread(self.chain.block_hash, reveal)
             ours = self.ours(lottery_id)
             ids = {cheque_hash(sc.cheque): sc for sc in ours}
-            step = next_claim_step(
-                state, reveal, head, self.settings.confirmations, reveal_hash, ours, ids
-            )
+            step = next_claim_step(state, reveal, head, reveal_hash, ours, ids)
             if step.action == "close" and step.outcome is not None:
                 self._close(lottery_id, step.outcome)
             elif step.action == "claim" and step.cheque is not None:
@@ -481,6 +610,8 @@ class ChequeDesk:
         self.store.close_lottery(lottery_id, outcome.value)
         self._lotteries.pop(lottery_id, None)
         self._reverts.pop(lottery_id, None)
+        if self._open is not None:
+            self._open.pop(lottery_id, None)
         log.info(
             "lottery closed", extra={"lottery": lottery_id.hex()[:16], "outcome": outcome.value}
         )

@@ -291,6 +291,34 @@ class SqliteLedgerStore:
             raise LedgerError(f"cannot write ledger {self.path}: {exc}") from exc
         return cursor.rowcount == 1
 
+    def hold_evidence(self, cheque: ChequeRow, outcome: str) -> None:
+        """Keep a cheque (no credit) that is half of a fraud pair, marked ``outcome``, in one
+        statement: the refusal that found it and the evidence cannot be parted by a crash.
+        A cheque held already (from gossip) is marked; a credited one is left as it is."""
+        try:
+            self._conn().execute(
+                "INSERT INTO cheques (cheque_id, lottery, wire, client, credits, reveal_block, "
+                "received, outcome) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (cheque_id) "
+                "DO UPDATE SET outcome = excluded.outcome WHERE client IS NULL",
+                (*_cheque_params(cheque), outcome),
+            )
+        except sqlite3.Error as exc:
+            raise LedgerError(f"cannot write ledger {self.path}: {exc}") from exc
+
+    def hold_evidence_outcome(self, cheque_id: bytes, outcome: str) -> None:
+        """Mark a held (uncredited) cheque's evidence ``outcome``, e.g. once it is proven."""
+        try:
+            self._conn().execute(
+                "UPDATE cheques SET outcome = ? WHERE cheque_id = ? AND client IS NULL",
+                (outcome, cheque_id),
+            )
+        except sqlite3.Error as exc:
+            raise LedgerError(f"cannot write ledger {self.path}: {exc}") from exc
+
+    def cheques_with_outcome(self, outcome: str) -> list[ChequeRow]:
+        """Held (uncredited) cheques marked ``outcome``: e.g. evidence not yet proven."""
+        return self._cheques("WHERE outcome = ? AND client IS NULL", (outcome,))
+
     def cheques_of(self, lottery: bytes) -> list[ChequeRow]:
         """Every held cheque of one lottery, ours and peers'."""
         return self._cheques("WHERE lottery = ?", (lottery,))
@@ -325,14 +353,17 @@ class SqliteLedgerStore:
         try:
             rows = (
                 self._conn()
-                .execute("SELECT DISTINCT lottery, outcome FROM cheques WHERE outcome IS NOT NULL")
+                .execute(
+                    "SELECT DISTINCT lottery, outcome FROM cheques "
+                    "WHERE outcome IS NOT NULL AND client IS NOT NULL"
+                )
                 .fetchall()
             )
         except sqlite3.Error as exc:
             raise LedgerError(f"cannot read ledger {self.path}: {exc}") from exc
         return {bytes(lottery): str(outcome) for lottery, outcome in rows}
 
-    def _cheques(self, where: str, params: tuple[bytes, ...]) -> list[ChequeRow]:
+    def _cheques(self, where: str, params: tuple[bytes | str, ...]) -> list[ChequeRow]:
         try:
             rows = (
                 self._conn()

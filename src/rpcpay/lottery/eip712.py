@@ -7,6 +7,10 @@ signature valid on one chain and one contract only; the struct hash names the
 lottery and the recipient. A wallet that speaks ``eth_signTypedData_v4`` shows a
 person what they sign, and the contract recomputes the same digests.
 
+The payer's ``Credit(bytes32 cheque,bytes32 account)`` binds a cheque (its struct hash)
+to the client account (the 32-byte client public key) it pays for, so nobody who sees
+the cheque on its way can redeem it to another account. The contract never sees it.
+
 The stamp signs the cheque itself (``Stamp(Cheque cheque)``), so a stamp cannot
 be moved to another cheque, and two stamps are a fraud proof exactly when their
 cheques' ranges overlap.
@@ -22,16 +26,20 @@ from rpcpay.wire.keccak import keccak256
 
 __all__ = [
     "CHEQUE_TYPE",
+    "CREDIT_TYPE",
     "DOMAIN_NAME",
     "DOMAIN_VERSION",
     "STAMP_TYPE",
     "cheque_digest",
     "cheque_hash",
+    "credit_digest",
     "digests",
     "domain_separator",
+    "recover_credit",
     "recover_payer",
     "recover_stamper",
     "sign_cheque",
+    "sign_credit",
     "sign_stamp",
     "stamp_digest",
 ]
@@ -41,10 +49,12 @@ DOMAIN_VERSION = "1"
 DOMAIN_TYPE = "EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
 CHEQUE_TYPE = "Cheque(bytes32 lottery,address recipient,uint256 start,uint256 value)"
 STAMP_TYPE = "Stamp(Cheque cheque)" + CHEQUE_TYPE
+CREDIT_TYPE = "Credit(bytes32 cheque,bytes32 account)"
 
 _DOMAIN_TYPEHASH = keccak256(DOMAIN_TYPE.encode())
 _CHEQUE_TYPEHASH = keccak256(CHEQUE_TYPE.encode())
 _STAMP_TYPEHASH = keccak256(STAMP_TYPE.encode())
+_CREDIT_TYPEHASH = keccak256(CREDIT_TYPE.encode())
 _NAME_HASH = keccak256(DOMAIN_NAME.encode())
 _VERSION_HASH = keccak256(DOMAIN_VERSION.encode())
 
@@ -110,3 +120,25 @@ def recover_payer(domain: Domain, cheque: Cheque, signature: bytes) -> bytes | N
 def recover_stamper(domain: Domain, cheque: Cheque, signature: bytes) -> bytes | None:
     """Who stamped the cheque (``None``: not a signature)."""
     return recover_signer(stamp_digest(domain, cheque), signature)
+
+
+def credit_digest(domain: Domain, cheque: Cheque, account: bytes) -> bytes:
+    """What the payer signs to say which client account ``cheque`` pays for."""
+    # The account is a 32-byte client public key, encoded as bytes32.
+    if len(account) != 32:
+        raise ValueError("an account is a 32-byte client public key")
+    return _digest(domain, keccak256(_CREDIT_TYPEHASH + cheque_hash(cheque) + account))
+
+
+def sign_credit(key: EthKey, domain: Domain, cheque: Cheque, account: bytes) -> bytes:
+    """The payer's signature that ``cheque`` pays for the client ``account``."""
+    return key.sign(credit_digest(domain, cheque, account))
+
+
+def recover_credit(
+    domain: Domain, cheque: Cheque, account: bytes, signature: bytes
+) -> bytes | None:
+    """Who signed ``Credit(cheque, account)`` (``None``: not a signature, or no account)."""
+    if len(account) != 32:
+        return None
+    return recover_signer(credit_digest(domain, cheque, account), signature)

@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
 
+from rpcpay.ledger.account import U64_MAX
 from rpcpay.lottery.cheque import MAX_PRIZE, StampedCheque, draw_seed, holds_ticket, winning_ticket
 from rpcpay.lottery.rules import ChequeRefusal
 from rpcpay.lottery.state import LotteryState
@@ -31,6 +32,7 @@ __all__ = [
     "LotteryOutcome",
     "credits_for",
     "describe_refusal",
+    "fits_account",
     "next_claim_step",
     "next_fraud_step",
 ]
@@ -53,6 +55,13 @@ def credits_for(value_wei: int, credit_price_wei: int) -> int:
     return value_wei // credit_price_wei
 
 
+def fits_account(balance: int, credits: int) -> bool:
+    """Whether ``credits`` more still fit an account holding ``balance`` (a u64, as monerod
+    keeps it): the ledger saturates rather than overflows, which would lose what the client
+    paid for, so a cheque worth more is refused whole instead."""
+    return 0 <= credits <= U64_MAX - balance
+
+
 _REFUSAL_TEXT = {
     ChequeRefusal.WRONG_CHAIN: "the cheque is signed for another chain id",
     ChequeRefusal.WRONG_CONTRACT: "the cheque is signed for another settlement contract",
@@ -65,10 +74,16 @@ _REFUSAL_TEXT = {
     ChequeRefusal.BELOW_MINIMUM: "the cheque is worth less than one credit",
     ChequeRefusal.STAMPER_SLASHED: "the lottery's stamper is unregistered or was slashed",
     ChequeRefusal.STAMPER_DEPOSIT_LOW: "the stamper's deposit is below this gateway's minimum",
+    ChequeRefusal.STAMPER_EXPOSURE: "the stamper's burnt share of its deposit would not cover "
+    "the prizes this gateway holds cheques in with it: use another stamper, a smaller prize, "
+    "or wait for a lottery to settle",
+    ChequeRefusal.BAD_ACCOUNT_SIGNATURE: "account_sig is not the payer's signature of this "
+    "cheque for this client",
     ChequeRefusal.BAD_PAYER_SIGNATURE: "the payer's signature is forged or for another cheque",
     ChequeRefusal.BAD_STAMP: "the stamp is forged or not the lottery's stamper's",
     ChequeRefusal.DUPLICATE: "this cheque was credited already (replay)",
     ChequeRefusal.OVERLAP: "the cheque overlaps another stamped cheque: the stamper cheated",
+    ChequeRefusal.TOO_LARGE: "the cheque buys more credits than the client's account can hold",
 }
 
 
@@ -99,7 +114,6 @@ def next_claim_step(
     lottery: LotteryState | None,
     reveal_block: int,
     head: int,
-    confirmations: int,
     reveal_hash: bytes | None,
     ours: Iterable[StampedCheque],
     our_ids: dict[bytes, StampedCheque],

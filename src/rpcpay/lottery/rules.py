@@ -18,18 +18,22 @@ from dataclasses import dataclass
 from enum import Enum
 
 from rpcpay.lottery.cheque import Cheque, Domain, StampedCheque, in_ticket_space, ranges_overlap
-from rpcpay.lottery.eip712 import cheque_hash, digests, recover_stamper
+from rpcpay.lottery.eip712 import cheque_hash, digests, recover_credit, recover_stamper
 from rpcpay.lottery.eth import recover_signer
 from rpcpay.lottery.state import LotteryState, StamperState
 
 __all__ = [
+    "BPS",
+    "DEFAULT_BURNT_BPS",
     "DEFAULT_CONFIRMATIONS",
     "DEFAULT_REVEAL_MARGIN",
     "Accepted",
     "ChequeRefusal",
     "PayeePolicy",
     "Refused",
+    "check_account_signature",
     "check_cheque",
+    "exposure_of",
     "find_overlap",
     "is_fraud_pair",
 ]
@@ -39,6 +43,11 @@ DEFAULT_REVEAL_MARGIN = 20
 
 DEFAULT_CONFIRMATIONS = 12
 """How deep the block is at which a payee reads lotteries and stamper deposits."""
+
+BPS = 10_000
+DEFAULT_BURNT_BPS = 4_000
+"""The share of a slashed deposit the default contract burns (100% - 10% - 50%). A payee
+reads the real share from its contract's parameters; this default is for pure callers."""
 
 
 class ChequeRefusal(Enum):
@@ -55,10 +64,13 @@ class ChequeRefusal(Enum):
     BELOW_MINIMUM = "below_minimum"  # worth less than the payee bothers to credit
     STAMPER_SLASHED = "stamper_slashed"  # the stamper was caught cheating
     STAMPER_DEPOSIT_LOW = "stamper_deposit_low"  # below --min-stamper-deposit
+    STAMPER_EXPOSURE = "stamper_exposure"  # its burnt share would not cover our open prizes
     BAD_PAYER_SIGNATURE = "bad_payer_signature"  # forged, or signed for another domain
     BAD_STAMP = "bad_stamp"  # not stamped by the lottery's stamper
+    BAD_ACCOUNT_SIGNATURE = "bad_account_signature"  # the payer did not name this client
     DUPLICATE = "duplicate"  # the payee already holds this very cheque
     OVERLAP = "overlap"  # overlaps a cheque the payee holds: fraud (file a proof)
+    TOO_LARGE = "too_large"  # more credits than the client's account can hold
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +82,7 @@ class PayeePolicy:
     min_stamper_deposit: int
     reveal_margin: int = DEFAULT_REVEAL_MARGIN
     min_value: int = 1
+    burnt_bps: int = DEFAULT_BURNT_BPS  # the contract's: BPS - whistleblower - compensation
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,13 +106,16 @@ def check_cheque(
     stamper: StamperState | None,
     head: int,
     held: Iterable[Cheque] = (),
+    exposed: int = 0,
 ) -> Accepted | Refused:
     """Decide whether ``sc`` (which arrived with ``domain``) is worth its value to this payee.
 
     ``lottery`` and ``stamper`` are read at the confirmed block (``None``: not
     there); ``head`` is the newest block number; ``held`` the cheques of the same
-    lottery the payee already holds. An ``OVERLAP`` refusal means the payee now
-    has a fraud proof against the stamper (``is_fraud_pair``).
+    lottery the payee already holds; ``exposed`` the prizes of the stamper's *other*
+    open lotteries this payee holds cheques in (``exposure_of``). An ``OVERLAP``
+    refusal means the payee now has a fraud proof against the stamper
+    (``is_fraud_pair``).
     """
     c = sc.cheque
     # The cheque is for the chain and contract this payee settles on.
@@ -132,6 +148,11 @@ def check_cheque(
         return Refused(ChequeRefusal.STAMPER_SLASHED)
     if stamper.deposit < policy.min_stamper_deposit or stamper.deposit == 0:
         return Refused(ChequeRefusal.STAMPER_DEPOSIT_LOW)
+    # Stealing every prize we could win from this stamper costs it more than they are worth:
+    # once R is mined a colluding stamper can stamp the winning ticket to its payer, who
+    # claims first; its loss is only the burnt share (docs/lottery.md §9, T9).
+    if stamper.deposit * policy.burnt_bps < (exposed + lottery.prize) * BPS:
+        return Refused(ChequeRefusal.STAMPER_EXPOSURE)
     h, payer_digest, stamp_digest = digests(domain, c)
     # The lottery's payer signed it.
     if recover_signer(payer_digest, sc.payer_sig) != lottery.payer:
@@ -145,6 +166,29 @@ def check_cheque(
         same = cheque_hash(match) == h
         return Refused(ChequeRefusal.DUPLICATE if same else ChequeRefusal.OVERLAP)
     return Accepted(value=c.value, cheque_id=h)
+
+
+def exposure_of(stamper: bytes, lottery_id: bytes, open_lotteries: Iterable[LotteryState]) -> int:
+    """The prizes a colluding ``stamper`` could steal from us besides ``lottery_id``'s: the
+    sum over our open lotteries (where we hold credited cheques) that it stamps."""
+    return sum(
+        lot.prize for lot in open_lotteries if lot.stamper == stamper and lot.id != lottery_id
+    )
+
+
+def check_account_signature(
+    domain: Domain, sc: StampedCheque, lottery: LotteryState, account: bytes, account_sig: bytes
+) -> Refused | None:
+    """``None`` when the lottery's payer signed that ``sc`` pays for ``account``.
+
+    The cheque names the recipient but not the client: without this signature the
+    stamper (which sees every stamped cheque first) or anyone on the path could redeem
+    it to an account of their own. The signature is the payer's ``Credit`` (eip712).
+    """
+    # The lottery's payer signed Credit(cheque, account) for exactly this client.
+    if recover_credit(domain, sc.cheque, account, account_sig) != lottery.payer:
+        return Refused(ChequeRefusal.BAD_ACCOUNT_SIGNATURE)
+    return None
 
 
 def find_overlap(cheque: Cheque, held: Iterable[Cheque]) -> Cheque | None:

@@ -31,8 +31,8 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 
 from rpcpay.errors import ChainError, ConfigError, LotteryPaymentError
-from rpcpay.lottery.cheque import Cheque, Domain, StampedCheque, encode_stamped
-from rpcpay.lottery.eip712 import sign_cheque
+from rpcpay.lottery.cheque import Cheque, Domain, StampedCheque, decode_stamped, encode_stamped
+from rpcpay.lottery.eip712 import sign_cheque, sign_credit
 from rpcpay.lottery.eth import EthKey, checksum_address
 from rpcpay.lottery.stamper import StamperPolicy, StampRequest, fee_cheque, fee_for
 from rpcpay.lottery.stamper_wire import request_to_json, result_from_json
@@ -82,8 +82,10 @@ DEFAULT_INTERVAL = 60.0
 """Seconds between cheques to one server: the seed's "cca every minute per connection"."""
 DEFAULT_PRICE_PER_MINUTE = 100 * 10**9
 """100 gwei per minute per server: vipnode's default host price (the seed's example)."""
-DEFAULT_PRIZE = 10**17
-"""0.1 ETH: ≥ 100 claims' gas at 10 gwei, so a winner's claim costs it ≤ 1% (docs §8)."""
+DEFAULT_PRIZE = 10**16
+"""0.01 ETH: small enough that a default gateway takes it (its minimum stamper deposit of
+0.033 ETH burns 40% = 0.0132 ETH if slashed, which must cover the prizes it holds cheques
+in with that stamper, docs §9 T9), and still ≥ 10 claims' gas at 10 gwei (docs §8)."""
 DEFAULT_REVEAL_BLOCKS = 216_000
 """30 days of 12-second blocks, the default contract's ``max_reveal_delay`` (and capped by
 the deployed one's): creating and refunding a lottery costs ~193k gas, which only a long
@@ -522,11 +524,19 @@ class LotteryPayer:
         return Delivery(server.url, value, fee, "failed" if status == 0 else "refused", message)
 
     async def _deliver(self, server: ServerSpec, wire: bytes) -> tuple[str, str, int]:
+        # Only we name the account the cheque pays for: whoever sees the cheque on its way
+        # (the stamper first) cannot redeem it to an account of its own.
+        domain, stamped = decode_stamped(wire)
+        account_sig = sign_credit(self.key, domain, stamped.cheque, self.client_key.public)
         body = {
             "jsonrpc": "2.0",
             "id": "0",
             "method": "lottery_pay_cheque",
-            "params": {"client": self.client_key.client_id(), "cheque": wire.hex()},
+            "params": {
+                "client": self.client_key.client_id(),
+                "cheque": wire.hex(),
+                "account_sig": account_sig.hex(),
+            },
         }
         try:
             async with self.session.post(server.rpc_url, json=body, timeout=self.timeout) as r:

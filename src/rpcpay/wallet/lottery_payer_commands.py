@@ -139,8 +139,8 @@ def _add_lottery_terms(p: argparse.ArgumentParser) -> None:
         type=_wei,
         default=DEFAULT_PRIZE,
         metavar="WEI",
-        help="wei locked in each new lottery, the most one winner gets; keep it >= 100x a "
-        "claim's gas cost (default: %(default)s = 0.1 ETH)",
+        help="wei locked in each new lottery, the most one winner gets; keep it well above a "
+        "claim's gas cost (default: %(default)s = 0.01 ETH)",
     )
     p.add_argument(
         "--reveal-blocks",
