@@ -29,6 +29,8 @@ from typing import IO, Any, Self
 
 import pytest
 
+from tests.support.processes import stop_process
+
 REPO = Path(__file__).resolve().parents[2]
 ANVIL_VERSION = "1.7.1"
 """The version scripts/setup.sh installs (keep the two in step)."""
@@ -120,13 +122,7 @@ class AnvilProcess:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, 5)
         if self._log is not None:
             self._log.close()
             self._log = None

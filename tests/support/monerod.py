@@ -48,7 +48,6 @@ import atexit
 import http.client
 import json
 import re
-import signal
 import socket
 import subprocess
 import time
@@ -57,6 +56,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Self
+
+from tests.support.processes import stop_process
 
 MONEROD_BIN = Path("/usr/bin/monerod")
 
@@ -186,13 +187,7 @@ class MonerodProcess:
 
     def stop(self) -> None:
         """SIGTERM, wait up to 20 s, then SIGKILL.  Safe to call twice."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=_STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, _STOP_TIMEOUT)
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None

@@ -55,6 +55,7 @@ from typing import IO, Self
 
 from rpcpay.wire.address import encode_address
 from rpcpay.wire.ed25519 import hash_to_scalar, random_scalar, secret_to_public
+from tests.support.processes import stop_process
 
 WALLET_CLI_BIN = Path("/usr/bin/monero-wallet-cli")
 
@@ -417,12 +418,7 @@ class WalletCli:
             try:
                 self.process.wait(timeout=_STOP_TIMEOUT)
             except subprocess.TimeoutExpired:
-                self.process.terminate()
-                try:
-                    self.process.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    self.process.kill()
-                    self.process.wait()
+                stop_process(self.process, 10)
         if self.process.stdin is not None:
             with contextlib.suppress(OSError):
                 self.process.stdin.close()
