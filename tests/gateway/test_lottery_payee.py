@@ -55,6 +55,9 @@ def lottery_settings(w: World, key_file: Path, **changes: Any) -> LotterySetting
         "reveal_margin": MARGIN,
         "confirmations": CONFIRMATIONS,
         "claim_interval_s": 3600.0,  # tests drive settle_once themselves
+        # These tests pay whole prizes at once; pacing has its own tests
+        # (test_lottery_pacing.py), so here every cheque fits the bucket.
+        "burst_wei": 10**30,
     }
     settings.update(changes)
     return LotterySettings(**settings)
@@ -341,10 +344,11 @@ async def test_a_claim_survives_a_restart(toy_backend: ToyBackend, tmp_path: Pat
 async def test_gossip_catches_overlapping_stamps_to_two_gateways(
     toy_backend: ToyBackend, tmp_path: Path
 ) -> None:
-    """The stamper stamps the same tickets to Alice's and Bob's gateways; both accept
-    (neither knew). Alice's gossip reached Bob before he held a cheque of that lottery,
-    so he kept nothing; Bob's gossip reaches Alice, who holds hers: she proves the fraud.
-    Carol, who holds no cheque of the lottery, keeps nothing."""
+    """The stamper stamps the same tickets to Alice's and Bob's gateways. Alice is paid
+    first and gossips her cheque; Bob keeps it although he holds no cheque of that
+    lottery yet (issue 9: gossip is kept for every lottery, bounded per sender and per
+    recipient), so he refuses the overlapping cheque at once, credits nothing, and the
+    stamper is slashed. Before issue 9 Bob dropped Alice's cheque and credited his own."""
     w = make_world()
     carol = await start_payee(w, toy_backend, tmp_path / "carol", w.carol)
     bob = await start_payee(w, toy_backend, tmp_path / "bob", w.bob)
@@ -363,28 +367,30 @@ async def test_gossip_catches_overlapping_stamps_to_two_gateways(
             alice.public_port, client, hexed(w, w.cheque(terms, w.alice, 0, VALUE))
         )
         await until(lambda: alice.cheques is not None and alice.cheques.gossip.pending() == 0)
-        assert "result" in await pay(
-            bob.public_port, client, hexed(w, w.cheque(terms, w.bob, 0, VALUE))
-        )
-        desk = alice.cheques
-        before = w.chain.balance(w.alice.address)
-        await until(lambda: len(desk.proofs) == 1)
-        assert w.chain.stamper(w.stamper.address).slashed
-        # Alice is a recipient of the pair: rewarded without a commitment.
-        gained = w.chain.balance(w.alice.address) - before
-        assert gained == DEPOSIT // 10 - desk.proofs[0].fee
-        assert bob.cheques.proofs == [] and carol.cheques.proofs == []
-        # Neither Bob (Alice's cheque came first) nor Carol (no cheque) kept a peer's cheque.
-        assert [r.client for r in bob.cheques.store.cheques_of(terms.id)] == [client.public]
-        assert carol.cheques.store.cheques_of(terms.id) == []
+        answer = await pay(bob.public_port, client, hexed(w, w.cheque(terms, w.bob, 0, VALUE)))
+        assert answer["error"]["message"].startswith("overlap:"), answer
+        assert balance_of(bob, client) == 0 and balance_of(alice, client) == 10
+        await until(lambda: w.chain.stamper(w.stamper.address).slashed)
+        desks = [gw.cheques for gw in gateways if gw.cheques is not None]
+        await until(lambda: all(not d._filing for d in desks))
+        # Exactly one proof went through; Bob found the pair and forwarded both halves.
+        assert sum(len(d.proofs) for d in desks) == 1
+        assert bob.cheques.fraud.found >= 1
+        # The refused cheque is evidence at Bob's, never credited.
+        store = bob.cheques.store
+        (row,) = store.cheques_with_outcome("evidence") or store.cheques_with_outcome("proven")
+        assert row.client is None and row.credits == 0
     finally:
         for gw in gateways:
             await gw.close()
 
 
-async def test_gossip_is_kept_only_for_our_lotteries_bounded_and_without_chain_reads(
+async def test_gossip_is_bounded_per_recipient_and_costs_no_chain_read_without_overlap(
     toy_backend: ToyBackend, tmp_path: Path, monkeypatch: Any
 ) -> None:
+    """Issue 9 changed this: gossip is kept for every lottery (a payee learns of tickets
+    before it is paid in that lottery), in memory only, bounded per sender and per
+    recipient; a cheque that overlaps nothing costs no chain read and no signature."""
     w = make_world()
     gw = await start_payee(w, toy_backend, tmp_path / "gw", w.alice)
     try:
@@ -393,39 +399,50 @@ async def test_gossip_is_kept_only_for_our_lotteries_bounded_and_without_chain_r
         assert "result" in await pay(
             gw.public_port, client, hexed(w, w.cheque(ours, w.alice, 0, VALUE))
         )
+        desk = gw.cheques
+        assert desk is not None
+        desk.core.book.per_recipient = 2
         reads: list[bytes] = []
         real = w.chain.lottery
         monkeypatch.setattr(w.chain, "lottery", lambda i, b=None: reads.append(i) or real(i, b))
-        monkeypatch.setattr("rpcpay.gateway.cheques.MAX_GOSSIP_PER_LOTTERY", 2)
 
-        def peer_cheques(terms: LotteryTerms, n: int) -> bytes:
+        def peer_cheques(terms: LotteryTerms, n: int, to: EthKey) -> bytes:
             return b"".join(
-                encode_stamped(w.domain, w.cheque(terms, w.bob, (k + 1) * VALUE, VALUE))
+                encode_stamped(w.domain, w.cheque(terms, to, (k + 1) * VALUE, VALUE))
                 for k in range(n)
             )
 
-        # A lottery we hold no cheque in, or none at all: nothing kept, nothing read.
-        unknown = Cheque(b"\x09" * 32, w.bob.address, 0, VALUE)
-        junk = encode_stamped(
-            w.domain,
-            StampedCheque(
-                unknown,
-                sign_cheque(w.payer, w.domain, unknown),
-                sign_stamp(w.stamper, w.domain, unknown),
-            ),
+        status, answer = await post(
+            gw.public_port, "/lottery/gossip", peer_cheques(theirs, 3, w.bob)
         )
-        for _ in range(2):
-            status, answer = await post(
-                gw.public_port, "/lottery/gossip", peer_cheques(theirs, 3) + junk
-            )
-            assert status == 200 and answer["held"] == 0, answer
-        # Our lottery: kept, up to the bound.
-        status, answer = await post(gw.public_port, "/lottery/gossip", peer_cheques(ours, 3))
+        assert status == 200 and answer["held"] == 2, answer
+        assert answer["refused"] == {"capped": 1}, answer
+        # Another recipient has its own share.
+        status, answer = await post(
+            gw.public_port, "/lottery/gossip", peer_cheques(ours, 2, w.carol)
+        )
         assert status == 200 and answer["held"] == 2, answer
         assert reads == []
-        desk = gw.cheques
-        assert desk is not None
-        assert desk.store.cheques_of(theirs.id) == [] and len(desk.store.cheques_of(ours.id)) == 3
+        # Gossip lives in memory: the database holds only our own cheque.
+        assert desk.store.cheques_of(theirs.id) == []
+        assert len(desk.store.cheques_of(ours.id)) == 1
+        # A cheque of a made-up lottery that overlaps one kept: one chain read, then cached.
+        unknown = Cheque(b"\x09" * 32, w.mallory.address, 0, VALUE)
+
+        def junk(cheque: Cheque) -> bytes:
+            return encode_stamped(
+                w.domain,
+                StampedCheque(
+                    cheque,
+                    sign_cheque(w.payer, w.domain, cheque),
+                    sign_stamp(w.stamper, w.domain, cheque),
+                ),
+            )
+
+        other = Cheque(b"\x09" * 32, w.deployer.address, 1, VALUE)
+        _, answer = await post(gw.public_port, "/lottery/gossip", junk(unknown) + junk(other))
+        assert answer["held"] == 1 and answer["refused"] == {"unknown_lottery": 1}, answer
+        assert reads == [unknown.lottery]
     finally:
         await gw.close()
 

@@ -48,7 +48,7 @@ from rpcpay.gateway.protocol import (
 from rpcpay.gateway.tracking import Tracker
 from rpcpay.gateway.upstream import Upstream, UpstreamReply
 from rpcpay.lottery.cheque import STAMPED_CHEQUE_LENGTH
-from rpcpay.lottery.gossip import GOSSIP_PATH, split_batch
+from rpcpay.lottery.gossip import FROM_HEADER, GOSSIP_PATH, split_batch
 
 JSON = Any
 Mode = Literal["monero", "jsonrpc"]
@@ -278,7 +278,8 @@ class PublicHandler:
         return {
             "status": STATUS_OK,
             "credited": outcome.credited,
-            "credits": outcome.account.balance,
+            "held": outcome.held,  # credited after the gossip hold (docs/lottery.md §15)
+            "credits": outcome.balance,
             "top_hash": top.top_hash,
             "untrusted": False,
         }
@@ -288,15 +289,22 @@ class PublicHandler:
         # Gossip is a POST of whole wire-form cheques.
         if request.method != "POST":
             return json_response({"status": "POST wire-form cheques here"}, 405)
+        sender = _peer(request)
+        # A sender over its rate is refused before its body is read (it retries later).
+        if not desk.admit_gossip(sender, (request.content_length or 0) // STAMPED_CHEQUE_LENGTH):
+            return json_response({"status": "busy: over this sender's gossip rate"}, 429)
         try:
             wires = split_batch(await request.read())
         except ValueError as exc:
             return json_response({"status": str(exc)}, 400)
         try:
-            held, fraud = await desk.receive_gossip(wires)
+            report = await desk.receive_gossip_report(sender, wires)
         except (ChainError, LedgerError) as exc:
             return json_response({"status": f"unavailable: {type(exc).__name__}"}, 503)
-        return json_response({"status": STATUS_OK, "held": held, "fraud": fraud})
+        # A sender that named its public URL and sent something worth keeping is a peer.
+        if (report.held or report.fraud) and FROM_HEADER in request.headers:
+            desk.learn_peer(request.headers[FROM_HEADER])
+        return json_response({"status": STATUS_OK, **report.to_json()})
 
     def _price_of(self, method: str, params: JSON) -> Price | None:
         """The call's price; None if it is free. RpcFault if it is not served or malformed."""

@@ -281,6 +281,58 @@ class SqliteLedgerStore:
             raise LedgerError(f"cannot write ledger {self.path}: {exc}") from exc
         return True
 
+    def hold_pending(self, cheque: ChequeRow) -> bool:
+        """Record a cheque paid to a client but held (not yet credited), outcome ``pending``;
+        False, writing nothing, if the cheque is recorded already (a replay)."""
+        try:
+            cursor = self._conn().execute(
+                "INSERT OR IGNORE INTO cheques (cheque_id, lottery, wire, client, credits, "
+                "reveal_block, received, outcome) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending')",
+                _cheque_params(cheque),
+            )
+        except sqlite3.Error as exc:
+            raise LedgerError(f"cannot write ledger {self.path}: {exc}") from exc
+        return cursor.rowcount == 1
+
+    def credit_pending(self, account: Account, cheque_id: bytes) -> bool:
+        """Credit a held cheque: clear its ``pending`` mark and upsert its client's account in
+        ONE transaction; False, writing nothing, unless it is still pending."""
+        db = self._conn()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                cursor = db.execute(
+                    "UPDATE cheques SET outcome = NULL WHERE cheque_id = ? AND outcome = 'pending'",
+                    (cheque_id,),
+                )
+                # Only a cheque still pending is credited, and only once.
+                if cursor.rowcount != 1:
+                    db.execute("ROLLBACK")
+                    return False
+                db.execute(_UPSERT, account_to_row(account))
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise LedgerError(f"cannot write ledger {self.path}: {exc}") from exc
+        return True
+
+    def withhold_pending(self, cheque_id: bytes, outcome: str) -> None:
+        """Never credit a held cheque (its stamper was caught): mark it ``outcome``."""
+        try:
+            self._conn().execute(
+                "UPDATE cheques SET outcome = ? WHERE cheque_id = ? AND outcome = 'pending'",
+                (outcome, cheque_id),
+            )
+        except sqlite3.Error as exc:
+            raise LedgerError(f"cannot write ledger {self.path}: {exc}") from exc
+
+    def pending_cheques(self) -> list[ChequeRow]:
+        """Cheques paid to clients and held, not yet credited."""
+        return self._cheques("WHERE outcome = 'pending' AND client IS NOT NULL", ())
+
     def hold_cheque(self, cheque: ChequeRow) -> bool:
         """Keep a peer's cheque (no credit); False if it is held already."""
         try:
@@ -330,7 +382,7 @@ class SqliteLedgerStore:
                 self._conn()
                 .execute(
                     "SELECT DISTINCT lottery, reveal_block FROM cheques "
-                    "WHERE client IS NOT NULL AND outcome IS NULL"
+                    "WHERE client IS NOT NULL AND (outcome IS NULL OR outcome = 'pending')"
                 )
                 .fetchall()
             )

@@ -10,7 +10,14 @@ a receiver trusts nothing about the sender: it verifies each cheque itself.
 queue per peer, batching what has queued up, retrying a failed batch with exponential
 backoff. It never blocks the caller: a full queue drops its oldest cheque (and logs
 it). Cheques are not forwarded further: peers are a full mesh, each payee gossips what
-it was paid itself.
+it was paid itself, and forwards the two halves of any fraud pair it finds.
+
+Peers come from three places (docs/lottery.md §16): ``--gossip-peer`` (configured), a
+peer's ``lottery_info`` (``gossip_url``, its own public URL), and gossip itself: a
+sender names its public URL in the ``Rpcpay-Gossip-From`` header, and a receiver adds
+it (``add_peer``) once that URL's ``lottery_info`` shows the same chain and contract,
+so a mesh becomes symmetric without configuring both ends. Gossip is on whenever a
+gateway has a peer; ``MAX_PEERS`` bounds them.
 """
 
 from __future__ import annotations
@@ -27,8 +34,10 @@ import aiohttp
 from rpcpay.lottery.cheque import STAMPED_CHEQUE_LENGTH
 
 __all__ = [
+    "FROM_HEADER",
     "GOSSIP_PATH",
     "MAX_BATCH",
+    "MAX_PEERS",
     "GossipSender",
     "GossipSettings",
     "join_batch",
@@ -38,6 +47,10 @@ __all__ = [
 log = logging.getLogger("rpcpay.gossip")
 
 GOSSIP_PATH = "/lottery/gossip"
+FROM_HEADER = "Rpcpay-Gossip-From"
+"""The sender's public URL (optional): how receivers learn their peers."""
+MAX_PEERS = 32
+"""Peers one gateway gossips to, configured and learnt together."""
 MAX_BATCH = 64
 """Cheques per gossip request (17.5 KB)."""
 
@@ -91,23 +104,50 @@ class _Peer:
 class GossipSender:
     """Sends accepted cheques to peers in the background (see the module docstring)."""
 
-    def __init__(self, peers: list[str], settings: GossipSettings | None = None) -> None:
+    def __init__(
+        self,
+        peers: list[str],
+        settings: GossipSettings | None = None,
+        self_url: str | None = None,
+    ) -> None:
         self.settings = settings or GossipSettings()
-        self._peers = [_Peer(url.rstrip("/") + GOSSIP_PATH) for url in peers]
+        self.self_url = self_url.rstrip("/") if self_url else None
+        self._peers: list[_Peer] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._session: aiohttp.ClientSession | None = None
+        self._started = False
+        for url in peers:
+            self.add_peer(url)
+
+    def peer_urls(self) -> list[str]:
+        """The public URLs gossiped to (configured and learnt)."""
+        return [p.url.removesuffix(GOSSIP_PATH) for p in self._peers]
+
+    def add_peer(self, url: str) -> bool:
+        """Gossip to ``url`` from now on; False if known, ourselves, or ``MAX_PEERS`` reached."""
+        base = url.rstrip("/")
+        # A peer once, never ourselves, and never more than the bound.
+        if base == self.self_url or base in self.peer_urls() or len(self._peers) >= MAX_PEERS:
+            return False
+        peer = _Peer(base + GOSSIP_PATH)
+        self._peers.append(peer)
+        if self._started:
+            self._run_peer(peer)
+        return True
 
     def start(self) -> None:
-        """Start one sending task per peer (on the running loop)."""
-        # Nobody to gossip to: nothing to run.
-        if not self._peers:
-            return
-        self._session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=self.settings.timeout)
-        )
-        self._tasks = [
-            asyncio.create_task(self._run(peer), name="rpcpay-gossip") for peer in self._peers
-        ]
+        """Start one sending task per peer (on the running loop); peers added later start
+        when added."""
+        self._started = True
+        for peer in self._peers:
+            self._run_peer(peer)
+
+    def _run_peer(self, peer: _Peer) -> None:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self.settings.timeout)
+            )
+        self._tasks.append(asyncio.create_task(self._run(peer), name="rpcpay-gossip"))
 
     def send(self, wire: bytes) -> None:
         """Queue one cheque for every peer; never blocks, drops the oldest when full."""
@@ -144,13 +184,20 @@ class GossipSender:
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, self.settings.max_backoff)
 
+    @property
+    def _headers(self) -> dict[str, str]:
+        headers = {"Content-Type": "application/octet-stream"}
+        if self.self_url is not None:
+            headers[FROM_HEADER] = self.self_url
+        return headers
+
     async def _post(self, peer: _Peer, batch: list[bytes]) -> bool:
         assert self._session is not None
         try:
             async with self._session.post(
                 peer.url,
                 data=join_batch(batch),
-                headers={"Content-Type": "application/octet-stream"},
+                headers=self._headers,
             ) as response:
                 await response.read()
                 # Only a 200 means the peer took the batch; anything else is retried.
@@ -175,6 +222,7 @@ class GossipSender:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        self._started = False
         if self._session is not None:
             await self._session.close()
             self._session = None

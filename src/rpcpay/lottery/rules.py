@@ -34,6 +34,7 @@ __all__ = [
     "check_account_signature",
     "check_cheque",
     "exposure_of",
+    "find_fraud_partner",
     "find_overlap",
     "is_fraud_pair",
 ]
@@ -195,6 +196,22 @@ def find_overlap(cheque: Cheque, held: Iterable[Cheque]) -> Cheque | None:
     """The first held cheque of the same lottery whose range overlaps ``cheque``'s, if any."""
     for other in held:
         if other.lottery == cheque.lottery and ranges_overlap(cheque, other):
+            return other
+    return None
+
+
+def find_fraud_partner(
+    domain: Domain, lottery: LotteryState, sc: StampedCheque, held: Iterable[StampedCheque]
+) -> StampedCheque | None:
+    """The first held cheque that makes a fraud pair with ``sc`` (``is_fraud_pair``), if any.
+
+    The range test runs first: the two signature recoveries only for cheques that overlap.
+    """
+    for other in held:
+        # Only an overlapping, different cheque can be the other half.
+        if other.cheque == sc.cheque or not ranges_overlap(other.cheque, sc.cheque):
+            continue
+        if is_fraud_pair(domain, lottery, other, sc):
             return other
     return None
 

@@ -1,0 +1,297 @@
+"""Intake: a payer's cheque in, credits out, at once or after a hold (docs/lottery.md §15).
+
+``pay`` gathers what ``rules.check_cheque`` needs (chain state at ``head - confirmations``,
+the kept cheques its range overlaps), checks the payer's ``Credit`` signature, then
+paces the credit (``lottery.pacing``): within the lottery's bucket the cheque is credited
+and stored in one SQLite transaction; beyond it the cheque is stored **held**
+(``pending``), gossiped, and credited after ``hold_s`` unless an overlap surfaced or its
+stamper was caught meanwhile. The client is told which (``credited`` or ``held``).
+
+Race freedom: between reading the kept cheques and committing there is no ``await``, so
+two requests can never both pass the overlap check for the same tickets.
+
+Gossiped cheques in the book are unverified until they matter: one that overlaps a
+payer's cheque is checked against the lottery's stamper first, and dropped if forged,
+so junk gossip can never make an honest cheque look like an overlap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from rpcpay.gateway.cheque_book import Kept
+from rpcpay.gateway.cheque_core import PayeeCore
+from rpcpay.gateway.cheque_fraud import FraudFiler
+from rpcpay.ledger.account import Account
+from rpcpay.ledger.sqlite_store import ChequeRow
+from rpcpay.lottery.cheque import Cheque, Domain, StampedCheque, decode_stamped
+from rpcpay.lottery.eip712 import cheque_hash, recover_stamper
+from rpcpay.lottery.eth import checksum_address
+from rpcpay.lottery.pacing import Bucket, pace_cheque
+from rpcpay.lottery.payee import credits_for, describe_refusal, fits_account
+from rpcpay.lottery.rules import (
+    Accepted,
+    ChequeRefusal,
+    Refused,
+    check_account_signature,
+    check_cheque,
+    exposure_of,
+    find_fraud_partner,
+)
+from rpcpay.lottery.state import LotteryState
+
+__all__ = ["WITHHELD", "ChequeIntake", "ChequeRefused", "Credited"]
+
+log = logging.getLogger("rpcpay.lottery.payee")
+
+WITHHELD = "withheld"
+"""``outcome`` of a held cheque never credited: its stamper was caught during the hold."""
+EARLY = (ChequeRefusal.WRONG_CHAIN, ChequeRefusal.WRONG_CONTRACT, ChequeRefusal.WRONG_RECIPIENT)
+
+
+@dataclass(frozen=True, slots=True)
+class Credited:
+    """An accepted cheque: ``credited`` credits added now, ``held`` more after the hold;
+    ``account`` the client's account now (None: a new client, nothing credited yet)."""
+
+    credited: int
+    account: Account | None
+    held: int = 0
+
+    @property
+    def balance(self) -> int:
+        return 0 if self.account is None else self.account.balance
+
+
+@dataclass(frozen=True, slots=True)
+class ChequeRefused:
+    """A refused cheque and the message for the payer; nothing was credited."""
+
+    code: str
+    message: str
+
+
+class ChequeIntake:
+    """Judges and credits payers' cheques (see the module docstring)."""
+
+    def __init__(self, core: PayeeCore, fraud: FraudFiler, clock: Callable[[], float]) -> None:
+        self.core = core
+        self.fraud = fraud
+        self.clock = clock
+        self.buckets: dict[bytes, Bucket] = {}
+        self.spoiled: set[bytes] = set()  # held cheques found in a fraud pair
+        self._timers: dict[bytes, asyncio.TimerHandle] = {}
+        self.tasks: set[asyncio.Task[bool]] = set()
+
+    # -- payment --------------------------------------------------------------------------------
+
+    async def pay(self, client: bytes, wire: bytes, account_sig: bytes) -> Credited | ChequeRefused:
+        """Judge one cheque for ``client``; credit it once if good. ``account_sig`` is the
+        payer's ``Credit(cheque, client)`` signature: only the payer names the account a
+        cheque pays for. Raises ``ChainError`` or ``LedgerError`` when a dependency fails
+        (nothing is credited then)."""
+        core = self.core
+        try:
+            domain, sc = decode_stamped(wire)
+        except ValueError as exc:
+            return ChequeRefused("malformed", f"malformed: {exc}; nothing was credited")
+        head, confirmed = await core.head()
+        # Cheques for another chain, contract or recipient are refused before any read.
+        early = check_cheque(domain, sc, core.policy, None, None, head)
+        if isinstance(early, Refused) and early.reason in EARLY:
+            return self.refuse(early.reason, domain, sc)
+        opened = await core.open_lotteries()
+        lottery = await core.lottery(sc.cheque.lottery, confirmed)
+        stamper = await core.stamper(lottery.stamper, confirmed) if lottery else None
+        # From here to the commit there is no await: the overlap check, the exposure sum
+        # and the credit are one step on the event loop.
+        near: list[Kept] = []
+        if lottery is not None:
+            core.load(lottery.id)
+            near = self._verified_overlaps(domain, lottery, sc)
+        exposed = exposure_of(lottery.stamper, lottery.id, opened.values()) if lottery else 0
+        verdict = check_cheque(
+            domain, sc, core.policy, lottery, stamper, head, [k.sc.cheque for k in near], exposed
+        )
+        if isinstance(verdict, Refused):
+            if verdict.reason is ChequeRefusal.OVERLAP and lottery is not None:
+                partner = find_fraud_partner(domain, lottery, sc, [k.sc for k in near])
+                # Only a pair the contract would accept is evidence; else it is just refused.
+                if partner is not None:
+                    self.fraud.keep(lottery, wire, sc, next(k for k in near if k.sc is partner))
+                    self.spoil(partner.cheque)
+            return self.refuse(verdict.reason, domain, sc)
+        assert lottery is not None
+        # The payer, not whoever carries the cheque, chose the client it pays for.
+        wrong_account = check_account_signature(domain, sc, lottery, client, account_sig)
+        if wrong_account is not None:
+            return self.refuse(wrong_account.reason, domain, sc)
+        return self._accept(client, wire, sc, verdict, lottery)
+
+    def _verified_overlaps(
+        self, domain: Domain, lottery: LotteryState, sc: StampedCheque
+    ) -> list[Kept]:
+        """Kept cheques overlapping ``sc``; peers' ones not stamped by the lottery's stamper
+        are junk and leave the book first."""
+        c = sc.cheque
+        book = self.core.book
+        near = book.overlapping(c.lottery, c.start, c.end)
+        good: list[Kept] = []
+        for kept in near:
+            # A peer's cheque counts only if the lottery's stamper really stamped it.
+            if not kept.ours and recover_stamper(domain, kept.sc.cheque, kept.sc.stamp_sig) != (
+                lottery.stamper
+            ):
+                book.remove(kept.cheque_id)
+                continue
+            good.append(kept)
+        return good
+
+    def _accept(
+        self, client: bytes, wire: bytes, sc: StampedCheque, ok: Accepted, lottery: LotteryState
+    ) -> Credited | ChequeRefused:
+        core = self.core
+        credits = credits_for(ok.value, core.settings.credit_price_wei)
+        current = core.ledger.get(client)
+        # The account can hold the credits: the ledger would saturate (and lose them).
+        if not fits_account(0 if current is None else current.balance, credits):
+            return self.refuse(ChequeRefusal.TOO_LARGE, core.domain, sc)
+        row = ChequeRow(
+            ok.cheque_id, lottery.id, wire, client, credits, lottery.reveal_block, int(time.time())
+        )
+        at_once, bucket = pace_cheque(
+            self.buckets.get(lottery.id), ok.value, self.clock(), core.settings.pace
+        )
+        if at_once:
+            account = core.ledger.credit(
+                client, credits, lambda acct: core.store.save_with_cheque(acct, row)
+            )
+            # Recorded before (another process, or a restart raced us): a replay.
+            if account is None:
+                return self.refuse(ChequeRefusal.DUPLICATE, core.domain, sc)
+            result = Credited(credits, account)
+        else:
+            # Beyond what an honest payer could have spent by now: stored held (durable
+            # before the answer), credited after the hold.
+            if ok.cheque_id in core.book or not core.store.hold_pending(row):
+                return self.refuse(ChequeRefusal.DUPLICATE, core.domain, sc)
+            self.schedule(ok.cheque_id, core.settings.hold_s)
+            result = Credited(0, current, held=credits)
+        self.buckets[lottery.id] = bucket
+        core.book.add_ours(Kept(sc, wire, ok.cheque_id, None, pending=not at_once))
+        if core.open is not None:
+            core.open[lottery.id] = lottery
+        core.gossip.send(wire)
+        log.info(
+            "cheque credited" if at_once else "cheque held",
+            extra={
+                "client": client.hex()[:16],
+                "lottery": lottery.id.hex()[:16],
+                "value_wei": ok.value,
+                "credits": credits,
+            },
+        )
+        return result
+
+    def refuse(self, reason: ChequeRefusal, domain: Domain, sc: StampedCheque) -> ChequeRefused:
+        settings = self.core.settings
+        detail = ""
+        if reason is ChequeRefusal.WRONG_CHAIN:
+            detail = f"chain {domain.chain_id}, this gateway settles on {self.core.domain.chain_id}"
+        elif reason is ChequeRefusal.WRONG_RECIPIENT:
+            detail = f"this gateway is {checksum_address(self.core.key.address)}"
+        elif reason is ChequeRefusal.BELOW_MINIMUM:
+            detail = f"one credit costs {settings.credit_price_wei} wei"
+        elif reason is ChequeRefusal.STAMPER_DEPOSIT_LOW:
+            detail = f"minimum {settings.min_stamper_deposit} wei"
+        elif reason is ChequeRefusal.REVEAL_TOO_CLOSE:
+            detail = f"margin {settings.reveal_margin} blocks"
+        elif reason is ChequeRefusal.STAMPER_EXPOSURE:
+            detail = f"burnt share {self.core.policy.burnt_bps} bps of the stamper's deposit"
+        log.info(
+            "cheque refused",
+            extra={"reason": reason.value, "lottery": sc.cheque.lottery.hex()[:16]},
+        )
+        return ChequeRefused(reason.value, describe_refusal(reason, detail))
+
+    # -- held cheques ---------------------------------------------------------------------------
+
+    def spoil(self, cheque: Cheque) -> None:
+        """A held cheque of ours turned out to be half of a fraud pair: never credit it."""
+        self.spoiled.add(cheque_hash(cheque))
+
+    def schedule(self, cheque_id: bytes, delay: float) -> None:
+        loop = asyncio.get_running_loop()
+        self._timers[cheque_id] = loop.call_later(max(0.0, delay), self._due, cheque_id)
+
+    def _due(self, cheque_id: bytes) -> None:
+        self._timers.pop(cheque_id, None)
+        task = asyncio.create_task(self.mature(cheque_id), name="rpcpay-cheque-hold")
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def resume(self) -> None:
+        """After a restart: schedule every held cheque for the rest of its hold."""
+        now = time.time()
+        for row in self.core.store.pending_cheques():
+            self.schedule(row.cheque_id, row.received + self.core.settings.hold_s - now)
+
+    async def mature(self, cheque_id: bytes) -> bool:
+        """Credit a held cheque whose hold is over, unless its stamper was caught or the
+        cheque is half of a fraud pair; True when credited."""
+        core = self.core
+        rows = [r for r in core.store.pending_cheques() if r.cheque_id == cheque_id]
+        if not rows:
+            return False
+        row = rows[0]
+        assert row.client is not None
+        lottery = await core.lottery(row.lottery, None)
+        caught = lottery is None or lottery.stamper in core.caught
+        if lottery is not None and not caught:
+            _, confirmed = await core.head()
+            caught = (await core.stamper(lottery.stamper, confirmed)).slashed
+        # A cheque of a caught stamper, or one a peer's cheque overlaps, is never credited.
+        if caught or cheque_id in self.spoiled:
+            core.store.withhold_pending(cheque_id, WITHHELD)
+            log.warning(
+                "held cheque withheld: its stamper cheated",
+                extra={"cheque": cheque_id.hex()[:16]},
+            )
+            return False
+        current = core.ledger.get(row.client)
+        # The credits still fit the account (it may have grown during the hold).
+        if not fits_account(0 if current is None else current.balance, row.credits):
+            core.store.withhold_pending(cheque_id, WITHHELD)
+            return False
+        account = core.ledger.credit(
+            row.client, row.credits, lambda acct: core.store.credit_pending(acct, cheque_id)
+        )
+        kept = core.book.get(cheque_id)
+        if kept is not None:
+            core.book.replace(Kept(kept.sc, kept.wire, cheque_id, None, pending=False))
+        log.info(
+            "held cheque credited",
+            extra={"client": row.client.hex()[:16], "credits": row.credits},
+        )
+        return account is not None
+
+    def withhold_stamper(self, stamper: bytes) -> None:
+        """The stamper was caught: its held cheques will be withheld when due (now)."""
+        for row in self.core.store.pending_cheques():
+            lottery = self.core.lotteries.get(row.lottery)
+            if lottery is not None and lottery.stamper == stamper:
+                timer = self._timers.pop(row.cheque_id, None)
+                if timer is not None:
+                    timer.cancel()
+                self._due(row.cheque_id)
+
+    async def close(self) -> None:
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+        for task in list(self.tasks):
+            task.cancel()
