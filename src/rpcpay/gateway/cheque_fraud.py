@@ -61,10 +61,13 @@ class FraudFiler:
         self.tasks: set[asyncio.Task[None]] = set()
         self.found = 0  # fraud pairs found (for operators and tests)
 
-    def catch(self, stamper: bytes) -> None:
-        if stamper not in self.core.caught:
-            self.core.caught.add(stamper)
-            self.on_caught(stamper)
+    def catch(self, stamper: bytes) -> bool:
+        """Mark ``stamper`` caught; True the first time."""
+        if stamper in self.core.caught:
+            return False
+        self.core.caught.add(stamper)
+        self.on_caught(stamper)
+        return True
 
     def keep(self, lottery: LotteryState, wire: bytes, sc: StampedCheque, partner: Kept) -> None:
         """Store ``sc`` as evidence against ``partner`` (same step as the finding), tell the
@@ -74,10 +77,11 @@ class FraudFiler:
         row = ChequeRow(h, lottery.id, wire, None, 0, lottery.reveal_block, int(time.time()))
         core.store.hold_evidence(row, EVIDENCE)
         self.found += 1
-        # Every peer gets both halves: it catches the stamper whatever it holds.
-        core.gossip.send(wire)
-        core.gossip.send(partner.wire)
-        self.catch(lottery.stamper)
+        # The first pair against a stamper goes to every peer: each catches it whatever it
+        # holds. Later pairs are not forwarded (peers that know would echo them forever).
+        if self.catch(lottery.stamper):
+            core.gossip.send(wire)
+            core.gossip.send(partner.wire)
         self.spawn(lottery, partner.sc, sc, h)
 
     def spawn(

@@ -134,6 +134,10 @@ class GossipIntake:
                         core.book.remove(kept.cheque_id)
                 report.refused["unknown_lottery"] += 1
                 continue
+            # A stamper we caught already: its evidence is kept, nothing more to learn.
+            if lottery.stamper in core.caught:
+                report.refused["stamper_slashed"] += 1
+                continue
             partner = find_fraud_partner(domain, lottery, sc, [k.sc for k in near])
             if partner is not None:
                 kept_partner = next(k for k in near if k.sc is partner)
@@ -183,9 +187,11 @@ class GossipIntake:
             ):
                 answer = json.loads(await response.read())
             info = answer["result"]
-            same = int(info["chain_id"]) == self.core.domain.chain_id and bytes.fromhex(
-                str(info["contract"]).removeprefix("0x")
-            ) == self.core.domain.contract
+            same = (
+                int(info["chain_id"]) == self.core.domain.chain_id
+                and bytes.fromhex(str(info["contract"]).removeprefix("0x"))
+                == self.core.domain.contract
+            )
         except (aiohttp.ClientError, TimeoutError, ValueError, KeyError, TypeError) as exc:
             log.info("gossip peer not learnt", extra={"error": str(exc)})
             same = False

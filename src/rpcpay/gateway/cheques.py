@@ -142,9 +142,7 @@ class ChequeDesk:
     async def pay(self, client: bytes, wire: bytes, account_sig: bytes) -> Credited | ChequeRefused:
         return await self.intake.pay(client, wire, account_sig)
 
-    async def receive_gossip(
-        self, wires: list[bytes], sender: str = "unknown"
-    ) -> tuple[int, int]:
+    async def receive_gossip(self, wires: list[bytes], sender: str = "unknown") -> tuple[int, int]:
         """(kept, fraud pairs found) of a gossip batch; ``receive_gossip_report`` says more."""
         report = await self.gossip_in.receive(sender, wires)
         return report.held, report.fraud
