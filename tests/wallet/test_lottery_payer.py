@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
@@ -64,6 +65,7 @@ class Gateway:
     announce: bool = True
     chain_id: int | None = None  # announce another chain
     min_deposit: int = 0
+    margin: int = MARGIN - 1  # the reveal margin it announces
     received: list[tuple[str, bytes]] = field(default_factory=list)
     held: list[Cheque] = field(default_factory=list)
     credited: int = 0
@@ -115,7 +117,7 @@ class Gateway:
                   "chain_id": domain.chain_id if self.chain_id is None else self.chain_id,
                   "contract": "0x" + domain.contract.hex(),
                   "credit_price_wei": str(self.credit_price),
-                  "min_stamper_deposit": str(self.min_deposit), "reveal_margin": MARGIN - 1,
+                  "min_stamper_deposit": str(self.min_deposit), "reveal_margin": self.margin,
                   "confirmations": CONFIRMATIONS, "status": "OK"}  # fmt: skip
         return {"result": result}
 
@@ -423,39 +425,69 @@ async def test_address_and_credit_price_come_from_lottery_info(setup: Setup) -> 
     assert "a cheque of 90 wei = 3 credits of 30 wei every 1 s" in lines[2], lines
     await payer.pay_round()
     setup.world.chain.mine(CONFIRMATIONS)
+    outcomes = []
     for _ in range(2):
         report = await payer.pay_round()
-        assert [d.outcome for d in report.deliveries] == ["paid"] * 3, report
-    # 100 wei an interval: exact at 1 wei a credit, rounded down to 3 credits at 30, and
-    # up to the one-credit minimum at 250 (the gateway refuses less).
-    assert [[c.value for c in g.held] for g in setup.gateways] == [[100] * 2, [90] * 2, [250] * 2]
-    assert [g.credited for g in setup.gateways] == [200, 6, 2]
+        outcomes.append([d.outcome for d in report.deliveries])
+    # Issue 9: the payer sets its prices. 100 wei an interval: exact at 1 wei a credit,
+    # rounded down to 3 credits at 30; at 250 a credit it waits until 250 are owed (the
+    # third interval) and never pays more than it owes (it used to round up to 250).
+    assert outcomes == [["paid", "paid", "waiting"], ["paid", "paid", "paid"]], outcomes
+    assert [[c.value for c in g.held] for g in setup.gateways] == [[100] * 2, [90] * 2, [250]]
+    assert [g.credited for g in setup.gateways] == [200, 6, 1]
     assert [c.recipient for g in setup.gateways for c in g.held] == [
-        g.recipient for g in setup.gateways for _ in range(2)
+        g.recipient for g in setup.gateways for _ in range(len(g.held))
     ]
 
 
-async def test_a_gateway_that_does_not_fit_is_refused_clearly(setup: Setup) -> None:
-    from rpcpay.errors import ConfigError
+async def dropped(setup: Setup, server: ServerSpec) -> str:
+    """Issue 9: a gateway that does not fit is dropped with a clear message, each round,
+    and never stops the payer (it used to raise ConfigError for all servers)."""
+    (delivery,) = (await setup.payer(servers=[server]).pay_round()).deliveries
+    assert delivery.outcome == "dropped", delivery
+    return delivery.message
 
+
+async def test_a_gateway_that_does_not_fit_is_refused_clearly(setup: Setup) -> None:
     gateway = setup.gateways[0]
     unnamed = ServerSpec(gateway.spec.url, None, PRICE)
     gateway.chain_id = 99
-    with pytest.raises(ConfigError, match="settles on chain 99, contract 0x"):
-        await setup.payer(servers=[unnamed]).pay_round()
+    assert re.search("settles on chain 99, contract 0x", await dropped(setup, unnamed))
     gateway.chain_id = None
     wrong = ServerSpec(gateway.spec.url, setup.world.mallory.address, PRICE)
-    with pytest.raises(ConfigError, match="but the gateway says it is 0x"):
-        await setup.payer(servers=[wrong]).pay_round()
+    assert re.search("but the gateway says it is 0x", await dropped(setup, wrong))
     gateway.min_deposit = 10**30
-    with pytest.raises(ConfigError, match=r"at least 10{30} wei deposited"):
-        await setup.payer(servers=[unnamed]).pay_round()
+    assert re.search(r"at least 10{30} wei deposited", await dropped(setup, unnamed))
     # No lottery_info and no address: nothing to pay, said each round, nothing stamped.
     gateway.announce = False
     payer = setup.payer(servers=[unnamed])
     (delivery,) = (await payer.pay_round()).deliveries
     assert delivery.outcome == "failed" and "give its payee address" in delivery.message
     assert gateway.received == []
+
+
+async def test_a_greedy_or_hostile_gateway_is_dropped_and_the_others_are_paid(
+    setup: Setup,
+) -> None:
+    """Issue 9: a gateway selling a credit for 200,000 wei to a payer paying 100 wei an
+    interval (it used to take 200,000 wei an interval, 2,000x) and one announcing a reveal
+    margin of 10^9 blocks (it used to stop every payment) are dropped; the third is paid
+    its price every interval."""
+    greedy, hostile, fair = setup.gateways
+    greedy.credit_price = 200_000
+    hostile.margin = 10**9
+    payer = setup.payer(servers=[ServerSpec(g.spec.url, None, PRICE) for g in setup.gateways])
+    await payer.pay_round()
+    setup.world.chain.mine(CONFIRMATIONS)
+    for _ in range(3):
+        report = await payer.pay_round()
+        outcomes = [d.outcome for d in report.deliveries]
+        assert outcomes == ["dropped", "dropped", "paid"], report
+    messages = [d.message for d in report.deliveries]
+    assert "sells a credit for 200000 wei" in messages[0], messages
+    assert "reveal margin of 1000000000" in messages[1], messages
+    assert greedy.received == [] and hostile.received == []
+    assert [c.value for c in fair.held] == [100] * 4 or [c.value for c in fair.held] == [100] * 3
 
 
 async def test_the_stricter_confirmations_of_a_gateway_are_waited_for(setup: Setup) -> None:

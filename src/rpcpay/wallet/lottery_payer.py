@@ -42,6 +42,7 @@ from rpcpay.wallet.lottery_payer_fit import (
     check_gateway,
     credit_value,
     parse_lottery_info,
+    payable,
     stricter_terms,
     unannounced_terms,
 )
@@ -100,6 +101,9 @@ GATEWAY_REFUSAL = -40
 METHOD_NOT_FOUND = -32601
 """A server without ``lottery_info`` (not an rpcpay gateway, or its rail is off)."""
 STAMP_ATTEMPTS = 3
+MAX_OWED_INTERVALS = 60
+"""A gateway whose one credit costs more than this many intervals of the payer's price for
+it is dropped: the payer would pay it once an hour at best (docs/lottery.md §12)."""
 
 
 # --- configuration and answers -------------------------------------------------------------
@@ -287,6 +291,8 @@ class LotteryPayer:
         self.state = state_file.load_for(chain.chain_id, chain.contract, key.address)
         self.info: StamperInfo | None = None
         self.gateways: dict[str, GatewayTerms] = {}
+        self.dropped: dict[str, str] = {}  # server URL -> why this payer will not pay it
+        self.owed: dict[str, int] = {}  # server URL -> wei owed and not yet paid (< a credit)
         self.rounds = 0
         self.paid_value = 0
         self.paid_fees = 0
@@ -333,6 +339,8 @@ class LotteryPayer:
         known = self.gateways.get(server.url)
         if known is not None:
             return known
+        if server.url in self.dropped:
+            return self.dropped[server.url]
         body = {"jsonrpc": "2.0", "id": "0", "method": "lottery_info"}
         try:
             async with self.session.post(server.rpc_url, json=body, timeout=self.timeout) as r:
@@ -367,21 +375,51 @@ class LotteryPayer:
                 return f"server: {exc}"
             info = await self.stamper_info()
             deposit = (await asyncio.to_thread(self.chain.stamper, info.stamper)).deposit
-            terms = check_gateway(server, self.chain.domain, theirs, announced, deposit)
-            # Below one credit per interval the payer rounds up: say that it pays more.
-            if cheque_value(server.price_per_minute, self.interval) < terms.credit_price_wei:
-                log.warning(
-                    "price below one credit per interval: paying one credit per interval",
-                    extra={"server": server.url, "credit_price_wei": terms.credit_price_wei},
-                )
+            try:
+                terms = check_gateway(server, self.chain.domain, theirs, announced, deposit)
+                self._check_terms(server, terms)
+            except ConfigError as exc:
+                # One gateway's terms never stop the payments to the others.
+                self.dropped[server.url] = f"dropped: {exc}"
+                log.warning("gateway dropped", extra={"server": server.url, "reason": str(exc)})
+                return self.dropped[server.url]
         self.gateways[server.url] = terms
         return terms
 
+    def _check_terms(self, server: ServerSpec, terms: GatewayTerms) -> None:
+        """``ConfigError`` when this payer will not pay the gateway on its terms."""
+        per_interval = cheque_value(server.price_per_minute, self.interval)
+        # The payer sets its price: a credit dearer than an hour of it is not worth waiting for.
+        if terms.credit_price_wei > MAX_OWED_INTERVALS * per_interval:
+            raise ConfigError(
+                f"the gateway at {server.url} sells a credit for {terms.credit_price_wei} wei, "
+                f"more than {MAX_OWED_INTERVALS} intervals of this payer's price for it "
+                f"({per_interval} wei an interval): raise its price in --server or drop it"
+            )
+        # Its margins leave most of a lottery usable, or one gateway would stall them all.
+        blocks = terms.reveal_margin + terms.confirmations + ROTATION_SLACK
+        if blocks * 2 > self.reveal_blocks:
+            raise ConfigError(
+                f"the gateway at {server.url} wants a reveal margin of {terms.reveal_margin} "
+                f"and {terms.confirmations} confirmations: more than half of this payer's "
+                f"{self.reveal_blocks}-block lotteries would be unusable for it"
+            )
+
     def value_for(self, server: ServerSpec, terms: GatewayTerms) -> int:
-        """One interval's cheque to ``server``: its price for the interval, as a whole
-        number of its credits (docs/lottery.md §12, "the value rule")."""
+        """One interval's cheque to ``server`` when nothing is owed: its price for the
+        interval as a whole number of its credits, at least one credit (docs/lottery.md
+        §12, "the value rule"); what is actually sent is ``payable`` of what is owed."""
         return credit_value(cheque_value(server.price_per_minute, self.interval),
                             terms.credit_price_wei)  # fmt: skip
+
+    def owe(self, server: ServerSpec, terms: GatewayTerms) -> tuple[int, int]:
+        """(wei owed to ``server`` after this interval, the cheque to send now): whole
+        credits, never more than owed; 0 when less than a credit is owed (paid later)."""
+        per_interval = cheque_value(server.price_per_minute, self.interval)
+        # What is owed never exceeds one credit or one interval: no catch-up bursts.
+        owed = min(self.owed.get(server.url, 0) + per_interval,
+                   max(per_interval, terms.credit_price_wei))  # fmt: skip
+        return owed, payable(owed, terms.credit_price_wei)
 
     async def prepare(self) -> list[str]:
         """Ask the stamper and every server for their terms; a line per server saying
@@ -559,9 +597,16 @@ class LotteryPayer:
         stamper and every server whose terms are known."""
         terms = await self.gateway_terms(server)
         if isinstance(terms, str):
-            return Delivery(server.url, 0, 0, "failed", terms)
-        info = stricter_terms(await self.stamper_info(), self.gateways.values())
-        value = self.value_for(server, terms)
+            outcome = "dropped" if terms.startswith("dropped:") else "failed"
+            return Delivery(server.url, 0, 0, outcome, terms)
+        # Only this gateway's margins: another gateway's never hold this one back.
+        info = stricter_terms(await self.stamper_info(), [terms])
+        owed, value = self.owe(server, terms)
+        # Less than one of its credits owed: nothing to send yet.
+        if value == 0:
+            self.owed[server.url] = owed
+            return Delivery(server.url, 0, 0, "waiting", f"owed {owed} wei; one credit costs "
+                            f"{terms.credit_price_wei} wei: paid once enough is owed")  # fmt: skip
         need = value + fee_for(value, info.fee_bps)
         lottery = choose_lottery(self.state.lotteries, head, info, need)
         if lottery is None:
@@ -572,6 +617,7 @@ class LotteryPayer:
         _, wire = stamped
         fee = need - value
         outcome, message, credited = await self._deliver(server, wire)
+        self.owed[server.url] = owed - value if outcome == "paid" else owed
         return Delivery(server.url, value, fee, outcome, message, credited, lottery.id)
 
     # --- rounds -------------------------------------------------------------------------
@@ -600,7 +646,7 @@ class LotteryPayer:
             if delivery.outcome == "paid":
                 self.paid_value += delivery.value
                 self.paid_fees += delivery.fee
-            else:
+            elif delivery.outcome != "waiting":
                 self.failures += 1
                 log.warning(
                     "cheque not paid",

@@ -37,6 +37,7 @@ __all__ = [
     "check_gateway",
     "credit_value",
     "parse_lottery_info",
+    "payable",
     "stricter_terms",
     "unannounced_terms",
 ]
@@ -130,6 +131,11 @@ def credit_value(value: int, credit_price_wei: int) -> int:
     """A cheque's value as a whole number of the gateway's credits: rounded down (the
     gateway would keep the remainder), but at least one credit (it refuses less)."""
     return max(1, value // credit_price_wei) * credit_price_wei
+
+
+def payable(owed: int, credit_price_wei: int) -> int:
+    """The cheque for ``owed`` wei: whole credits, rounded down, never more than owed."""
+    return owed // credit_price_wei * credit_price_wei
 
 
 def stricter_terms(info: StamperInfo, gateways: Iterable[GatewayTerms]) -> StamperInfo:
