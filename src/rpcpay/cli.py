@@ -288,7 +288,44 @@ def _add_lottery_flags(p: argparse.ArgumentParser) -> None:
         default=[],
         metavar="URL",
         help="another payee gateway's public URL; accepted cheques are sent to its "
-        "/lottery/gossip so overlapping stamps are caught (repeatable; default: none)",
+        "/lottery/gossip so overlapping stamps are caught (repeatable; default: none; peers "
+        "that gossip to us naming their URL are added too, docs/lottery.md §16)",
+    )
+    _add_pacing_flags(g)
+
+
+def _add_pacing_flags(g: argparse._ArgumentGroup) -> None:
+    """How much of a cheque is credited at once (docs/lottery.md §9, issue 9)."""
+    from rpcpay.lottery.pacing import DEFAULT_BURST_WEI, DEFAULT_HOLD_S, DEFAULT_RATE_WEI_PER_MINUTE
+
+    g.add_argument(
+        "--gossip-public-url",
+        metavar="URL",
+        help="this gateway's public URL, sent with its gossip and shown in lottery_info so "
+        "peers can gossip back (default: none)",
+    )
+    g.add_argument(
+        "--credit-rate-wei",
+        type=_wei,
+        default=DEFAULT_RATE_WEI_PER_MINUTE,
+        metavar="WEI",
+        help="wei a minute per lottery credited at once; more waits for --cheque-hold-s "
+        "(default: %(default)s = 100 gwei, the seed's price of a server a minute)",
+    )
+    g.add_argument(
+        "--credit-burst-wei",
+        type=_wei,
+        default=DEFAULT_BURST_WEI,
+        metavar="WEI",
+        help="wei per lottery credited at once beyond the rate (default: %(default)s)",
+    )
+    g.add_argument(
+        "--cheque-hold-s",
+        type=float,
+        default=DEFAULT_HOLD_S,
+        metavar="SECONDS",
+        help="how long a cheque beyond the rate waits for peers' gossip before it is "
+        "credited; at least three gossip delays (default: %(default)s)",
     )
 
 
@@ -313,6 +350,10 @@ def _lottery_settings(args: argparse.Namespace) -> LotterySettings | None:
         reveal_margin=args.reveal_margin,
         confirmations=args.confirmations,
         gossip_peers=tuple(args.gossip_peer),
+        rate_wei_per_minute=args.credit_rate_wei,
+        burst_wei=args.credit_burst_wei,
+        hold_s=args.cheque_hold_s,
+        public_url=args.gossip_public_url,
     )
 
 

@@ -126,7 +126,7 @@ async def test_three_gateways_a_claim_and_a_colluding_stamper_slashed(
     )
     for d in desks:
         assert d is not None and len(d.ours(terms.id)) == ROUNDS
-        assert 2 * (ROUNDS - 1) <= len(d._held_of(terms.id)) - ROUNDS <= 2 * ROUNDS
+        assert 2 * (ROUNDS - 1) <= len(d.kept(terms.id)) - ROUNDS <= 2 * ROUNDS
         assert d.proofs == [] and d.commits == []
 
     # --- the reveal, and the winner's automatic claim ----------------------------------

@@ -107,7 +107,7 @@ async def test_the_wallet_payer_pays_three_real_gateways(
         await until(
             lambda: all(
                 len(d.ours(terms.id)) == ROUNDS
-                and len(d._held_of(terms.id)) >= 3 * ROUNDS - 2
+                and len(d.kept(terms.id)) >= 3 * ROUNDS - 2
                 and d.gossip.pending() == 0
                 for d in net.desks
             )

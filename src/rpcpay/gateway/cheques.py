@@ -139,6 +139,12 @@ class ChequeDesk:
         self.core.load(lottery_id)
         return [k.sc for k in self.core.book.ours(lottery_id)]
 
+    def kept(self, lottery_id: bytes) -> list[StampedCheque]:
+        """Every cheque of a lottery in memory: ours and peers' gossip."""
+        self.core.load(lottery_id)
+        book = self.core.book
+        return [k.sc for k in book.overlapping(lottery_id, 0, 2**256)]
+
     async def pay(self, client: bytes, wire: bytes, account_sig: bytes) -> Credited | ChequeRefused:
         return await self.intake.pay(client, wire, account_sig)
 

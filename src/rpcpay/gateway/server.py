@@ -109,6 +109,9 @@ def check_lottery(settings: LotterySettings) -> None:
     # The contract is a 20-byte address.
     if len(settings.contract) != 20:
         raise ConfigError("--lottery-contract must be a 20-byte address")
+    # Pacing is a rate, a burst and a hold, none negative.
+    if settings.rate_wei_per_minute < 0 or settings.burst_wei < 0 or settings.hold_s < 0:
+        raise ConfigError("--credit-rate-wei, --credit-burst-wei and --cheque-hold-s must be >= 0")
     # Gossip peers are HTTP URLs.
     for peer in settings.gossip_peers:
         if not peer.startswith(("http://", "https://")):

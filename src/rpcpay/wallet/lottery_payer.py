@@ -83,10 +83,14 @@ DEFAULT_INTERVAL = 60.0
 """Seconds between cheques to one server: the seed's "cca every minute per connection"."""
 DEFAULT_PRICE_PER_MINUTE = 100 * 10**9
 """100 gwei per minute per server: vipnode's default host price (the seed's example)."""
-DEFAULT_PRIZE = 10**16
-"""0.01 ETH: small enough that a default gateway takes it (its minimum stamper deposit of
-0.033 ETH burns 40% = 0.0132 ETH if slashed, which must cover the prizes it holds cheques
-in with that stamper, docs §9 T9), and still ≥ 10 claims' gas at 10 gwei (docs §8)."""
+DEFAULT_PRIZE = 6 * 10**15
+"""0.006 ETH: small enough that a default gateway takes **two** at once (its minimum stamper
+deposit of 0.033 ETH burns 40% = 0.0132 ETH if slashed, which must cover the prizes it
+holds cheques in with that stamper, docs §9 T9): at a rotation the old lottery stays open
+at the gateway until its reveal while the new one is paid, so 0.01 ETH stalled payments
+for ~26 blocks every rotation (issue 9). Still ≥ 5 claims' gas at 10 gwei (docs §8)."""
+BLOCK_S = 12.0
+"""Seconds a block, to size a lottery's life to what its tickets last (Ethereum's slot)."""
 DEFAULT_REVEAL_BLOCKS = 216_000
 """30 days of 12-second blocks, the default contract's ``max_reveal_delay`` (and capped by
 the deployed one's): creating and refunding a lottery costs ~193k gas, which only a long
@@ -229,6 +233,16 @@ def reveal_block_for(head: int, reveal_blocks: int, max_reveal_delay: int) -> in
     """The reveal block of a lottery created now: ``reveal_blocks`` ahead, within the
     contract's ``max_reveal_delay`` of the block the creation is mined in (≥ head + 1)."""
     return head + min(reveal_blocks, max_reveal_delay)
+
+
+def lasting_blocks(prize: int, spend_per_round: int, interval: float) -> int:
+    """Blocks a prize's tickets last at ``spend_per_round`` wei every ``interval`` seconds.
+
+    A lottery should not run out of tickets long before its reveal: the payer would open
+    the next one while the gateways still count the old one against the stamper (T9), and
+    a third open lottery of one stamper is more than a default gateway accepts."""
+    rounds = prize // max(1, spend_per_round)
+    return max(1, int(rounds * interval / BLOCK_S))
 
 
 def is_refundable(lottery: PayerLottery, head: int, redeem_blocks: int) -> bool:
@@ -478,10 +492,18 @@ class LotteryPayer:
             self._commit(replace(lottery, cursor=min(next_start, lottery.terms.prize)))
 
     # --- chain --------------------------------------------------------------------------
-    async def create_lottery(self, info: StamperInfo, head: int) -> PayerLottery:
-        """Lock a new prize naming this stamper; the terms are saved before anything else."""
+    async def create_lottery(
+        self, info: StamperInfo, head: int, spend_per_round: int = 0
+    ) -> PayerLottery:
+        """Lock a new prize naming this stamper; the terms are saved before anything else.
+        Its reveal comes no later than its tickets last at ``spend_per_round``."""
         params = await asyncio.to_thread(self.chain.params)
-        reveal = reveal_block_for(head, self.reveal_blocks, params.max_reveal_delay)
+        blocks = self.reveal_blocks
+        if spend_per_round > 0:
+            floor = 2 * (info.confirmations + info.reveal_margin + ROTATION_SLACK)
+            blocks = min(blocks, max(floor, lasting_blocks(self.prize, spend_per_round,
+                                                           self.interval)))  # fmt: skip
+        reveal = reveal_block_for(head, blocks, params.max_reveal_delay)
         # The lottery must outlive the stamper's margin and confirmations, or it is useless.
         if reveal <= head + info.confirmations + info.reveal_margin + 1:
             raise ConfigError(
@@ -638,7 +660,7 @@ class LotteryPayer:
         strict = stricter_terms(info, self.gateways.values())
         # Keep an open lottery that lasts past the next one's confirmations.
         if needs_new_lottery(self.state.lotteries, head, strict, need * len(self.servers)):
-            created = await self.create_lottery(strict, head)
+            created = await self.create_lottery(strict, head, need * len(self.servers))
             report.created.append(created.id)
         for server in self.servers:
             delivery = await self.pay_server(server, head)
