@@ -49,6 +49,7 @@ from rpcpay.lottery.stamper import (
     StampRequest,
     check_request,
 )
+from rpcpay.lottery.stamper_claims import FeeClaimer
 from rpcpay.lottery.stamper_store import Overspend, SqliteStampStore, StampStore
 from rpcpay.lottery.stamper_wire import (
     PROTOCOL_VERSION,
@@ -92,6 +93,7 @@ class StamperConfig:
     confirmations: int = DEFAULT_STAMPER_CONFIRMATIONS
     store_sync: Literal["full", "normal"] = "full"
     max_body_bytes: int = 16 * 1024
+    claim_interval_s: float = 12.0  # how often it looks for winning fee cheques to claim
 
 
 class StamperService:
@@ -301,8 +303,14 @@ class RunningStamper:
     service: StamperService
     runner: web.BaseRunner
     port: int
+    fees: FeeClaimer | None = None
+    claim_task: asyncio.Task[None] | None = None
 
     async def close(self) -> None:
+        if self.claim_task is not None:
+            self.claim_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.claim_task
         await self.runner.cleanup()
         self.service.store.close()
 
@@ -365,7 +373,10 @@ async def start_stamper(
             "deposit": own.deposit,
         },
     )
-    return RunningStamper(service, runner, port)
+    # The stamper claims its own winning fee cheques (issue 9).
+    fees = FeeClaimer(chain, key, store, config.claim_interval_s)
+    task = asyncio.create_task(fees.loop(), name="rpcpay-stamper-fee-claims")
+    return RunningStamper(service, runner, port, fees, task)
 
 
 async def serve_forever(config: StamperConfig, chain: SettlementChain, key: EthKey) -> None:

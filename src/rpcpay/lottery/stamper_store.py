@@ -130,6 +130,10 @@ class StampStore(Protocol):
 
     def usage(self, lottery: bytes) -> LotteryUsage: ...
 
+    def lotteries(self) -> list[bytes]:
+        """Every lottery this stamper stamped in."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -303,6 +307,14 @@ class SqliteStampStore:
         if row is None:
             return LotteryUsage(0, 0)
         return LotteryUsage(stamped=_int(row[0]), next_start=_int(row[1]))
+
+    def lotteries(self) -> list[bytes]:
+        with self._lock:
+            try:
+                rows = self._db.execute("SELECT lottery FROM lotteries").fetchall()
+            except sqlite3.Error as exc:
+                raise StampStoreError(f"stamp store {self.path}: {exc}") from exc
+        return [bytes(row[0]) for row in rows]
 
     def close(self) -> None:
         with self._lock:
