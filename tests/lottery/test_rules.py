@@ -143,6 +143,22 @@ def test_fraud_pair_needs_the_lotterys_stamper_and_distinct_cheques(cast: Cast) 
     assert not is_fraud_pair(cast.domain, lot, x, cast.stamped(0, 10**18 + 1))
 
 
+def test_find_fraud_partner_is_the_first_real_pair(cast: Cast) -> None:
+    from rpcpay.lottery.rules import find_fraud_partner
+
+    lot = cast.lottery()
+    other = EthKey(b"\x0a" * 32)
+    x = cast.stamped(5, 10, recipient=b"\x44" * 20)
+    held = [
+        cast.stamped(0, 5),  # adjacent: no overlap
+        x,  # the very cheque: not its own partner
+        cast.stamped(6, 2, stamper=other),  # overlaps, forged stamp
+        cast.stamped(8, 10),  # the real partner
+    ]
+    assert find_fraud_partner(cast.domain, lot, x, held) is held[3]
+    assert find_fraud_partner(cast.domain, lot, x, held[:3]) is None
+
+
 def test_stamper_exposure_counts_our_open_prizes_with_that_stamper(cast: Cast) -> None:
     from rpcpay.lottery.rules import exposure_of
 
