@@ -336,7 +336,12 @@ def _lottery_settings(args: argparse.Namespace) -> LotterySettings | None:
 
     if args.lottery_contract is None:
         # Lottery flags without a contract would silently do nothing.
-        if args.lottery_chain_url or args.gossip_peer or args.lottery_key_file:
+        if (
+            args.lottery_chain_url
+            or args.gossip_peer
+            or args.lottery_key_file
+            or args.gossip_public_url
+        ):
             raise ConfigError("the lottery flags need --lottery-contract")
         return None
     if not args.lottery_chain_url:

@@ -227,3 +227,46 @@ async def test_four_thousand_one_wei_cheques_no_longer_blind_gossip(
         assert desk.core.book.peers_kept() <= 100 + 4096
     finally:
         await gw.close()
+
+
+async def test_a_held_cheque_survives_a_restart_and_one_of_a_slashed_stamper_is_withheld(
+    toy_backend: ToyBackend, tmp_path: Path
+) -> None:
+    """A held cheque is stored before the payer hears "held": after a restart its hold
+    resumes and it is credited. One whose stamper is slashed on chain meanwhile (by
+    anyone) is withheld, never credited."""
+    w, gateway_keys, stamper_keys = big_world()
+    key = gateway_keys[0]
+    data = tmp_path / "gw"
+    terms = w.lottery(prize=PRIZE, reveal_in=30)
+    w.chain.deposit_stamper(stamper_keys[0], DEPOSIT)
+    other = w.lottery(prize=PRIZE, reveal_in=30, salt=b"\x02" * 32, stamper=stamper_keys[0])
+    w.chain.mine(CONFIRMATIONS)
+    client = ClientKey()
+    big = 1000 * PRICE  # ten minutes' worth: beyond the bucket
+    gw = await start_payee(w, toy_backend, data, key, **pacing(hold_s=HOLD * 2))
+    try:
+        for t, stamper in ((terms, w.stamper), (other, stamper_keys[0])):
+            # Spend the burst first, then a cheque that must wait.
+            first = w.cheque(t, key, 0, DEFAULT_BURST_WEI, stamper=stamper)
+            assert (await pay(gw.public_port, client, hexed(w, first)))["result"]["held"] == 0
+            cheque = w.cheque(t, key, DEFAULT_BURST_WEI, big, stamper=stamper)
+            result = (await pay(gw.public_port, client, hexed(w, cheque)))["result"]
+            assert result["held"] == 1000 and result["credited"] == 0, result
+    finally:
+        await gw.close()
+    assert balance_of(gw, client) == 600
+    # Someone proves the second stamper cheated (two overlapping stamps of its own).
+    a = w.cheque(other, w.bob, 10**15, 10, stamper=stamper_keys[0])
+    b = w.cheque(other, w.carol, 10**15 + 5, 10, stamper=stamper_keys[0])
+    w.chain.prove_fraud(w.bob, a, b)
+    w.chain.mine(CONFIRMATIONS)
+    gw = await start_payee(w, toy_backend, data, key, **pacing(hold_s=HOLD * 2))
+    try:
+        desk = gw.cheques
+        assert desk is not None
+        await until(lambda: desk.store.pending_cheques() == [], timeout=HOLD * 6)
+        # The first stamper's held cheque is credited; the slashed one's withheld.
+        assert balance_of(gw, client) == 600 + 1000
+    finally:
+        await gw.close()

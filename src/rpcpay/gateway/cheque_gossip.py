@@ -76,6 +76,7 @@ class GossipIntake:
         self._senders: OrderedDict[str, Bucket] = OrderedDict()
         self._rate = PacePolicy(SENDER_RATE * 60, SENDER_BURST, 0.0)
         self._learning: set[str] = set()
+        self._refused_urls: OrderedDict[str, None] = OrderedDict()  # not asked again
         self.tasks: set[asyncio.Task[None]] = set()
 
     def admit(self, sender: str, count: int, now: float) -> bool:
@@ -170,7 +171,7 @@ class GossipIntake:
         # Only http(s) URLs not known yet, one check at a time.
         if not base.startswith(("http://", "https://")) or base in self._learning:
             return
-        if base in gossip.peer_urls() or base == gossip.self_url:
+        if base in gossip.peer_urls() or base == gossip.self_url or base in self._refused_urls:
             return
         self._learning.add(base)
         task = asyncio.create_task(self._check_peer(base), name="rpcpay-gossip-learn")
@@ -200,6 +201,11 @@ class GossipIntake:
         # A peer on our chain and contract: gossip to it from now on.
         if same and self.core.gossip.add_peer(base):
             log.info("gossip peer learnt", extra={"peer": peer_name(base)})
+        elif not same:
+            # Named URLs that are no peer are not asked again (a bounded memory of them).
+            self._refused_urls[base] = None
+            while len(self._refused_urls) > MAX_SENDERS:
+                self._refused_urls.popitem(last=False)
 
     async def close(self) -> None:
         for task in list(self.tasks):

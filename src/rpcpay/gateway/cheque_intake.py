@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from rpcpay.errors import ChainError, LedgerError
 from rpcpay.gateway.cheque_book import Kept
 from rpcpay.gateway.cheque_core import PayeeCore
 from rpcpay.gateway.cheque_fraud import FraudFiler
@@ -31,7 +32,7 @@ from rpcpay.ledger.sqlite_store import ChequeRow
 from rpcpay.lottery.cheque import Cheque, Domain, StampedCheque, decode_stamped
 from rpcpay.lottery.eip712 import cheque_hash, recover_stamper
 from rpcpay.lottery.eth import checksum_address
-from rpcpay.lottery.pacing import Bucket, pace_cheque
+from rpcpay.lottery.pacing import Bucket, pace_cheque, refill
 from rpcpay.lottery.payee import credits_for, describe_refusal, fits_account
 from rpcpay.lottery.rules import (
     Accepted,
@@ -48,6 +49,10 @@ __all__ = ["WITHHELD", "ChequeIntake", "ChequeRefused", "Credited"]
 
 log = logging.getLogger("rpcpay.lottery.payee")
 
+RETRY_S = 5.0
+"""Seconds before a held cheque whose maturing failed on the chain or ledger is retried."""
+MAX_BUCKETS = 4096
+"""Lotteries whose pace is remembered; beyond it, full buckets (no news) are forgotten."""
 WITHHELD = "withheld"
 """``outcome`` of a held cheque never credited: its stamper was caught during the hold."""
 EARLY = (ChequeRefusal.WRONG_CHAIN, ChequeRefusal.WRONG_CONTRACT, ChequeRefusal.WRONG_RECIPIENT)
@@ -182,6 +187,8 @@ class ChequeIntake:
             self.schedule(ok.cheque_id, core.settings.hold_s)
             result = Credited(0, current, held=credits)
         self.buckets[lottery.id] = bucket
+        if len(self.buckets) > MAX_BUCKETS:
+            self._forget_full(self.clock())
         core.book.add_ours(Kept(sc, wire, ok.cheque_id, None, pending=not at_once))
         if core.open is not None:
             core.open[lottery.id] = lottery
@@ -196,6 +203,13 @@ class ChequeIntake:
             },
         )
         return result
+
+    def _forget_full(self, now: float) -> None:
+        """A full bucket is what a new lottery starts with: forgetting it changes nothing."""
+        pace = self.core.settings.pace
+        for lottery_id, bucket in list(self.buckets.items()):
+            if refill(bucket, now, pace).tokens >= pace.burst_wei:
+                del self.buckets[lottery_id]
 
     def refuse(self, reason: ChequeRefusal, domain: Domain, sc: StampedCheque) -> ChequeRefused:
         settings = self.core.settings
@@ -230,9 +244,18 @@ class ChequeIntake:
 
     def _due(self, cheque_id: bytes) -> None:
         self._timers.pop(cheque_id, None)
-        task = asyncio.create_task(self.mature(cheque_id), name="rpcpay-cheque-hold")
+        task = asyncio.create_task(self._mature_or_retry(cheque_id), name="rpcpay-cheque-hold")
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+
+    async def _mature_or_retry(self, cheque_id: bytes) -> bool:
+        try:
+            return await self.mature(cheque_id)
+        except (ChainError, LedgerError) as exc:
+            # The cheque stays held (durably); try again shortly.
+            log.warning("held cheque not settled yet", extra={"error": str(exc)})
+            self.schedule(cheque_id, RETRY_S)
+            return False
 
     def resume(self) -> None:
         """After a restart: schedule every held cheque for the rest of its hold."""
