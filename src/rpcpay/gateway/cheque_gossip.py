@@ -93,6 +93,7 @@ class GossipIntake:
         core = self.core
         report = GossipReport()
         open_ids = await core.open_lotteries()
+        confirmed: int | None = None
         for wire in wires:
             try:
                 domain, sc = decode_stamped(wire)
@@ -127,7 +128,12 @@ class GossipIntake:
                     report.refused["capped"] += 1
                 continue
             # An overlap: whose lottery, and is it a real pair?
-            lottery = open_ids.get(c.lottery) or await core.lottery(c.lottery, None)
+            lottery = open_ids.get(c.lottery)
+            if lottery is None:
+                # Read at the confirmed block, so an unknown id is cached (one read a block).
+                if confirmed is None:
+                    _, confirmed = await core.head()
+                lottery = await core.lottery(c.lottery, confirmed)
             if lottery is None:
                 # No such lottery: every cheque naming it is junk.
                 for kept in near:
