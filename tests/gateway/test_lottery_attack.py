@@ -62,7 +62,8 @@ async def test_tickets_stamped_to_k_gateways_buy_at_most_the_bound(
 ) -> None:
     """A colluding payer and stamper stamp the whole space [0, P) to k gateways (a burst
     first, which each credits at once, then the rest, which each holds). Before issue 9
-    each gateway credited P: k x P of service for one prize. Now the total is at most P
+    each gateway credited P: k x P of service for one prize, and at R + 1 a sybil took
+    the prize back. Now the total is at most P
     + credit_bound(k): the held cheques are withheld once gossip shows the overlap."""
     w, gateway_keys, stamper_keys = big_world()
     ports: list[int] = []
@@ -131,6 +132,19 @@ async def test_tickets_stamped_to_k_gateways_buy_at_most_the_bound(
                 await until(lambda s=stamper: w.chain.stamper(s.address).slashed)
             # The old rule's k x P is far above the new bound from k = 2 on.
             assert k == 1 or credited < k * PRIZE // 100
+            if k == K_MAX:
+                # At R + 1 a sybil of the coalition claims the prize with a fresh stamp of
+                # the winning ticket; what the gateways credited does not change.
+                ticket = w.reveal(terms)
+                sybil = w.cheque(terms, w.mallory, ticket, 1, stamper=stamper)
+                w.chain.claim(w.mallory, sybil)
+                for gw, _ in targets:
+                    assert gw.cheques is not None
+                    await gw.cheques.settle_once()
+                after = sum(
+                    balance_of(gw, client) for (gw, _), client in zip(targets, clients, strict=True)
+                )
+                assert after * PRICE == credited <= credit_bound(k, 1, pace, DELAY)
     finally:
         for gw in gateways:
             await gw.close()
