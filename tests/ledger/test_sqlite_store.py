@@ -228,3 +228,28 @@ def test_version_1_file_gains_the_cheques_table(tmp_path: Path) -> None:
     store = SqliteLedgerStore(path)
     assert store.hold_cheque(_cheque_row(None)) is True
     store.close()
+
+
+def test_a_held_cheque_is_credited_once_or_withheld(store: SqliteLedgerStore) -> None:
+    """Issue 9: a cheque held by the payee's pace is recorded (pending) without credit,
+    then credited once, in the same transaction as the account, or withheld for good."""
+    from rpcpay.ledger.sqlite_store import ChequeRow
+
+    def row(n: int) -> ChequeRow:
+        return ChequeRow(bytes([n]) * 32, b"\x01" * 32, b"w", key(1), 10, 99, 1_000)
+
+    assert store.hold_pending(row(1)) and store.hold_pending(row(2))
+    assert not store.hold_pending(row(1))  # a replay
+    assert [r.cheque_id for r in store.pending_cheques()] == [row(1).cheque_id, row(2).cheque_id]
+    assert store.load(key(1)) is None  # nothing credited yet
+    assert store.open_lotteries() == [(b"\x01" * 32, 99)]  # it still counts as ours
+    credited = replace(sample(1), balance=10)
+    assert store.credit_pending(credited, row(1).cheque_id)
+    assert not store.credit_pending(replace(credited, balance=20), row(1).cheque_id)  # once
+    loaded = store.load(key(1))
+    assert loaded is not None and loaded.balance == 10
+    store.withhold_pending(row(2).cheque_id, "withheld")
+    assert not store.credit_pending(replace(credited, balance=20), row(2).cheque_id)
+    assert store.pending_cheque(row(2).cheque_id) is None and store.pending_cheques() == []
+    loaded = store.load(key(1))
+    assert loaded is not None and loaded.balance == 10

@@ -267,10 +267,9 @@ class ChequeIntake:
         """Credit a held cheque whose hold is over, unless its stamper was caught or the
         cheque is half of a fraud pair; True when credited."""
         core = self.core
-        rows = [r for r in core.store.pending_cheques() if r.cheque_id == cheque_id]
-        if not rows:
+        row = core.store.pending_cheque(cheque_id)
+        if row is None:
             return False
-        row = rows[0]
         assert row.client is not None
         lottery = await core.lottery(row.lottery, None)
         caught = lottery is None or lottery.stamper in core.caught

@@ -329,6 +329,13 @@ class SqliteLedgerStore:
         except sqlite3.Error as exc:
             raise LedgerError(f"cannot write ledger {self.path}: {exc}") from exc
 
+    def pending_cheque(self, cheque_id: bytes) -> ChequeRow | None:
+        """One held cheque, if it is still pending."""
+        rows = self._cheques(
+            "WHERE cheque_id = ? AND outcome = 'pending' AND client IS NOT NULL", (cheque_id,)
+        )
+        return rows[0] if rows else None
+
     def pending_cheques(self) -> list[ChequeRow]:
         """Cheques paid to clients and held, not yet credited."""
         return self._cheques("WHERE outcome = 'pending' AND client IS NOT NULL", ())
