@@ -31,6 +31,7 @@ from rpcpay.gateway.costs import (
 from rpcpay.gateway.info_cache import InfoCache
 from rpcpay.gateway.jsoncodec import decode_json, encode_json
 from rpcpay.gateway.payment import Charge, PaymentService
+from rpcpay.gateway.peers import peer_address
 from rpcpay.gateway.protocol import (
     ERROR_INTERNAL,
     ERROR_INVALID_CLIENT,
@@ -86,7 +87,7 @@ def _is_uint(value: JSON, limit: int) -> bool:
 
 
 def _peer(request: web.BaseRequest) -> str:
-    return request.remote or ""
+    return peer_address(request)
 
 
 async def read_json_body(request: web.BaseRequest) -> JSON:

@@ -45,6 +45,7 @@ from rpcpay.gateway.chain_cache import (
 from rpcpay.gateway.costs import PriceError
 from rpcpay.gateway.jobs import ChainTop
 from rpcpay.gateway.payment import Charge, PaymentService
+from rpcpay.gateway.peers import peer_address
 from rpcpay.gateway.protocol import STATUS_OK, STATUS_PAYMENT_REQUIRED
 from rpcpay.gateway.tracking import Tracker
 from rpcpay.gateway.upstream import Upstream, post_json
@@ -131,7 +132,7 @@ class BinaryHandler:
         except WireError as exc:
             return bad_request(f"Malformed epee request: {exc}")
         call = BinaryCall(
-            path, rule, section, client.decode("latin-1") if client else None, request.remote or ""
+            path, rule, section, client.decode("latin-1") if client else None, peer_address(request)
         )
         started = time.perf_counter()
         try:

@@ -24,8 +24,10 @@ from rpcpay.gateway.protocol import (
     ERROR_INVALID_CLIENT,
     ERROR_PAYMENT_TOO_LOW,
     ERROR_RATE_LIMITED,
+    ERROR_STALE_CLIENT_ID,
     MESSAGE_BAD_HASH,
     MESSAGE_INVALID_CLIENT,
+    MESSAGE_STALE_CLIENT_ID,
     STATUS_OK,
     STATUS_PAYMENT_REQUIRED,
     RpcFault,
@@ -204,10 +206,13 @@ class PaymentService:
         if auth is None:
             raise RpcFault(ERROR_INVALID_CLIENT, MESSAGE_INVALID_CLIENT)
         key, now = auth.public_key, self._clock()
-        # An address or client that spent its bad-share budget gets no hashing at all.
-        if not self._guard.may_verify(address, key, now):
+        # A host that spent its bad-share budget gets no hashing at all.
+        if not self._guard.may_verify(address, now):
             raise RpcFault(ERROR_RATE_LIMITED, "Too many bad shares; slow down")
         session = self._session_for(key, address, now)
+        # The id must be newer than any the client used: a replay costs it nothing.
+        if not self.ledger.claim(key, auth.timestamp_us):
+            raise RpcFault(ERROR_STALE_CLIENT_ID, MESSAGE_STALE_CLIENT_ID)
         admission = admit_share(session, cookie & U32, nonce & U32, now)
         if isinstance(admission, Verdict):
             self._book_refusal(key, address, admission, now)
@@ -220,7 +225,7 @@ class PaymentService:
         if outcome is not None:
             self.ledger.record_share(key, outcome, self.settings.credits_per_hash_found)
         if verdict is Verdict.DUPLICATE:
-            self._guard.charge_bad_share(address, key, now)
+            self._guard.charge_bad_share(address, now)
         log.info("share refused", extra={"verdict": verdict.value})
 
     async def _judge_hash(
@@ -243,7 +248,7 @@ class PaymentService:
         # The hash must meet the share difficulty.
         if not check_hash(pow_hash, self.settings.difficulty):
             self.ledger.record_share(key, ShareOutcome.BAD, self.settings.credits_per_hash_found)
-            self._guard.charge_bad_share(address, key, now)
+            self._guard.charge_bad_share(address, now)
             log.info("share refused", extra={"verdict": "bad"})
             raise RpcFault(ERROR_PAYMENT_TOO_LOW, MESSAGE_BAD_HASH)
         account = self.ledger.record_share(
