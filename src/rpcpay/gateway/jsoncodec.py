@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import codecs
 import json
+import re
 from typing import Any
 
 JSON = Any
@@ -38,9 +39,44 @@ def _json_escape(error: UnicodeError) -> tuple[str, int]:
 codecs.register_error("rpcpay-json-escape", _json_escape)
 
 
+MAX_DEPTH = 64
+"""Deepest nesting of arrays and objects accepted. monerod's requests nest 3 deep at most;
+Python's parser recurses once per level and a 100,000-deep document would exhaust the stack
+(``RecursionError``), so depth is measured before parsing."""
+
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_BRACKET = re.compile(rb"[\[\]{}]")
+
+
+def nesting_depth(body: bytes) -> int:
+    """How deep arrays and objects nest in ``body`` (brackets inside strings not counted),
+    or ``MAX_DEPTH`` when there are too few brackets to nest deeper.
+
+    Linear and cheap: bodies with fewer brackets than ``MAX_DEPTH`` are answered by two
+    ``bytes.count`` calls; others by a scan of their brackets only, strings removed first.
+    """
+    if body.count(b"[") + body.count(b"{") <= MAX_DEPTH:
+        return MAX_DEPTH
+    depth = deepest = 0
+    for bracket in _BRACKET.findall(_STRING.sub(b"", body)):
+        if bracket in (b"[", b"{"):
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth -= 1
+    return deepest
+
+
 def decode_json(body: bytes) -> JSON:
-    """Parse epee-style JSON; ``ValueError`` if it is not JSON at all."""
-    return json.loads(body.decode("latin-1"), strict=False)
+    """Parse epee-style JSON; ``ValueError`` if it is not JSON at all or nests deeper than
+    ``MAX_DEPTH``."""
+    # Depth is bounded before the recursive parser sees the document.
+    if nesting_depth(body) > MAX_DEPTH:
+        raise ValueError(f"JSON nests deeper than {MAX_DEPTH} levels")
+    try:
+        return json.loads(body.decode("latin-1"), strict=False)
+    except RecursionError as exc:  # a depth the scan missed cannot take the stack down
+        raise ValueError("JSON nests too deep") from exc
 
 
 def encode_json(document: JSON) -> bytes:

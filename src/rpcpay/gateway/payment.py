@@ -45,6 +45,7 @@ from rpcpay.wire.client_id import ClientAuth, verify_client_id
 log = logging.getLogger("rpcpay.payment")
 
 U32 = 0xFFFFFFFF
+U64_MAX = 2**64 - 1
 
 
 class Hasher(Protocol):
@@ -284,6 +285,9 @@ class PaymentService:
         # The client id must verify; otherwise nothing is charged and nothing forwarded.
         if auth is None:
             return Charge(False, signature_status(rpc), 0, top_hash)
+        # No u64 balance can pay more than 2^64-1 (the price rules refuse such calls first).
+        if amount > U64_MAX:
+            return Charge(False, STATUS_PAYMENT_REQUIRED, 0, top_hash)
         result = self.ledger.pay(auth.public_key, auth.timestamp_us, amount, same_ts)
         if not result.ok:
             return Charge(False, STATUS_PAYMENT_REQUIRED, result.credits, top_hash)
@@ -297,6 +301,9 @@ class PaymentService:
         # Nothing more to pay, or a call that was free in the first place.
         if amount <= 0 or first.client is None:
             return first
+        # No u64 balance can pay more than 2^64-1.
+        if amount > U64_MAX:
+            return Charge(False, STATUS_PAYMENT_REQUIRED, 0, first.top_hash)
         result = self.ledger.pay(first.client, first.timestamp_us, amount, True)
         if not result.ok:
             return Charge(False, STATUS_PAYMENT_REQUIRED, result.credits, first.top_hash)
