@@ -6,6 +6,7 @@ upstream failure is refunded before the client hears about it.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -354,6 +355,10 @@ class PublicHandler:
         else:
             try:
                 answer = await self._upstream_object(self.core.upstream_path, forwarded)
+            except asyncio.CancelledError:  # shutdown past its grace: the call never happened
+                if charge is not None:
+                    self.core.payment.refund(charge)
+                raise
             except UpstreamError:
                 credits = self.core.payment.refund(charge) if charge is not None else 0
                 failed = error_response(request_id, ERROR_UPSTREAM, UPSTREAM_FAILED)
@@ -451,6 +456,10 @@ class PublicHandler:
         else:
             try:
                 answer = await self._upstream_object(path, _strip_client(body))
+            except asyncio.CancelledError:  # shutdown past its grace: the call never happened
+                if charge is not None:
+                    self.core.payment.refund(charge)
+                raise
             except UpstreamError:
                 credits = self.core.payment.refund(charge) if charge is not None else 0
                 return json_response({"status": UPSTREAM_FAILED, "credits": credits}, 502)

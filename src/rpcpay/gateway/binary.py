@@ -52,6 +52,9 @@ from rpcpay.gateway.upstream import Upstream, post_json
 from rpcpay.wire import epee
 from rpcpay.wire.epee import Array, Int, PackedArray, Section, Type
 
+CACHE_CHECK_TIMEOUT_S = 3.0
+"""Bound on re-checking the cache after a new top; past it the call is served uncached."""
+
 log = logging.getLogger("rpcpay.binary")
 
 BINARY_TYPE = "application/octet-stream"
@@ -156,6 +159,9 @@ class BinaryHandler:
                 answer, paid = await self._get_outs(call, charge)
             else:
                 answer, paid = await self._forward_stamped(call, charge)
+        except asyncio.CancelledError:  # shutdown past its grace: the call never happened
+            self.payment.refund(charge)
+            raise
         except PriceError as exc:
             self.payment.refund(charge)
             return bad_request(f"Invalid parameters: {exc}")
@@ -199,8 +205,9 @@ class BinaryHandler:
         async with self._validating:
             if cache.checked_top != top.top_hash:
                 try:
-                    await self._recheck(cache, top)
-                except UpstreamError as exc:
+                    # Bounded: the lock is held across these upstream calls.
+                    await asyncio.wait_for(self._recheck(cache, top), CACHE_CHECK_TIMEOUT_S)
+                except (UpstreamError, TimeoutError) as exc:
                     log.warning("cache check failed", extra={"error": str(exc)})
                     return None
         return cache, top

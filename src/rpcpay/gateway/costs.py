@@ -155,7 +155,6 @@ _JSON_RPC_RULES: Final[Mapping[str, PriceRule]] = {
 }
 
 
-
 def _checked(method: str, rule: PriceRule) -> PriceRule:
     """``rule`` behind the u64 checks of ``method``'s numbers, and refusing a price no u64
     balance could ever pay (monerod would wrap it)."""

@@ -70,8 +70,7 @@ def bad_number(method: str, params: Mapping[str, JSON]) -> str | None:
         value = params.get(name, [])
         # Each object's numbers are u64.
         if isinstance(value, list) and not all(
-            isinstance(item, dict)
-            and all(is_uint(item[f], U64_MAX) for f in fields if f in item)
+            isinstance(item, dict) and all(is_uint(item[f], U64_MAX) for f in fields if f in item)
             for item in value
         ):
             return f"'{name}' must be a list of objects whose {', '.join(fields)} are u64"
