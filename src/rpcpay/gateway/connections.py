@@ -9,7 +9,7 @@ and nothing caps how many connections are open. Here (contract):
 * idle timeout (``idle_timeout_s``, aiohttp's keep-alive timeout): a connection that starts
   no request this long after it opened, or after its last answer, is closed;
 * body-read timeout (``body_timeout_s``): the body must arrive within this time of the
-  header, or the client gets 408 and the connection is closed;
+  header, or the client gets 408 and the connection is closed (after ``LINGER_S``);
 * at most ``max_per_address`` connections from one address (``peers.transport_address``; the
   TCP peer, so a reverse proxy in front needs a high enough value) and ``max_connections``
   in total. A connection past the per-address cap is answered 503 and closed at once; past
@@ -42,6 +42,11 @@ log = logging.getLogger("rpcpay.connections")
 
 FD_RESERVE = 128
 """Descriptors kept for everything but client connections (ledger, upstream pool, logs)."""
+
+LINGER_S = 1.0
+"""After an early answer (408, 413), how long the unread rest of a body is read and dropped
+before closing, so a client still sending can read the answer (aiohttp's default is 10 s,
+which a trickling body would use to hold the connection)."""
 
 _BUSY_BODY = b'{"status": "Too many connections; try again later"}'
 REFUSAL = (
@@ -149,7 +154,12 @@ class GuardedServer(web.Server):
     """aiohttp's low-level server with the caps of ``ConnectionLimits``."""
 
     def __init__(self, handler: Handler, *, limits: ConnectionLimits, **kwargs: Any) -> None:
-        super().__init__(handler, keepalive_timeout=limits.idle_timeout_s, **kwargs)
+        super().__init__(
+            handler,
+            keepalive_timeout=limits.idle_timeout_s,
+            lingering_time=LINGER_S,
+            **kwargs,
+        )
         self.limits = limits
         self.max_connections = fit_fd_limit(limits.max_connections)
         self._address_of: dict[RequestHandler, str] = {}

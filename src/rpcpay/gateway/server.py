@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("rpcpay.gateway")
 
 HOUSEKEEPING_INTERVAL_S = 60.0
+LISTEN_BACKLOG = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,7 +237,9 @@ async def _listen(
 ) -> tuple[web.BaseRunner, int]:
     runner = web.ServerRunner(server, shutdown_timeout=grace_s)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    # A deep accept queue: under a connection flood, a good client's SYN is not dropped
+    # (a dropped one waits a second for its retransmission).
+    site = web.TCPSite(runner, host, port, backlog=LISTEN_BACKLOG)
     try:
         await site.start()
     except OSError as exc:
