@@ -80,6 +80,16 @@ def add_limit_arguments(p: argparse.ArgumentParser) -> None:
         help="open connections from one address; more are refused with 503 (default: %(default)s)",
     )
     p.add_argument(
+        "--refusal-delay",
+        type=number_in(0, include_low=True, rule="must be 0 or more seconds"),
+        default=conn.refusal_delay_s,
+        metavar="S",
+        help=f"past {conn.refusal_burst:g} refused requests from one address (refilling at "
+        f"{conn.refusals_per_second:g}/s), answer each further refusal S seconds late, so a "
+        "junk flood cannot take the event loop from paying clients; 0 turns it off "
+        "(default: %(default)s)",
+    )
+    p.add_argument(
         "--upstream-timeout",
         type=_seconds,
         default=20.0,
@@ -116,6 +126,7 @@ def limit_settings(args: argparse.Namespace) -> dict[str, Any]:
             body_timeout_s=args.body_timeout,
             max_connections=args.max_connections,
             max_per_address=args.max_connections_per_address,
+            refusal_delay_s=args.refusal_delay,
         ),
         "upstream_timeout_s": args.upstream_timeout,
         "shutdown_grace_s": args.shutdown_grace,

@@ -15,7 +15,10 @@ and nothing caps how many connections are open. Here (contract):
   in total. A connection past the per-address cap is answered 503 and closed at once; past
   the total cap the longest-idle connection (no request in progress) is closed to make
   room, and only if every connection is busy is the new one refused with 503. An address
-  holding idle sockets therefore cannot lock out anyone else.
+  holding idle sockets therefore cannot lock out anyone else;
+* refusals tarpitted (``Tarpit``): past 100 refused requests (then 10/s) from one host, each
+  further refusal is answered 50 ms late, so a junk flood gets at most about 20 requests a
+  second per connection; answers that serve a client are never delayed.
 
 The open-file limit is raised to fit ``max_connections`` when the hard limit allows, and the
 cap is lowered (with a warning) when it does not: running out of descriptors would stop
@@ -36,7 +39,8 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
 from rpcpay.errors import ConfigError
-from rpcpay.gateway.peers import transport_address
+from rpcpay.gateway.limits import BucketTable
+from rpcpay.gateway.peers import host_key, peer_address, transport_address
 
 log = logging.getLogger("rpcpay.connections")
 
@@ -66,6 +70,9 @@ class ConnectionLimits:
     body_timeout_s: float = 10.0
     max_connections: int = 4096
     max_per_address: int = 64
+    refusal_burst: float = 100.0
+    refusals_per_second: float = 10.0
+    refusal_delay_s: float = 0.05  # 0: refusals are never delayed
 
 
 def check_connection_limits(limits: ConnectionLimits) -> None:
@@ -78,6 +85,11 @@ def check_connection_limits(limits: ConnectionLimits) -> None:
     ):
         if not 0 < value <= 3600:
             raise ConfigError(f"{flag} must be more than 0 and at most 3600 seconds")
+    # The refusal delay is 0 (off) to 10 seconds, its budget positive.
+    if not 0 <= limits.refusal_delay_s <= 10:
+        raise ConfigError("--refusal-delay must be 0 to 10 seconds")
+    if limits.refusal_burst <= 0 or limits.refusals_per_second <= 0:
+        raise ConfigError("the refusal budget must be positive")
     # Caps allow at least one connection, and the per-address cap fits in the total.
     if not 1 <= limits.max_per_address <= limits.max_connections:
         raise ConfigError("--max-connections-per-address must be 1 to --max-connections")
@@ -112,7 +124,21 @@ class GuardedHandler(RequestHandler):
         super().__init__(manager, **kwargs)
         self._guard = manager
         self._header_timer: asyncio.TimerHandle | None = None
+        self._silent_timer: asyncio.TimerHandle | None = None
         self.busy = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        # A connection that never sends a byte is idle from the start (aiohttp arms its own
+        # keep-alive timer at connection start only in recent versions).
+        self._silent_timer = self._loop.call_later(
+            self._guard.limits.idle_timeout_s, self._never_spoke
+        )
+
+    def _never_spoke(self) -> None:
+        self._silent_timer = None
+        if self._request_count == 0 and not self.busy:
+            self.force_close()
 
     def data_received(self, data: bytes) -> None:
         parsed = self._request_count
@@ -147,6 +173,9 @@ class GuardedHandler(RequestHandler):
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self._stop_header_timer()
+        if self._silent_timer is not None:
+            self._silent_timer.cancel()
+            self._silent_timer = None
         super().connection_lost(exc)
 
 
@@ -223,8 +252,48 @@ class GuardedServer(web.Server):
             self._idle.move_to_end(handler)
 
 
+def is_refusal(response: web.StreamResponse) -> bool:
+    """Whether an answer refused the request: an HTTP error, a JSON-RPC error the gateway
+    wrote (its ``error`` key comes first), or a short answer saying payment is required or
+    the client id does not verify."""
+    if response.status >= 400:
+        return True
+    body = response.body if isinstance(response, web.Response) else None
+    if not isinstance(body, bytes):
+        return False
+    return body.startswith(b'{"error": ') or (
+        len(body) < 400 and (b"PAYMENT REQUIRED" in body or b"does not verify" in body)
+    )
+
+
+class Tarpit:
+    """Slows down the refusals of an address that keeps sending refused requests.
+
+    A junk flood costs the gateway one event-loop turn per request however cheap the
+    refusal, and that turn delays everyone (issue 10: good clients' p99 under a flood). Past
+    ``burst`` refusals (refilling at ``per_second``), each further refusal to the same host
+    is answered ``delay_s`` late, so one connection can make at most 1/``delay_s`` refused
+    requests a second; answers that are not refusals are never delayed.
+    """
+
+    def __init__(self, burst: float, per_second: float, delay_s: float) -> None:
+        self._budget = BucketTable(per_second, burst)
+        self.delay_s = delay_s
+
+    async def after(self, request: web.BaseRequest, response: web.StreamResponse) -> None:
+        """Wait before sending ``response`` if it refuses and its host is over budget."""
+        # Answers that serve the client, and refusals within the host's budget, go at once.
+        if self.delay_s <= 0 or not is_refusal(response):
+            return
+        if self._budget.spend(host_key(peer_address(request)), asyncio.get_running_loop().time()):
+            return
+        await asyncio.sleep(self.delay_s)
+
+
 def guard_requests(handler: Handler, limits: ConnectionLimits) -> Handler:
-    """``handler`` behind the body-read timeout, telling its connection when it is busy."""
+    """``handler`` behind the body-read timeout and the refusal tarpit, telling its
+    connection when it is busy."""
+    tarpit = Tarpit(limits.refusal_burst, limits.refusals_per_second, limits.refusal_delay_s)
 
     async def guarded(request: web.BaseRequest) -> web.StreamResponse:
         connection = request.protocol
@@ -235,12 +304,14 @@ def guard_requests(handler: Handler, limits: ConnectionLimits) -> Handler:
                 # The whole body, within the body timeout (read() keeps it for the handler).
                 await asyncio.wait_for(request.read(), limits.body_timeout_s)
             except TimeoutError:
-                response = web.json_response(
+                too_slow = web.json_response(
                     {"status": "Request body too slow; connection closed"}, status=408
                 )
-                response.force_close()
-                return response
-            return await handler(request)
+                too_slow.force_close()
+                return too_slow
+            response = await handler(request)
+            await tarpit.after(request, response)
+            return response
         finally:
             if isinstance(connection, GuardedHandler):
                 connection.request_done()

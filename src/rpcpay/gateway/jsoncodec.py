@@ -45,26 +45,31 @@ Python's parser recurses once per level and a 100,000-deep document would exhaus
 (``RecursionError``), so depth is measured before parsing."""
 
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
-_BRACKET = re.compile(rb"[\[\]{}]")
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_PAIR = re.compile(rb"\[\]|\{\}")
 
 
 def nesting_depth(body: bytes) -> int:
-    """How deep arrays and objects nest in ``body`` (brackets inside strings not counted),
-    or ``MAX_DEPTH`` when there are too few brackets to nest deeper.
+    """How deep arrays and objects nest in ``body`` (brackets inside strings not counted):
+    ``MAX_DEPTH`` when there are too few brackets to nest deeper, ``MAX_DEPTH + 1`` for
+    anything deeper or for brackets that do not pair up (not JSON either way).
 
-    Linear and cheap: bodies with fewer brackets than ``MAX_DEPTH`` are answered by two
-    ``bytes.count`` calls; others by a scan of their brackets only, strings removed first.
+    Cheap and linear in C: two ``bytes.count`` calls for most bodies; otherwise strings are
+    cut out, and innermost ``[]``/``{}`` pairs are deleted by one regex pass per level, so a
+    100,000-deep document is refused after one pass that deletes nothing.
     """
     if body.count(b"[") + body.count(b"{") <= MAX_DEPTH:
         return MAX_DEPTH
-    depth = deepest = 0
-    for bracket in _BRACKET.findall(_STRING.sub(b"", body)):
-        if bracket in (b"[", b"{"):
-            depth += 1
-            deepest = max(deepest, depth)
-        else:
-            depth -= 1
-    return deepest
+    brackets = _STRING.sub(b"", body).translate(None, _NOT_BRACKETS)
+    for depth in range(MAX_DEPTH + 1):
+        if not brackets:
+            return depth
+        inner = _PAIR.sub(b"", brackets)
+        # Nothing paired up: unbalanced, or the innermost level is out of reach.
+        if len(inner) == len(brackets):
+            break
+        brackets = inner
+    return MAX_DEPTH + 1
 
 
 def decode_json(body: bytes) -> JSON:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from rpcpay.errors import UpstreamError, VerifierBusy
+from rpcpay.gateway.id_cache import VerifiedIds
 from rpcpay.gateway.jobs import JobSource
 from rpcpay.gateway.limits import AbuseGuard
 from rpcpay.gateway.protocol import (
@@ -40,7 +41,7 @@ from rpcpay.ledger.account import ShareOutcome
 from rpcpay.ledger.ledger import Ledger
 from rpcpay.pow.difficulty import check_hash
 from rpcpay.wire.block import set_nonce
-from rpcpay.wire.client_id import ClientAuth, verify_client_id
+from rpcpay.wire.client_id import ClientAuth
 
 log = logging.getLogger("rpcpay.payment")
 
@@ -121,6 +122,7 @@ class PaymentService:
         self.blocks_found = 0
         self._warmed: set[bytes] = set()
         self._warming: set[asyncio.Task[None]] = set()
+        self._ids = VerifiedIds()
 
     def warm_seed(self, seed_hash: bytes | None) -> None:
         """Start building a seed's RandomX cache (and dataset) in the background, once, so
@@ -146,7 +148,7 @@ class PaymentService:
         # The client id is a string; anything else cannot verify.
         if not isinstance(client, str):
             return None
-        return verify_client_id(client, int(self._clock() * 1_000_000))
+        return self._ids.verify(client, int(self._clock() * 1_000_000))
 
     def _session_for(self, key: bytes, address: str, now: float) -> ClientSession:
         # A client id never seen before spends its address's new-client budget.
