@@ -16,6 +16,11 @@ Two measurements, each in its own child process (so neither disturbs the other):
   * RSS: growth of /proc/self/statm's resident pages / N, without tracemalloc running
     (includes SQLite's page cache and allocator slack; SQLite's own memory is bounded).
 Reference: the 2048-byte target; the ratio printed is bytes/client / 2048 (<= 1.0 passes).
+
+``--at-cap``: the new-id flood at its ceiling. Unfunded new ids (one rpc_access_info each,
+what a flooder gets) until the session table is full and 10% past it, so the LRU bounds are
+seen working: prints RSS growth at the cap (session table 200,000, blank-account map
+100,000) and whether it grew past the cap. Reference: the same per-id cost times the cap.
 """
 
 from __future__ import annotations
@@ -83,6 +88,50 @@ async def populate(service: PaymentService, clients: int, deadline: float) -> in
         session.remember_nonce(1, current=True)
         made += 1
     return made
+
+
+async def flood(service: PaymentService, clients: int, deadline: float, step: int) -> list[int]:
+    """``clients`` unfunded new ids, one job each; RSS sampled every ``step`` ids."""
+    samples = []
+    for i in range(clients):
+        if time.monotonic() > deadline:
+            break
+        secret, _ = generate_keypair()
+        info = await service.access_info(make_client_id(secret, int(time.time() * 1e6)), "::1")
+        assert info["status"] == "OK"
+        if (i + 1) % step == 0:
+            samples.append(rss_bytes())
+    return samples
+
+
+def cap_worker(tmp: Path, time_limit: float) -> dict[str, Any]:
+    store = SqliteLedgerStore(tmp / "ledger-cap.sqlite3", synchronous="normal")
+    service = PaymentService(
+        PaymentSettings(difficulty=1000, credits_per_hash_found=100),
+        Ledger(store),
+        SyntheticJobSource(secrets.token_bytes(32)),
+        NeverHash(),
+        AbuseGuard(AbuseLimits(HUGE, HUGE, HUGE, HUGE, HUGE, HUGE, HUGE, HUGE)),
+    )
+    cap = service.sessions.max_sessions
+    asyncio.run(flood(service, 50, time.monotonic() + 60, 50))
+    gc.collect()
+    base = rss_bytes()
+    started = time.monotonic()
+    samples = asyncio.run(flood(service, cap + cap // 10, started + time_limit, cap // 10))
+    gc.collect()
+    grown = [s - base for s in samples]
+    return {
+        "kind": "at-cap",
+        "session_cap": cap,
+        "sessions": len(service.sessions),
+        "blank_accounts": len(service.ledger.accounts()),
+        "rss_growth_by_tenth": grown,
+        "rss_at_cap": grown[9] if len(grown) > 9 else None,
+        "rss_past_cap": grown[10] if len(grown) > 10 else None,
+        "bytes_per_id_at_cap": grown[9] / cap if len(grown) > 9 else None,
+        "seconds": time.monotonic() - started,
+    }
 
 
 def worker(kind: str, clients: int, tmp: Path, time_limit: float) -> dict[str, Any]:
@@ -155,6 +204,12 @@ def parse_args() -> argparse.Namespace:
         action="store_true",
         help="run the two measurements one after the other instead of in parallel",
     )
+    p.add_argument(
+        "--at-cap",
+        action="store_true",
+        help="instead: unfunded new ids until the session table is full and 10%% past it; "
+        "RSS growth at the cap (set --time-limit to 600 or so)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON document instead of tables")
     p.add_argument("--worker", choices=("tracemalloc", "rss"), help=argparse.SUPPRESS)
     p.add_argument("--tmp", type=Path, help=argparse.SUPPRESS)
@@ -168,6 +223,10 @@ def main() -> int:
         return 2
     if args.worker:
         print(json.dumps(worker(args.worker, args.clients, args.tmp, args.time_limit)))
+        return 0
+    if args.at_cap:
+        with work_dir(False) as tmp:
+            print(json.dumps(cap_worker(tmp, args.time_limit), indent=2))
         return 0
     wall = time.monotonic()
     results: list[dict[str, Any]] = []

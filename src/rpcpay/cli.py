@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 
 from rpcpay import __version__
 from rpcpay.argtypes import integer_in, number_in
+from rpcpay.cli_limits import add_limit_arguments, limit_settings
 from rpcpay.errors import RpcPayError
-from rpcpay.gateway.limits import AbuseLimits
 from rpcpay.logs import configure_logging
 from rpcpay.lottery import stamper_commands
 from rpcpay.wallet import commands as wallet_commands
@@ -171,7 +171,7 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         type=_rate,
         default=20.0,
         metavar="N",
-        help="bad or duplicate shares one address or client may send before "
+        help="bad or duplicate shares one address (an IPv6 /64) may send before "
         "shares are refused unhashed (default: %(default)s)",
     )
     p.add_argument(
@@ -195,6 +195,7 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         metavar="R",
         help="rate at which that budget refills (default: %(default)s)",
     )
+    add_limit_arguments(p)
     _add_lottery_flags(p)
     p.add_argument(
         "--log-level",
@@ -514,12 +515,7 @@ def _serve(args: argparse.Namespace) -> int:
         info_cache_ms=args.info_cache_ms,
         cache_mb=args.cache_mb,
         cache_margin=args.cache_margin,
-        limits=AbuseLimits(
-            args.bad_shares_burst,
-            args.bad_shares_per_second,
-            args.new_clients_burst,
-            args.new_clients_per_second,
-        ),
+        **limit_settings(args),
         lottery=_lottery_settings(args),
     )
     asyncio.run(serve_forever(config))

@@ -15,6 +15,7 @@ import pytest
 from aiohttp import web
 
 from rpcpay.errors import WireError
+from rpcpay.gateway.connections import ConnectionLimits
 from rpcpay.gateway.jsoncodec import decode_json
 from rpcpay.gateway.limits import AbuseLimits
 from rpcpay.gateway.server import GatewayConfig, RunningGateway, start_gateway
@@ -78,6 +79,9 @@ def gateway_config(upstream: str, data_dir: Path, **overrides: Any) -> GatewayCo
         "verify_threads": 1,
         "ledger_sync": "normal",
         "limits": AbuseLimits(),
+        # Refusals undelayed: fuzz and differential tests send hundreds of them on purpose
+        # (the delay has its own test in test_connections.py).
+        "connections": ConnectionLimits(refusal_delay_s=0),
     }
     settings.update(overrides)
     return GatewayConfig(**settings)

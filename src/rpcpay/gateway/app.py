@@ -6,6 +6,7 @@ upstream failure is refunded before the client hears about it.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from rpcpay.gateway.costs import (
 from rpcpay.gateway.info_cache import InfoCache
 from rpcpay.gateway.jsoncodec import decode_json, encode_json
 from rpcpay.gateway.payment import Charge, PaymentService
+from rpcpay.gateway.peers import peer_address
 from rpcpay.gateway.protocol import (
     ERROR_INTERNAL,
     ERROR_INVALID_CLIENT,
@@ -86,7 +88,7 @@ def _is_uint(value: JSON, limit: int) -> bool:
 
 
 def _peer(request: web.BaseRequest) -> str:
-    return request.remote or ""
+    return peer_address(request)
 
 
 async def read_json_body(request: web.BaseRequest) -> JSON:
@@ -361,6 +363,10 @@ class PublicHandler:
         else:
             try:
                 answer = await self._upstream_object(self.core.upstream_path, forwarded)
+            except asyncio.CancelledError:  # shutdown past its grace: the call never happened
+                if charge is not None:
+                    self.core.payment.refund(charge)
+                raise
             except UpstreamError:
                 credits = self.core.payment.refund(charge) if charge is not None else 0
                 failed = error_response(request_id, ERROR_UPSTREAM, UPSTREAM_FAILED)
@@ -458,6 +464,10 @@ class PublicHandler:
         else:
             try:
                 answer = await self._upstream_object(path, _strip_client(body))
+            except asyncio.CancelledError:  # shutdown past its grace: the call never happened
+                if charge is not None:
+                    self.core.payment.refund(charge)
+                raise
             except UpstreamError:
                 credits = self.core.payment.refund(charge) if charge is not None else 0
                 return json_response({"status": UPSTREAM_FAILED, "credits": credits}, 502)

@@ -45,11 +45,15 @@ from rpcpay.gateway.chain_cache import (
 from rpcpay.gateway.costs import PriceError
 from rpcpay.gateway.jobs import ChainTop
 from rpcpay.gateway.payment import Charge, PaymentService
+from rpcpay.gateway.peers import peer_address
 from rpcpay.gateway.protocol import STATUS_OK, STATUS_PAYMENT_REQUIRED
 from rpcpay.gateway.tracking import Tracker
 from rpcpay.gateway.upstream import Upstream, post_json
 from rpcpay.wire import epee
 from rpcpay.wire.epee import Array, Int, PackedArray, Section, Type
+
+CACHE_CHECK_TIMEOUT_S = 3.0
+"""Bound on re-checking the cache after a new top; past it the call is served uncached."""
 
 log = logging.getLogger("rpcpay.binary")
 
@@ -131,7 +135,7 @@ class BinaryHandler:
         except WireError as exc:
             return bad_request(f"Malformed epee request: {exc}")
         call = BinaryCall(
-            path, rule, section, client.decode("latin-1") if client else None, request.remote or ""
+            path, rule, section, client.decode("latin-1") if client else None, peer_address(request)
         )
         started = time.perf_counter()
         try:
@@ -155,6 +159,9 @@ class BinaryHandler:
                 answer, paid = await self._get_outs(call, charge)
             else:
                 answer, paid = await self._forward_stamped(call, charge)
+        except asyncio.CancelledError:  # shutdown past its grace: the call never happened
+            self.payment.refund(charge)
+            raise
         except PriceError as exc:
             self.payment.refund(charge)
             return bad_request(f"Invalid parameters: {exc}")
@@ -198,8 +205,9 @@ class BinaryHandler:
         async with self._validating:
             if cache.checked_top != top.top_hash:
                 try:
-                    await self._recheck(cache, top)
-                except UpstreamError as exc:
+                    # Bounded: the lock is held across these upstream calls.
+                    await asyncio.wait_for(self._recheck(cache, top), CACHE_CHECK_TIMEOUT_S)
+                except (UpstreamError, TimeoutError) as exc:
                     log.warning("cache check failed", extra={"error": str(exc)})
                     return None
         return cache, top

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from rpcpay.errors import ConfigError
+from rpcpay.gateway.param_checks import U64_MAX, bad_number
 
 JSON = Any
 
@@ -82,9 +83,9 @@ def _list_len(params: Mapping[str, JSON], name: str) -> int:
 
 def _uint(params: Mapping[str, JSON], name: str) -> int:
     value = params.get(name, 0)
-    # A numeric parameter must be a non-negative integer (bool is not a number here).
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise PriceError(f"'{name}' must be a non-negative integer")
+    # A numeric parameter must be a u64 integer (bool is not a number here).
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= U64_MAX:
+        raise PriceError(f"'{name}' must be an integer from 0 to {U64_MAX}")
     return value
 
 
@@ -125,7 +126,7 @@ PriceRule = Callable[[Mapping[str, JSON]], Price]
 _HEADER = at_least_one(COST_PER_BLOCK_HEADER)
 
 #: Charged JSON-RPC methods on /json_rpc, with every alias monerod maps.
-MONERO_JSON_RPC_PRICES: Final[Mapping[str, PriceRule]] = {
+_JSON_RPC_RULES: Final[Mapping[str, PriceRule]] = {
     "get_info": _fixed("get_info", at_least_one(COST_PER_GET_INFO)),
     "get_last_block_header": _fixed("get_last_block_header", _HEADER),
     "getlastblockheader": _fixed("get_last_block_header", _HEADER),
@@ -153,6 +154,30 @@ MONERO_JSON_RPC_PRICES: Final[Mapping[str, PriceRule]] = {
     "get_output_distribution": _output_distribution,
 }
 
+
+def _checked(method: str, rule: PriceRule) -> PriceRule:
+    """``rule`` behind the u64 checks of ``method``'s numbers, and refusing a price no u64
+    balance could ever pay (monerod would wrap it)."""
+
+    def price(params: Mapping[str, JSON]) -> Price:
+        problem = bad_number(method, params)
+        # Every number must fit its monerod field before anything is priced.
+        if problem is not None:
+            raise PriceError(problem)
+        result = rule(params)
+        # A price is a u64 amount of credits.
+        if result.upfront > U64_MAX:
+            raise PriceError(f"the call would cost more than {U64_MAX} credits")
+        return result
+
+    return price
+
+
+#: Charged JSON-RPC methods on /json_rpc, numbers checked before pricing.
+MONERO_JSON_RPC_PRICES: Final[Mapping[str, PriceRule]] = {
+    name: _checked(name, rule) for name, rule in _JSON_RPC_RULES.items()
+}
+
 #: JSON-RPC methods monerod serves free on a restricted port.
 MONERO_FREE_JSON_RPC: Final = frozenset(
     {
@@ -171,7 +196,7 @@ MONERO_FREE_JSON_RPC: Final = frozenset(
 )
 
 #: Charged JSON endpoints (HTTP paths).
-MONERO_JSON_ENDPOINT_PRICES: Final[Mapping[str, PriceRule]] = {
+_JSON_ENDPOINT_RULES: Final[Mapping[str, PriceRule]] = {
     "/get_info": _fixed("get_info", at_least_one(COST_PER_GET_INFO)),
     "/getinfo": _fixed("get_info", at_least_one(COST_PER_GET_INFO)),
     "/get_transactions": lambda p: Price(
@@ -201,6 +226,11 @@ MONERO_JSON_ENDPOINT_PRICES: Final[Mapping[str, PriceRule]] = {
     "/get_transaction_pool_stats": _fixed(
         "get_transaction_pool_stats", at_least_one(COST_PER_TX_POOL_STATS)
     ),
+}
+
+#: Charged JSON endpoints, numbers checked before pricing.
+MONERO_JSON_ENDPOINT_PRICES: Final[Mapping[str, PriceRule]] = {
+    path: _checked(path, rule) for path, rule in _JSON_ENDPOINT_RULES.items()
 }
 
 #: JSON endpoints monerod serves free on a restricted port.

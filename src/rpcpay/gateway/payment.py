@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from rpcpay.errors import UpstreamError, VerifierBusy
+from rpcpay.gateway.id_cache import VerifiedIds
 from rpcpay.gateway.jobs import JobSource
 from rpcpay.gateway.limits import AbuseGuard
 from rpcpay.gateway.protocol import (
@@ -24,8 +25,10 @@ from rpcpay.gateway.protocol import (
     ERROR_INVALID_CLIENT,
     ERROR_PAYMENT_TOO_LOW,
     ERROR_RATE_LIMITED,
+    ERROR_STALE_CLIENT_ID,
     MESSAGE_BAD_HASH,
     MESSAGE_INVALID_CLIENT,
+    MESSAGE_STALE_CLIENT_ID,
     STATUS_OK,
     STATUS_PAYMENT_REQUIRED,
     RpcFault,
@@ -38,11 +41,12 @@ from rpcpay.ledger.account import ShareOutcome
 from rpcpay.ledger.ledger import Ledger
 from rpcpay.pow.difficulty import check_hash
 from rpcpay.wire.block import set_nonce
-from rpcpay.wire.client_id import ClientAuth, verify_client_id
+from rpcpay.wire.client_id import ClientAuth
 
 log = logging.getLogger("rpcpay.payment")
 
 U32 = 0xFFFFFFFF
+U64_MAX = 2**64 - 1
 
 
 class Hasher(Protocol):
@@ -118,6 +122,7 @@ class PaymentService:
         self.blocks_found = 0
         self._warmed: set[bytes] = set()
         self._warming: set[asyncio.Task[None]] = set()
+        self._ids = VerifiedIds()
 
     def warm_seed(self, seed_hash: bytes | None) -> None:
         """Start building a seed's RandomX cache (and dataset) in the background, once, so
@@ -143,7 +148,7 @@ class PaymentService:
         # The client id is a string; anything else cannot verify.
         if not isinstance(client, str):
             return None
-        return verify_client_id(client, int(self._clock() * 1_000_000))
+        return self._ids.verify(client, int(self._clock() * 1_000_000))
 
     def _session_for(self, key: bytes, address: str, now: float) -> ClientSession:
         # A client id never seen before spends its address's new-client budget.
@@ -204,10 +209,13 @@ class PaymentService:
         if auth is None:
             raise RpcFault(ERROR_INVALID_CLIENT, MESSAGE_INVALID_CLIENT)
         key, now = auth.public_key, self._clock()
-        # An address or client that spent its bad-share budget gets no hashing at all.
-        if not self._guard.may_verify(address, key, now):
+        # A host that spent its bad-share budget gets no hashing at all.
+        if not self._guard.may_verify(address, now):
             raise RpcFault(ERROR_RATE_LIMITED, "Too many bad shares; slow down")
         session = self._session_for(key, address, now)
+        # The id must be newer than any the client used: a replay costs it nothing.
+        if not self.ledger.claim(key, auth.timestamp_us):
+            raise RpcFault(ERROR_STALE_CLIENT_ID, MESSAGE_STALE_CLIENT_ID)
         admission = admit_share(session, cookie & U32, nonce & U32, now)
         if isinstance(admission, Verdict):
             self._book_refusal(key, address, admission, now)
@@ -220,7 +228,7 @@ class PaymentService:
         if outcome is not None:
             self.ledger.record_share(key, outcome, self.settings.credits_per_hash_found)
         if verdict is Verdict.DUPLICATE:
-            self._guard.charge_bad_share(address, key, now)
+            self._guard.charge_bad_share(address, now)
         log.info("share refused", extra={"verdict": verdict.value})
 
     async def _judge_hash(
@@ -243,7 +251,7 @@ class PaymentService:
         # The hash must meet the share difficulty.
         if not check_hash(pow_hash, self.settings.difficulty):
             self.ledger.record_share(key, ShareOutcome.BAD, self.settings.credits_per_hash_found)
-            self._guard.charge_bad_share(address, key, now)
+            self._guard.charge_bad_share(address, now)
             log.info("share refused", extra={"verdict": "bad"})
             raise RpcFault(ERROR_PAYMENT_TOO_LOW, MESSAGE_BAD_HASH)
         account = self.ledger.record_share(
@@ -279,6 +287,9 @@ class PaymentService:
         # The client id must verify; otherwise nothing is charged and nothing forwarded.
         if auth is None:
             return Charge(False, signature_status(rpc), 0, top_hash)
+        # No u64 balance can pay more than 2^64-1 (the price rules refuse such calls first).
+        if amount > U64_MAX:
+            return Charge(False, STATUS_PAYMENT_REQUIRED, 0, top_hash)
         result = self.ledger.pay(auth.public_key, auth.timestamp_us, amount, same_ts)
         if not result.ok:
             return Charge(False, STATUS_PAYMENT_REQUIRED, result.credits, top_hash)
@@ -292,6 +303,9 @@ class PaymentService:
         # Nothing more to pay, or a call that was free in the first place.
         if amount <= 0 or first.client is None:
             return first
+        # No u64 balance can pay more than 2^64-1.
+        if amount > U64_MAX:
+            return Charge(False, STATUS_PAYMENT_REQUIRED, 0, first.top_hash)
         result = self.ledger.pay(first.client, first.timestamp_us, amount, True)
         if not result.ok:
             return Charge(False, STATUS_PAYMENT_REQUIRED, result.credits, first.top_hash)

@@ -35,8 +35,12 @@ ERROR_PAYMENTS_NOT_ENABLED: Final = -21
 # rpcpay's own codes, outside monerod's range, for refusals monerod never makes.
 ERROR_UPSTREAM: Final = -32003
 ERROR_RATE_LIMITED: Final = -32005
+ERROR_STALE_CLIENT_ID: Final = -32006
 
 MESSAGE_INVALID_CLIENT: Final = "Invalid client ID"
+MESSAGE_STALE_CLIENT_ID: Final = (
+    "Client id already used: sign each share with a newer timestamp; nothing was charged"
+)
 MESSAGE_BAD_HASH: Final = (
     "Hash does not meet difficulty (could be wrong PoW hash, or mining at lower difficulty "
     "than required, or attempt to defraud)"

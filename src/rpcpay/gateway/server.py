@@ -20,6 +20,12 @@ from rpcpay.gateway.admin import AdminHandler
 from rpcpay.gateway.app import GatewayCore, Mode, PublicHandler
 from rpcpay.gateway.chain_cache import ChainCache
 from rpcpay.gateway.cheques import ChequeDesk, LotterySettings
+from rpcpay.gateway.connections import (
+    ConnectionLimits,
+    GuardedServer,
+    check_connection_limits,
+    guard_requests,
+)
 from rpcpay.gateway.costs import PriceList, load_price_list
 from rpcpay.gateway.info_cache import InfoCache
 from rpcpay.gateway.jobs import JobSource
@@ -40,6 +46,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("rpcpay.gateway")
 
 HOUSEKEEPING_INTERVAL_S = 60.0
+LISTEN_BACKLOG = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +75,9 @@ class GatewayConfig:
     cache_mb: int = 256
     limits: AbuseLimits = field(default_factory=AbuseLimits)
     lottery: LotterySettings | None = None  # None: the lottery rail is off
+    connections: ConnectionLimits = field(default_factory=ConnectionLimits)
+    upstream_timeout_s: float = 20.0  # a charged call's bound; refunded past it
+    shutdown_grace_s: float = 10.0  # SIGTERM: in-flight calls get this long, then a refund
 
 
 def check_config(config: GatewayConfig) -> None:
@@ -94,6 +104,10 @@ def check_config(config: GatewayConfig) -> None:
             raise ConfigError(f"--rpc-payment-address is not a Monero address: {exc}") from exc
     if config.lottery is not None:
         check_lottery(config.lottery)
+    check_connection_limits(config.connections)
+    # Upstream and shutdown bounds are positive seconds.
+    if not 0 < config.upstream_timeout_s <= 3600 or not 0 < config.shutdown_grace_s <= 3600:
+        raise ConfigError("--upstream-timeout and --shutdown-grace must be 0 to 3600 seconds")
 
 
 def check_lottery(settings: LotterySettings) -> None:
@@ -166,8 +180,8 @@ class RunningGateway:
         self.housekeeping.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self.housekeeping
-        for runner in self.runners:
-            await runner.cleanup()
+        # Listeners stop together, so shutdown takes one grace period, not one per listener.
+        await asyncio.gather(*(runner.cleanup() for runner in self.runners))
         if self.cheques is not None:
             await self.cheques.close()
         await self.jobs.close()
@@ -177,10 +191,12 @@ class RunningGateway:
 
 
 def _server(
-    handler_fn: Callable[[web.BaseRequest], Awaitable[web.StreamResponse]], max_body: int
+    handler_fn: Callable[[web.BaseRequest], Awaitable[web.StreamResponse]],
+    max_body: int,
+    limits: ConnectionLimits,
 ) -> web.Server:
     """aiohttp's low-level server: every path goes to one handler, with no router or
-    middleware in the hot path of a paid call."""
+    middleware in the hot path of a paid call, behind the connection bounds."""
     loop = asyncio.get_running_loop()
 
     def make_request(
@@ -190,7 +206,12 @@ def _server(
             message, payload, protocol, writer, task, loop, client_max_size=max_body
         )
 
-    return web.Server(handler_fn, request_factory=make_request, access_log=None)
+    return GuardedServer(
+        guard_requests(handler_fn, limits),
+        limits=limits,
+        request_factory=make_request,
+        access_log=None,
+    )
 
 
 async def _housekeeping(payment: PaymentService, cache: ChainCache | None) -> None:
@@ -214,10 +235,14 @@ async def _housekeeping(payment: PaymentService, cache: ChainCache | None) -> No
             )
 
 
-async def _listen(server: web.Server, host: str, port: int) -> tuple[web.BaseRunner, int]:
-    runner = web.ServerRunner(server)
+async def _listen(
+    server: web.Server, host: str, port: int, grace_s: float
+) -> tuple[web.BaseRunner, int]:
+    runner = web.ServerRunner(server, shutdown_timeout=grace_s)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    # A deep accept queue: under a connection flood, a good client's SYN is not dropped
+    # (a dropped one waits a second for its retransmission).
+    site = web.TCPSite(runner, host, port, backlog=LISTEN_BACKLOG)
     try:
         await site.start()
     except OSError as exc:
@@ -282,7 +307,7 @@ async def start_gateway(
     ``lottery_chain`` replaces ``--lottery-chain-url`` (the in-process chain in tests)."""
     check_config(config)
     config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    upstream = upstream or HttpUpstream(config.upstream)
+    upstream = upstream or HttpUpstream(config.upstream, timeout_s=config.upstream_timeout_s)
     mode = await detect_mode(upstream, config.upstream_kind)
     jobs: JobSource
     if mode == "monero":
@@ -338,14 +363,20 @@ async def start_gateway(
     )
     public = PublicHandler(core)
     runner, public_port = await _listen(
-        _server(public.handle, config.max_body_bytes), config.bind_ip, config.bind_port
+        _server(public.handle, config.max_body_bytes, config.connections),
+        config.bind_ip,
+        config.bind_port,
+        config.shutdown_grace_s,
     )
     runners = [runner]
     admin_port = 0
     if config.admin_bind_port is not None:
         admin = AdminHandler(core, config.admin_token)
         admin_runner, admin_port = await _listen(
-            _server(admin.handle, 64 * 1024), config.admin_bind_ip, config.admin_bind_port
+            _server(admin.handle, 64 * 1024, config.connections),
+            config.admin_bind_ip,
+            config.admin_bind_port,
+            config.shutdown_grace_s,
         )
         runners.append(admin_runner)
     if cheques is not None:
@@ -376,5 +407,5 @@ async def serve_forever(config: GatewayConfig) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-    log.info("shutting down")
+    log.info("shutting down", extra={"grace_s": config.shutdown_grace_s})
     await gateway.close()

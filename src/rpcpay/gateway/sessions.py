@@ -83,6 +83,11 @@ class SessionTable:
     def __len__(self) -> int:
         return len(self._sessions)
 
+    @property
+    def max_sessions(self) -> int:
+        """The cap: past it the least recently seen client is dropped."""
+        return self._max
+
     def __contains__(self, client: bytes) -> bool:
         return client in self._sessions
 

@@ -169,8 +169,7 @@ def apply_payment(
     if not 0 <= ts_us <= U64_MAX:
         raise ValueError(f"ts_us={ts_us} is not a u64")
     # An older timestamp, or a repeated one unless allowed, is a replay.
-    last = acct.last_request_timestamp_us
-    if ts_us < last or (ts_us == last and not same_ts):
+    if not is_fresh(acct, ts_us, same_ts):
         return acct, PaymentResult(
             ok=False, reason=PaymentRefusal.TIMESTAMP, credits=0, balance=acct.balance
         )
@@ -190,6 +189,34 @@ def apply_payment(
         credits_used=add_saturating(acct.credits_used, payment),
     )
     return paid, PaymentResult(ok=True, reason=None, credits=paid.balance, balance=paid.balance)
+
+
+def is_fresh(acct: Account, ts_us: int, same_ts: bool = False) -> bool:
+    """Whether a client id signed at ``ts_us`` may still change this account.
+
+    One rule for everything that moves a balance or a budget (charged calls,
+    ``rpc_access_pay``, submitted shares): the signed timestamp must be strictly newer than
+    the last one the client used, so a captured id is worth nothing once its owner sent it.
+    ``same_ts`` admits an equal timestamp only for monerod's second charge of the *same*
+    request (``CHECK_PAYMENT_SAME_TS``), which no stranger can trigger on its own.
+    """
+    last = acct.last_request_timestamp_us
+    return ts_us > last or (same_ts and ts_us == last)
+
+
+def claim_timestamp(acct: Account, ts_us: int) -> Account | None:
+    """Use up a client id for a submitted share (rpcpay's rule; monerod checks none).
+
+    None if the id is not fresh: the share is then refused before any hashing, penalty or
+    budget. Otherwise the account with ``ts_us`` recorded, so the same id cannot come back.
+    """
+    # The timestamp is a u64.
+    if not 0 <= ts_us <= U64_MAX:
+        raise ValueError(f"ts_us={ts_us} is not a u64")
+    # A share's id must be strictly newer than every id the client used before.
+    if not is_fresh(acct, ts_us):
+        return None
+    return replace(acct, last_request_timestamp_us=ts_us)
 
 
 def compute_penalty(factor: int, credits_per_hash_found: int) -> int:

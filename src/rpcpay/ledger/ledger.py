@@ -176,6 +176,18 @@ class Ledger:
         self._commit(old, new)
         return result
 
+    def claim(self, client: bytes, ts_us: int) -> bool:
+        """Use up the client id signed at ``ts_us`` for a share (``claim_timestamp``); False,
+        and nothing changed, if the client already used that timestamp or a newer one. The
+        timestamp is in the account row before this returns, so a replay after a restart
+        is refused too."""
+        old, acct = self._get_or_create(client)
+        new = rules.claim_timestamp(acct, ts_us)
+        if new is None:
+            return False
+        self._commit(old, new)
+        return True
+
     def record_share(
         self, client: bytes, outcome: ShareOutcome, credits_per_hash_found: int
     ) -> Account:
