@@ -31,23 +31,35 @@ JSON = Any
 
 @dataclass
 class ToyBackend:
-    """A JSON-RPC service that records every request and can be told to fail."""
+    """A JSON-RPC service that records every request (and the path it came to) and can be
+    told to fail. It answers batches item by item and notifications with nothing."""
 
     port: int = 0
     requests: list[JSON] = field(default_factory=list)
+    paths: list[str] = field(default_factory=list)
     failing: bool = False
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/"
 
+    @staticmethod
+    def answer(document: JSON) -> JSON:
+        result = {"echo": document.get("params"), "method": document.get("method")}
+        return {"jsonrpc": "2.0", "id": document.get("id"), "result": result}
+
     async def handle(self, request: web.Request) -> web.Response:
         document = await request.json()
         self.requests.append(document)
+        self.paths.append(request.path_qs)
         if self.failing:
             return web.Response(status=500, text="backend exploded")
-        result = {"echo": document.get("params"), "method": document.get("method")}
-        return web.json_response({"jsonrpc": "2.0", "id": document.get("id"), "result": result})
+        if isinstance(document, list):
+            answers = [self.answer(item) for item in document if "id" in item]
+            return web.json_response(answers)
+        if "id" not in document:
+            return web.Response(status=200)
+        return web.json_response(self.answer(document))
 
 
 @pytest.fixture

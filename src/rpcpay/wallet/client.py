@@ -26,10 +26,10 @@ from typing import Any, TypeVar
 import aiohttp
 
 from rpcpay.wallet.keys import ClientKey
+from rpcpay.wire.rpc import ERROR_PAYWALL, ERROR_UPSTREAM, STATUS_PAYMENT_REQUIRED
 
 JSON = Any
-STATUS_PAYMENT_REQUIRED = "PAYMENT REQUIRED"
-UPSTREAM_ERROR_CODE = -32003
+UPSTREAM_ERROR_CODE = ERROR_UPSTREAM
 TIMESTAMP_RETRIES = 3  # refusals retried at once while the balance is positive (races)
 
 
@@ -232,6 +232,10 @@ class PayingClient:
                 raise UpstreamDown(message)
             if code == -5 and message == STATUS_PAYMENT_REQUIRED:
                 raise PaymentRequired(self.credits)
+            data = error.get("data")
+            paywall = code == ERROR_PAYWALL and isinstance(data, dict)
+            if paywall and data.get("status") == STATUS_PAYMENT_REQUIRED:
+                raise PaymentRequired(int(data.get("credits", 0) or 0))
             raise NodeError(code, message)
         if track:
             self._track(answer)  # non-Monero backends get credits beside the result
