@@ -234,7 +234,7 @@ class PayingClient:
                 raise PaymentRequired(self.credits)
             data = error.get("data")
             paywall = code == ERROR_PAYWALL and isinstance(data, dict)
-            if paywall and data.get("status") == STATUS_PAYMENT_REQUIRED:
+            if paywall and isinstance(data, dict) and data.get("status") == STATUS_PAYMENT_REQUIRED:
                 raise PaymentRequired(int(data.get("credits", 0) or 0))
             raise NodeError(code, message)
         if track:
