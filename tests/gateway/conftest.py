@@ -38,14 +38,18 @@ class ToyBackend:
     requests: list[JSON] = field(default_factory=list)
     paths: list[str] = field(default_factory=list)
     failing: bool = False
+    results: dict[str, JSON] = field(default_factory=dict)  # method -> fixed result
+    errors: dict[str, JSON] = field(default_factory=dict)  # method -> JSON-RPC error object
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/"
 
-    @staticmethod
-    def answer(document: JSON) -> JSON:
-        result = {"echo": document.get("params"), "method": document.get("method")}
+    def answer(self, document: JSON) -> JSON:
+        method = document.get("method")
+        if method in self.errors:
+            return {"jsonrpc": "2.0", "id": document.get("id"), "error": self.errors[method]}
+        result = self.results.get(method, {"echo": document.get("params"), "method": method})
         return {"jsonrpc": "2.0", "id": document.get("id"), "result": result}
 
     async def handle(self, request: web.Request) -> web.Response:
