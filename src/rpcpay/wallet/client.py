@@ -214,6 +214,12 @@ class PayingClient:
         self._track(result)
         return self.credits
 
+    async def fund(self) -> None:
+        """Earn credits once with the funder (``PaymentRequired`` without one)."""
+        if self._funder is None:
+            raise PaymentRequired(self.credits)
+        await self._funder(self, await self.access_info())
+
     async def call(self, method: str, params: JSON = None) -> JSON:
         """One paid JSON-RPC call, paid for however it takes; its result, of any type.
 
@@ -368,6 +374,9 @@ class SyncPayingClient:
 
     def call(self, method: str, params: JSON = None) -> JSON:
         return self._run(self.client.call(method, params))
+
+    def fund(self) -> None:
+        self._run(self.client.fund())
 
     def call_batch(self, calls: Sequence[tuple[str, JSON]]) -> list[JSON]:
         return self._run(self.client.call_batch(calls))
