@@ -12,13 +12,13 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 from rpcpay.errors import WireError
 from rpcpay.gateway.jsoncodec import decode_json
 from rpcpay.gateway.limits import AbuseLimits
 from rpcpay.gateway.server import GatewayConfig, RunningGateway, start_gateway
 from rpcpay.gateway.upstream import HttpUpstream, UpstreamReply
+from rpcpay.testing import ToyBackend
 from rpcpay.wallet.keys import ClientKey
 from rpcpay.wallet.miner import LightMiner
 from rpcpay.wire import epee
@@ -29,55 +29,10 @@ from tests.support.monerod import TEST_ADDRESS, MonerodProcess
 JSON = Any
 
 
-@dataclass
-class ToyBackend:
-    """A JSON-RPC service that records every request (and the path it came to) and can be
-    told to fail. It answers batches item by item and notifications with nothing."""
-
-    port: int = 0
-    requests: list[JSON] = field(default_factory=list)
-    paths: list[str] = field(default_factory=list)
-    failing: bool = False
-    results: dict[str, JSON] = field(default_factory=dict)  # method -> fixed result
-    errors: dict[str, JSON] = field(default_factory=dict)  # method -> JSON-RPC error object
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/"
-
-    def answer(self, document: JSON) -> JSON:
-        method = document.get("method")
-        if method in self.errors:
-            return {"jsonrpc": "2.0", "id": document.get("id"), "error": self.errors[method]}
-        result = self.results.get(method, {"echo": document.get("params"), "method": method})
-        return {"jsonrpc": "2.0", "id": document.get("id"), "result": result}
-
-    async def handle(self, request: web.Request) -> web.Response:
-        document = await request.json()
-        self.requests.append(document)
-        self.paths.append(request.path_qs)
-        if self.failing:
-            return web.Response(status=500, text="backend exploded")
-        if isinstance(document, list):
-            answers = [self.answer(item) for item in document if "id" in item]
-            return web.json_response(answers)
-        if "id" not in document:
-            return web.Response(status=200)
-        return web.json_response(self.answer(document))
-
-
 @pytest.fixture
 async def toy_backend() -> AsyncIterator[ToyBackend]:
-    backend = ToyBackend()
-    app = web.Application()
-    app.router.add_post("/{tail:.*}", backend.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    backend.port = int(runner.addresses[0][1])
-    yield backend
-    await runner.cleanup()
+    async with ToyBackend() as backend:
+        yield backend
 
 
 def gateway_config(upstream: str, data_dir: Path, **overrides: Any) -> GatewayConfig:

@@ -53,6 +53,7 @@ from rpcpay.wallet.lottery_payer_commands import (
     add_lottery_parsers,
     run_lottery,
 )
+from rpcpay.wallet.proxy_commands import add_proxy_parser, run_proxy
 from rpcpay.wallet.settings import (
     SECRET_WARNING,
     WalletSettings,
@@ -244,6 +245,7 @@ def add_wallet_parser(
     )
     _add_settings_flags(keep)
     add_lottery_parsers(commands)
+    add_proxy_parser(commands)
     return p
 
 
@@ -289,6 +291,8 @@ def run_wallet(args: argparse.Namespace) -> int:
     try:
         if args.wallet_command in LOTTERY_COMMANDS:
             return run_lottery(args, _wallet_path(args), args.rpc_client_secret_key)
+        if args.wallet_command == "proxy":
+            return run_proxy(args, _wallet_path(args), args.rpc_client_secret_key)
         return handlers[args.wallet_command](args)
     except (ConfigError, RpcPayError) as exc:
         return _fail(args, str(exc), EXIT_USAGE)
