@@ -257,9 +257,10 @@ class PayingClient:
         """One paid JSON-RPC call, one attempt; PaymentRequired if the node refuses the charge."""
         client = self.key.client_id()
         signed = params
-        if params is None or isinstance(params, dict):
-            # monerod reads the client id from object params (the gateway strips it).
-            signed = {**(params or {}), "client": client}
+        if isinstance(params, dict):
+            # monerod reads the client id from object params (the gateway strips it); a
+            # call without params gets none, the gateway reads the header.
+            signed = {**params, "client": client}
         answer = await self.request(method, signed, client)
         result = self._result(answer, track=False)
         if isinstance(result, dict):
