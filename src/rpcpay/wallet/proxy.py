@@ -12,8 +12,10 @@ and answers as a free node would.
 - **Monero's JSON endpoints** (``/get_info``, ``/get_transactions``, …): the body gets a
   fresh ``client`` field and goes to the same path; a "PAYMENT REQUIRED" status is mined
   for and the call sent again.
-- **Monero's epee endpoints** (``*.bin``): the same, with ``client`` inserted in the epee
-  section (``rpcpay.wire.epee``); the answer's bytes are returned unchanged.
+- **Monero's epee endpoints** (the ``*.bin`` paths that speak epee; monerod's
+  ``/get_transaction_pool_hashes.bin`` is JSON and handled as such): the same, with
+  ``client`` inserted in the epee section (``rpcpay.wire.epee``); the answer's bytes are
+  returned unchanged.
 - **The market** (``rpcpay.wallet.market``): the proxy asks every server's free
   ``rpc_access_info`` (and ``lottery_info``) at start and every ``probe_interval``; it
   learns per-call prices from refusals and balances, measures latency, sends each call to
@@ -41,6 +43,7 @@ import aiohttp
 from aiohttp import web
 
 from rpcpay.errors import WireError
+from rpcpay.gateway.binary_costs import BINARY_RULES
 from rpcpay.gateway.envelope import Call, Invalid, parse_request
 from rpcpay.gateway.jsoncodec import decode_json, encode_json
 from rpcpay.wallet.client import (
@@ -298,12 +301,12 @@ class PayingProxy:
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         path = request.path
-        if request.method != "POST" and not path.endswith(".bin"):
+        if request.method != "POST":
             return web.json_response({"status": "POST JSON-RPC here"}, status=405)
         try:
             if path in ("/", "/json_rpc"):
                 return await self._json_rpc(await request.read())
-            if path.endswith(".bin"):
+            if path in BINARY_RULES:
                 return await self._binary(path, await request.read())
             return await self._json_endpoint(path, await request.read())
         except ServerFailed as exc:
