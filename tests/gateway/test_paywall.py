@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rpcpay.gateway.envelope import MAX_BATCH_ITEMS, Call, Invalid, parse_item, parse_request
-from rpcpay.gateway.paywall import splice_balance
+from rpcpay.gateway.paywall import splice_balance, unsplice_balance
 from rpcpay.gateway.server import RunningGateway, start_gateway
 from rpcpay.wallet.keys import ClientKey
 from tests.gateway.conftest import ToyBackend, earn_share, gateway_config, post, rpc
@@ -260,3 +260,8 @@ def test_client_id_is_stripped_from_params_and_beside() -> None:
     call = parse_item({"jsonrpc": "2.0", "id": 1, "method": "m", "params": {"client": "c", "a": 2}})
     assert isinstance(call, Call) and call.client == "c" and call.stripped
     assert call.forwarded == {"jsonrpc": "2.0", "id": 1, "method": "m", "params": {"a": 2}}
+
+
+def test_unsplice_gives_back_the_backend_bytes() -> None:
+    for body in (b'{"jsonrpc":"2.0","id":1,"result":"0x1"}', b" {}", b'{"a":{"credits":1}}'):
+        assert unsplice_balance(splice_balance(body, 12, "ab01")) == body

@@ -46,6 +46,7 @@ from rpcpay.errors import WireError
 from rpcpay.gateway.binary_costs import BINARY_RULES
 from rpcpay.gateway.envelope import Call, Invalid, parse_request
 from rpcpay.gateway.jsoncodec import decode_json, encode_json
+from rpcpay.gateway.paywall import unsplice_balance
 from rpcpay.wallet.client import (
     AccessInfo,
     ClientError,
@@ -69,6 +70,9 @@ from rpcpay.wire.rpc import (
     ACCESS_INFO,
     ACCESS_PAY,
     ERROR_UPSTREAM,
+    HEADER_CLIENT,
+    HEADER_CREDITS,
+    HTTP_PAYMENT_REQUIRED,
     LOTTERY_INFO,
     PARSE_ERROR,
     SIGNATURE_STATUS_PREFIX,
@@ -332,12 +336,75 @@ class PayingProxy:
                 answers.append(free_node_answer(item))
             else:
                 calls.append(item)
+        if len(calls) == 1 and not envelope.is_batch and not isinstance(calls[0].params, dict):
+            try:
+                raw = await self._through([calls[0].method], lambda s: self._relay(s, body))
+            except ServerFailed:
+                raw = None
+            if calls[0].is_notification:
+                return web.Response(status=204)
+            if raw is None:
+                return _json(_error(calls[0].request_id, ERROR_UPSTREAM, NO_SERVER))
+            return web.Response(body=raw, content_type="application/json")
         if calls:
             answers += await self._forward_calls(calls, envelope.is_batch)
         answers = [a for a in answers if a is not None]
         if not envelope.is_batch:
             return _json(answers[0]) if answers else web.Response(status=204)
         return _json(answers) if answers else web.Response(status=204)
+
+    async def _relay(self, server: Server, body: bytes) -> bytes:
+        """One call without object params, relayed as the caller wrote it (the client id in
+        the header): the gateway's answer bytes come back unchanged, so the backend's result
+        is byte for byte what the caller gets. Refusals are paid for and the call resent."""
+        for _ in range(FUNDING_ROUNDS + 1):
+            headers = {
+                "Content-Type": "application/json",
+                HEADER_CLIENT: server.client.key.client_id(),
+            }
+            try:
+                async with server.http.post(
+                    server.url + "/json_rpc", data=body, headers=headers
+                ) as reply:
+                    raw, status = await reply.read(), reply.status
+                    credits = reply.headers.get(HEADER_CREDITS)
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                raise ServerFailed(f"unreachable: {type(exc).__name__}") from exc
+            if credits is not None and credits.isdigit():
+                server.client.credits = int(credits)
+            if status == HTTP_PAYMENT_REQUIRED:
+                await self._pay_refusal(server, raw)
+                continue
+            # The gateway's 502, and other server errors: the next server.
+            if status >= 500:
+                raise ServerFailed(f"HTTP {status}")
+            suspect = (STATUS_PAYMENT_REQUIRED, SIGNATURE_STATUS_PREFIX, str(ERROR_UPSTREAM))
+            if _mentions(raw, suspect) and _monerod_refusal(raw):
+                await server.client.fund()
+                continue
+            # The gateway adds the balance to paid answers only (and says so in the header).
+            return unsplice_balance(raw) if credits is not None else raw
+        raise PaymentRequired(server.client.credits)
+
+    async def _pay_refusal(self, server: Server, raw: bytes) -> None:
+        """Earn what a paywall refusal asks for, unless the balance already covers it (a
+        concurrent call's id overtook this one: the refusal was for its timestamp)."""
+        try:
+            answer = decode_json(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ServerFailed("HTTP 402 without JSON") from exc
+        error = answer.get("error") if isinstance(answer, dict) else None
+        data = error.get("data") if isinstance(error, dict) else None
+        # A refusal that is not about the balance (a bad signature) cannot be paid.
+        if not isinstance(data, dict) or data.get("status") != STATUS_PAYMENT_REQUIRED:
+            raise ServerFailed(f"refused: {error}")
+        price = data.get("price")
+        info = await server.client.access_info()
+        if not isinstance(price, int):
+            price = 1
+        if info.credits >= price:
+            return
+        await server.client.fund()
 
     async def _forward_calls(self, calls: list[Call], is_batch: bool) -> list[JSON]:
         methods = [c.method for c in calls]
@@ -453,6 +520,29 @@ class PayingProxy:
                 raise ServerFailed(answer_status)
             return raw, kind
         raise PaymentRequired(server.client.credits)
+
+
+def _monerod_refusal(raw: bytes) -> bool:
+    """Is a 200 answer a refusal in monerod's form (True), a backend failure or a bad
+    signature (``ServerFailed``), or an answer (False)?"""
+    try:
+        answer = decode_json(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ServerFailed("answer is not JSON") from exc
+    error = answer.get("error") if isinstance(answer, dict) else None
+    result = answer.get("result") if isinstance(answer, dict) else None
+    if isinstance(error, dict) and error.get("code") == ERROR_UPSTREAM:
+        raise ServerFailed("the gateway's backend failed")
+    status = result.get("status") if isinstance(result, dict) else None
+    if isinstance(status, str) and status.startswith(SIGNATURE_STATUS_PREFIX):
+        raise ServerFailed(status)
+    return status == STATUS_PAYMENT_REQUIRED or (
+        isinstance(error, dict) and error.get("message") == STATUS_PAYMENT_REQUIRED
+    )
+
+
+def _mentions(raw: bytes, texts: tuple[str, ...]) -> bool:
+    return any(text.encode() in raw for text in texts)
 
 
 def free_node_answer(call: Call) -> JSON:
