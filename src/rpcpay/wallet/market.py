@@ -54,7 +54,7 @@ def hashes_per_credit(terms: ServerTerms) -> float:
 
 def method_price(terms: ServerTerms, method: str) -> int:
     """Credits one call of ``method`` costs here, as far as the proxy has learned."""
-    return terms.method_prices.get(method, terms.default_price)
+    return next((p for m, p in terms.prices if m == method), terms.default_price)
 
 
 def call_cost(terms: ServerTerms, methods: list[str]) -> float:
@@ -80,8 +80,8 @@ def with_latency(terms: ServerTerms, sample_s: float) -> ServerTerms:
 
 def with_price(terms: ServerTerms, method: str, price: int) -> ServerTerms:
     """Remember what ``method`` costs here."""
-    # Prices are whole credits.
-    if price < 0 or terms.method_prices.get(method) == price:
+    # Prices are whole credits; a price already known changes nothing.
+    if price < 0 or (method, price) in terms.prices:
         return terms
     prices = {**terms.method_prices, method: price}
     return replace(terms, prices=tuple(sorted(prices.items())))
