@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from rpcpay.gateway.envelope import MAX_BATCH_ITEMS, Call, Invalid, parse_item, parse_request
@@ -265,3 +265,62 @@ def test_client_id_is_stripped_from_params_and_beside() -> None:
 def test_unsplice_gives_back_the_backend_bytes() -> None:
     for body in (b'{"jsonrpc":"2.0","id":1,"result":"0x1"}', b" {}", b'{"a":{"credits":1}}'):
         assert unsplice_balance(splice_balance(body, 12, "ab01")) == body
+
+
+def test_batch_charges_are_conserved(tmp_path: Path) -> None:
+    """Whatever the batch (valid, invalid, free, priced, notifications, a failing backend),
+    the client pays exactly the priced calls that reached the backend, once, and a refused
+    or failed batch costs nothing."""
+    import asyncio
+
+    prices = tmp_path / "prices.json"
+    prices.write_text(json.dumps({"default": 1, "methods": {"free": 0, "dear": 7}}))
+    loop = asyncio.new_event_loop()
+    toy_backend = loop.run_until_complete(ToyBackend().start())  # served by this loop
+    running = loop.run_until_complete(
+        start_gateway(gateway_config(toy_backend.url, tmp_path / "d", price_file=prices))
+    )
+    key = ClientKey()
+    running.ledger.adjust_balance(key.public, 10**6)
+    item = st.one_of(
+        st.builds(lambda m, n: {"jsonrpc": "2.0", "id": n, "method": m, "params": []},
+                  st.sampled_from(["free", "cheap", "dear"]), st.integers(0, 99)),
+        st.builds(lambda m: {"jsonrpc": "2.0", "method": m}, st.sampled_from(["cheap", "dear"])),
+        st.just({"jsonrpc": "2.0", "id": 1}),
+    )  # fmt: skip
+    price = {"free": 0, "cheap": 1, "dear": 7}
+
+    @settings(
+        max_examples=40,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+        phases=[Phase.explicit, Phase.generate],  # each example is real HTTP: no shrinking
+    )
+    @given(st.lists(item, min_size=1, max_size=6), st.booleans())
+    def run(batch: list[JSON], failing: bool) -> None:
+        before = running.ledger.get(key.public)
+        assert before is not None
+        sent = len(toy_backend.requests)
+        toy_backend.failing = failing
+        status, _ = loop.run_until_complete(
+            post(running.public_port, "/", batch, {"X-Rpc-Client": key.client_id()})
+        )
+        after = running.ledger.get(key.public)
+        assert after is not None
+        cost = sum(price[i["method"]] for i in batch if "method" in i)
+        reached = len(toy_backend.requests) - sent
+        if status == 402 or failing or cost == 0:
+            # Refused before forwarding, refunded, or free: the balance is unchanged.
+            assert after.balance == before.balance
+            assert status != 402 or reached == 0
+        else:
+            assert (before.balance - after.balance, reached) == (cost, 1), (batch, status)
+        # Nothing is ever credited by a call.
+        assert after.balance <= before.balance
+
+    try:
+        run()
+    finally:
+        loop.run_until_complete(running.close())
+        loop.run_until_complete(toy_backend.close())
+        loop.close()

@@ -212,8 +212,8 @@ class JsonRpcPaywall:
         # The backend answers 200 (a notification's answer may be empty).
         if reply.status not in (200, 204):
             raise UpstreamError(f"upstream answered HTTP {reply.status}")
-        expects_nothing = all(p.call.is_notification for p in priced)
-        if expects_nothing and not reply.body.strip():
+        # Notifications get no answer, whatever the backend wrote back.
+        if all(p.call.is_notification for p in priced):
             return None
         try:
             answer = decode_json(reply.body)
@@ -225,8 +225,6 @@ class JsonRpcPaywall:
             return reply.body if whole else answer
         if not envelope.is_batch and isinstance(answer, dict):
             return reply.body
-        if expects_nothing:
-            return None
         raise UpstreamError("upstream answered the wrong JSON-RPC shape")
 
     def _compose(
