@@ -164,3 +164,30 @@ def test_a_failed_server_goes_last() -> None:
     assert [t.url for t in rank_servers([dear, cheap], ["m"], 1.0, 0.0)] == ["a", "b"]
     cheap = with_failure(cheap, 0.0)
     assert [t.url for t in rank_servers([dear, cheap], ["m"], 1.0, 1.0)] == ["b", "a"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"{nope", b"[]", b'{"jsonrpc": "1.0", "id": 1, "method": "m"}', b"[[1], 2]", b'{"id": {}}'],
+    ids=range(5),
+)
+async def test_bad_input_reaches_no_server(
+    two_gateways: tuple[list[ToyBackend], list[RunningGateway]], body: bytes
+) -> None:
+    backends, gateways = two_gateways
+    funder = MiningFunder()
+    proxy = PayingProxy([f"http://127.0.0.1:{gw.public_port}" for gw in gateways], funder)
+    await proxy.start()
+    try:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(f"http://127.0.0.1:{proxy.port}/", data=body) as response,
+        ):
+            assert response.status == 200
+            answer = await response.json(content_type=None)
+        for error in answer if isinstance(answer, list) else [answer]:
+            assert error["error"]["code"] in (-32700, -32600, -32602)
+        assert all(b.requests == [] for b in backends)
+    finally:
+        await proxy.close()
+        funder.close()
