@@ -42,7 +42,6 @@ from typing import Any, Final
 import aiohttp
 from aiohttp import web
 
-from rpcpay.errors import WireError
 from rpcpay.gateway.binary_costs import BINARY_RULES
 from rpcpay.gateway.envelope import Call, Invalid, parse_request
 from rpcpay.gateway.jsoncodec import decode_json, encode_json
@@ -65,7 +64,15 @@ from rpcpay.wallet.market import (
     with_latency,
     with_price,
 )
-from rpcpay.wire import epee
+from rpcpay.wallet.proxy_monero import (
+    BadRequest,
+    check_epee_body,
+    check_json_body,
+    epee_status,
+    json_status,
+    sign_epee,
+    sign_json,
+)
 from rpcpay.wire.rpc import (
     ACCESS_INFO,
     ACCESS_PAY,
@@ -88,6 +95,8 @@ NO_SERVER: Final = "No server could serve this call; nothing was paid for it"
 PAYMENT_METHODS: Final = frozenset({ACCESS_INFO, SUBMIT_NONCE, ACCESS_PAY})
 EPEE_CONTENT_TYPE: Final = "application/octet-stream"
 FUNDING_ROUNDS: Final = 20
+RACE_RETRIES: Final = 3
+JSON_TYPE: Final = "application/json"
 
 
 class ServerFailed(Exception):
@@ -123,6 +132,7 @@ class Server:
     funder: SerialFunder
     http: aiohttp.ClientSession
     in_flight: int = 0
+    races: int = 0
 
     @property
     def url(self) -> str:
@@ -399,11 +409,17 @@ class PayingProxy:
         if not isinstance(data, dict) or data.get("status") != STATUS_PAYMENT_REQUIRED:
             raise ServerFailed(f"refused: {error}")
         price = data.get("price")
+        await self._earn(server, price if isinstance(price, int) else 1)
+
+    async def _earn(self, server: Server, price: int) -> None:
+        """Mine for a refused call, unless the balance already covers its price: then a
+        concurrent call's id overtook this one's and the refusal was for its timestamp (at
+        most ``RACE_RETRIES`` times in a row, then mine anyway)."""
         info = await server.client.access_info()
-        if not isinstance(price, int):
-            price = 1
-        if info.credits >= price:
+        if info.credits >= price and server.races < RACE_RETRIES:
+            server.races += 1
             return
+        server.races = 0
         await server.client.fund()
 
     async def _forward_calls(self, calls: list[Call], is_batch: bool) -> list[JSON]:
@@ -443,52 +459,27 @@ class PayingProxy:
 
     async def _json_endpoint(self, path: str, body: bytes) -> web.Response:
         try:
-            document = decode_json(body) if body.strip() else {}
-        except (ValueError, UnicodeDecodeError):
-            return web.json_response({"status": "Failed to parse JSON request"}, status=400)
-        # A JSON endpoint takes an object.
-        if not isinstance(document, dict):
-            return web.json_response({"status": "Failed to parse JSON request"}, status=400)
-
-        def sign(server: Server) -> bytes:
-            return encode_json({**document, "client": server.client.key.client_id()})
-
-        def status_of(answer: bytes) -> str | None:
-            try:
-                decoded = decode_json(answer)
-            except (ValueError, UnicodeDecodeError):
-                return None
-            status = decoded.get("status") if isinstance(decoded, dict) else None
-            return status if isinstance(status, str) else None
-
+            document = check_json_body(body)
+        except BadRequest as exc:
+            return web.json_response({"status": str(exc)}, status=400)
         raw, content_type = await self._through(
             [path],
-            lambda server: self._paid_post(server, path, sign, status_of, "application/json"),
+            lambda server: self._paid_post(
+                server, path, lambda key: sign_json(document, key), json_status, JSON_TYPE
+            ),
         )
         return web.Response(body=raw, content_type=content_type)
 
     async def _binary(self, path: str, body: bytes) -> web.Response:
         try:
-            section = epee.decode(body)
-        except WireError as exc:
-            return web.Response(status=400, text=f"not an epee request: {exc}")
-
-        def sign(server: Server) -> bytes:
-            signed = epee.decode(body)
-            epee.remove(signed, "client")
-            epee.set_string(signed, "client", server.client.key.client_id().encode())
-            return epee.encode(signed)
-
-        def status_of(answer: bytes) -> str | None:
-            try:
-                status = epee.get_string(epee.decode(answer), "status")
-            except WireError:
-                return None
-            return status.decode("latin-1") if status is not None else None
-
-        del section
+            check_epee_body(body)
+        except BadRequest as exc:
+            return web.Response(status=400, text=str(exc))
         raw, content_type = await self._through(
-            [path], lambda server: self._paid_post(server, path, sign, status_of, EPEE_CONTENT_TYPE)
+            [path],
+            lambda server: self._paid_post(
+                server, path, lambda key: sign_epee(body, key), epee_status, EPEE_CONTENT_TYPE
+            ),
         )
         return web.Response(body=raw, content_type=content_type)
 
@@ -496,7 +487,7 @@ class PayingProxy:
         self,
         server: Server,
         path: str,
-        sign: Callable[[Server], bytes],
+        sign: Callable[[str], bytes],
         status_of: Callable[[bytes], str | None],
         content_type: str,
     ) -> tuple[bytes, str]:
@@ -504,7 +495,9 @@ class PayingProxy:
         for _ in range(FUNDING_ROUNDS + 1):
             try:
                 async with server.http.post(
-                    server.url + path, data=sign(server), headers={"Content-Type": content_type}
+                    server.url + path,
+                    data=sign(server.client.key.client_id()),
+                    headers={"Content-Type": content_type},
                 ) as reply:
                     raw, status, kind = await reply.read(), reply.status, reply.content_type
             except (aiohttp.ClientError, TimeoutError) as exc:
@@ -514,7 +507,7 @@ class PayingProxy:
                 raise ServerFailed(f"HTTP {status}")
             answer_status = status_of(raw) if status == 200 else None
             if answer_status == STATUS_PAYMENT_REQUIRED:
-                await server.client.fund()
+                await self._earn(server, 1)
                 continue
             if answer_status is not None and answer_status.startswith(SIGNATURE_STATUS_PREFIX):
                 raise ServerFailed(answer_status)
