@@ -226,3 +226,24 @@ async def test_httpx_auth_pays(net: Net) -> None:
         await auth.aclose()
         await asyncio.to_thread(auth.close)
         funder.close()
+
+
+async def test_wallet_call_through_the_gateway_to_anvil(
+    net: Net, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``rpcpay wallet call`` with Ethereum methods: no params, and array params."""
+    from rpcpay.cli import build_parser
+    from rpcpay.wallet.commands import run_wallet
+
+    def call(*argv: str) -> int:
+        args = build_parser().parse_args(
+            ["wallet", "--daemon", net.url, "--wallet-file", str(tmp_path / "w.json"),
+             "--mining-mode", "light", "call", *argv, "--threads", "1"]
+        )  # fmt: skip
+        return run_wallet(args)
+
+    assert await asyncio.to_thread(call, "eth_blockNumber") == 0
+    assert int(json.loads(capsys.readouterr().out), 16) >= 1
+    who = "0x" + net.sender.address.hex()
+    assert await asyncio.to_thread(call, "eth_getBalance", json.dumps([who, "latest"])) == 0
+    assert json.loads(capsys.readouterr().out) == net.node.rpc("eth_getBalance", [who, "latest"])

@@ -324,3 +324,10 @@ def test_batch_charges_are_conserved(tmp_path: Path) -> None:
         loop.run_until_complete(running.close())
         loop.run_until_complete(toy_backend.close())
         loop.close()
+
+
+def test_params_holding_only_the_client_id_are_not_forwarded() -> None:
+    call = parse_item({"jsonrpc": "2.0", "id": 1, "method": "eth_blockNumber",
+                       "params": {"client": "c"}})  # fmt: skip
+    assert isinstance(call, Call) and call.client == "c"
+    assert call.forwarded == {"jsonrpc": "2.0", "id": 1, "method": "eth_blockNumber"}

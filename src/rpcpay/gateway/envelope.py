@@ -7,7 +7,9 @@ refused whole, as geth refuses an over-long batch.
 
 A call's client id may travel in the ``X-Rpc-Client`` header (the only way for array params
 and batches that changes nothing a backend sees), in a ``client`` member beside ``method``,
-or in object params (monerod's place). The forwarded form drops the last two.
+or in object params (monerod's place). The forwarded form drops the last two, and drops
+params that held nothing but the client id (an Ethereum node refuses ``{}`` where it wants
+no params).
 """
 
 from __future__ import annotations
@@ -84,7 +86,12 @@ def parse_item(item: JSON) -> Call | Invalid:
     forwarded = {k: v for k, v in item.items() if k != "client"}
     stripped = "client" in item
     if isinstance(params, dict) and "client" in params:
-        forwarded["params"] = {k: v for k, v in params.items() if k != "client"}
+        rest = {k: v for k, v in params.items() if k != "client"}
+        # Params that only carried the client id were ours: the backend gets none.
+        if rest:
+            forwarded["params"] = rest
+        else:
+            del forwarded["params"]
         stripped = True
     return Call(method, params, request_id, "id" not in item, client, forwarded, stripped)
 
