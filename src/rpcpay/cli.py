@@ -40,14 +40,17 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument(
         "--upstream",
         default="http://127.0.0.1:18081",
-        help="backend URL: a monerod without payment, or any HTTP JSON-RPC service "
-        "(default: %(default)s)",
+        help="backend URL (http:// or https://): a monerod without payment, or any HTTP "
+        "JSON-RPC service, called at exactly this URL (default: %(default)s)",
     )
     p.add_argument(
         "--upstream-kind",
         choices=("auto", "monero", "jsonrpc"),
         default="auto",
-        help="what the upstream is; auto asks its /get_height (default: %(default)s)",
+        help="what the upstream is; auto means monero when a Monero-only flag is given "
+        "(--rpc-payment-address, --info-cache-ms, --cache-mb, --cache-margin), else asks the "
+        "upstream's /get_height, waiting with backoff while it is unreachable "
+        "(default: %(default)s)",
     )
     p.add_argument(
         "--rpc-payment-address",
@@ -491,6 +494,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from rpcpay.gateway.mode import monero_flags_given
     from rpcpay.gateway.server import GatewayConfig, serve_forever
 
     configure_logging(args.log_level)
@@ -517,6 +521,7 @@ def _serve(args: argparse.Namespace) -> int:
         cache_margin=args.cache_margin,
         **limit_settings(args),
         lottery=_lottery_settings(args),
+        monero_flags=monero_flags_given(args),
     )
     asyncio.run(serve_forever(config))
     return 0

@@ -117,7 +117,7 @@ async def test_told_cheque_credits_survive_kill_9_and_are_never_doubled(
             _, call = await post(port, "/", rpc("eth_call", [], client=client.client_id()))
             assert call["credits"] == 20 - n
         _, call = await post(port, "/", rpc("eth_call", [], client=client.client_id()))
-        assert call["result"]["status"] == "PAYMENT REQUIRED"
+        assert call["error"]["data"]["status"] == "PAYMENT REQUIRED"
     finally:
         proc.send_signal(signal.SIGTERM)
         stderr = proc.communicate(timeout=30)[1]

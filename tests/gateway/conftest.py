@@ -12,7 +12,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 from rpcpay.errors import WireError
 from rpcpay.gateway.connections import ConnectionLimits
@@ -20,6 +19,7 @@ from rpcpay.gateway.jsoncodec import decode_json
 from rpcpay.gateway.limits import AbuseLimits
 from rpcpay.gateway.server import GatewayConfig, RunningGateway, start_gateway
 from rpcpay.gateway.upstream import HttpUpstream, UpstreamReply
+from rpcpay.testing import ToyBackend
 from rpcpay.wallet.keys import ClientKey
 from rpcpay.wallet.miner import LightMiner
 from rpcpay.wire import epee
@@ -30,39 +30,10 @@ from tests.support.monerod import TEST_ADDRESS, MonerodProcess
 JSON = Any
 
 
-@dataclass
-class ToyBackend:
-    """A JSON-RPC service that records every request and can be told to fail."""
-
-    port: int = 0
-    requests: list[JSON] = field(default_factory=list)
-    failing: bool = False
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/"
-
-    async def handle(self, request: web.Request) -> web.Response:
-        document = await request.json()
-        self.requests.append(document)
-        if self.failing:
-            return web.Response(status=500, text="backend exploded")
-        result = {"echo": document.get("params"), "method": document.get("method")}
-        return web.json_response({"jsonrpc": "2.0", "id": document.get("id"), "result": result})
-
-
 @pytest.fixture
 async def toy_backend() -> AsyncIterator[ToyBackend]:
-    backend = ToyBackend()
-    app = web.Application()
-    app.router.add_post("/{tail:.*}", backend.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    backend.port = int(runner.addresses[0][1])
-    yield backend
-    await runner.cleanup()
+    async with ToyBackend() as backend:
+        yield backend
 
 
 def gateway_config(upstream: str, data_dir: Path, **overrides: Any) -> GatewayConfig:

@@ -26,9 +26,19 @@ async def test_unsigned_call_never_reaches_upstream(
     gateway: RunningGateway, toy_backend: ToyBackend
 ) -> None:
     status, answer = await post(gateway.public_port, "/", rpc("eth_blockNumber", []))
-    assert status == 200
-    assert answer["result"]["status"] == "Client signature does not verify for eth_blockNumber"
-    assert answer["result"]["credits"] == 0
+    # A refusal is a JSON-RPC error with HTTP 402, never a result a client could misread.
+    assert status == 402 and "result" not in answer and answer["id"] == 7
+    error = answer["error"]
+    assert error["code"] == -32004
+    assert error["message"] == "Client signature does not verify for eth_blockNumber"
+    assert error["data"]["credits"] == 0 and error["data"]["price"] == 1
+    assert error["data"]["earn"]["hashes"] == {
+        "job": "rpc_access_info",
+        "submit": "rpc_access_submit_nonce",
+        "diff": 2,
+        "credits_per_hash_found": 50,
+    }
+    assert "lottery" not in error["data"]["earn"]  # the rail is off here
     assert toy_backend.requests == []
 
 
@@ -36,10 +46,12 @@ async def test_broke_client_gets_payment_required(
     gateway: RunningGateway, toy_backend: ToyBackend
 ) -> None:
     key = ClientKey()
-    _, answer = await post(
+    status, answer = await post(
         gateway.public_port, "/", rpc("eth_blockNumber", [], client=key.client_id())
     )
-    assert answer["result"]["status"] == "PAYMENT REQUIRED"
+    assert status == 402
+    assert answer["error"]["message"] == "Payment required"
+    assert answer["error"]["data"]["status"] == "PAYMENT REQUIRED"
     assert toy_backend.requests == []
 
 
@@ -88,6 +100,7 @@ async def test_unreachable_upstream_costs_nothing(toy_backend: ToyBackend, tmp_p
         # Point the gateway at a port nobody listens on by stopping the backend's answers:
         await running.core.upstream.close()
         running.core.upstream._base = "http://127.0.0.1:9"  # type: ignore[attr-defined]
+        running.core.upstream._url = "http://127.0.0.1:9/"  # type: ignore[attr-defined]
         _, answer = await post(
             running.public_port, "/", rpc("eth_call", [], client=key.client_id())
         )
@@ -104,14 +117,15 @@ async def test_replayed_client_id_is_refused(
     client = key.client_id()
     _, first = await post(gateway.public_port, "/", rpc("eth_call", [], client=client))
     assert first["credits"] == 49
-    _, second = await post(gateway.public_port, "/", rpc("eth_call", [], client=client))
+    status, second = await post(gateway.public_port, "/", rpc("eth_call", [], client=client))
     # monerod reports credits 0 on a timestamp refusal, and nothing is charged.
-    assert second["result"] == {
-        "credits": 0,
-        "status": "PAYMENT REQUIRED",
-        "top_hash": first["top_hash"],
-        "untrusted": False,
-    }
+    assert status == 402
+    data = second["error"]["data"]
+    assert (data["credits"], data["status"], data["top_hash"]) == (
+        0,
+        "PAYMENT REQUIRED",
+        first["top_hash"],
+    )
     assert len(toy_backend.requests) == 1
     assert gateway.ledger.get(key.public).balance == 49  # type: ignore[union-attr]
 
@@ -122,7 +136,7 @@ async def test_expired_and_forged_ids_are_refused(
     key = ClientKey()
     old = make_client_id(key.secret, int((time.time() - 120) * 1e6))
     _, answer = await post(gateway.public_port, "/", rpc("m", [], client=old))
-    assert answer["result"]["status"] == "Client signature does not verify for m"
+    assert answer["error"]["message"] == "Client signature does not verify for m"
     valid = key.client_id()
     forged = valid[:-1] + ("0" if valid[-1] != "0" else "1")
     _, answer = await post(
@@ -138,7 +152,7 @@ async def test_malformed_requests_get_clear_errors(
     port = gateway.public_port
     _, answer = await post(port, "/json_rpc", b"{nope")
     assert answer["error"] == {"code": -32700, "message": "Parse error"}
-    _, answer = await post(port, "/json_rpc", [rpc("a"), rpc("b")])
+    _, answer = await post(port, "/json_rpc", [])
     assert answer["error"]["code"] == -32600
     _, answer = await post(port, "/json_rpc", {"jsonrpc": "2.0", "id": 1, "method": 5})
     assert answer["error"]["code"] == -32600

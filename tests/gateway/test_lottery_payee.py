@@ -128,7 +128,7 @@ async def test_cheque_credits_at_the_price_and_mixes_with_hash_credits(
             )
             assert call["credits"] == 59 - n
         _, call = await post(gw.public_port, "/", rpc("eth_call", [], client=client.client_id()))
-        assert call["result"]["status"] == "PAYMENT REQUIRED"
+        assert call["error"]["data"]["status"] == "PAYMENT REQUIRED"
         account = gw.ledger.get(client.public)
         assert account is not None and account.credits_total == 60
         assert account.credits_used == 60

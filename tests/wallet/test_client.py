@@ -168,3 +168,49 @@ def test_sync_client_shared_by_threads(paying_monerod: MonerodProcess) -> None:
             thread.join()
         assert errors == []
         assert client.access_info().credits == 100 - 30
+
+
+async def test_any_json_rpc_params_results_batches_and_errors(
+    gateway: RunningGateway, toy_backend: ToyBackend
+) -> None:
+    key = ClientKey()
+    url = f"http://127.0.0.1:{gateway.public_port}"
+    await Server("rpcpay", url, gateway.admin_port, "", {}).fund(key, 10)
+    toy_backend.results.update({"eth_blockNumber": "0x10", "eth_syncing": False, "n": None})
+    toy_backend.errors["eth_call"] = {"code": 3, "message": "execution reverted", "data": "0xab"}
+    async with PayingClient(url, key) as client:
+        assert await client.call("eth_blockNumber") == "0x10"
+        assert await client.call("eth_syncing", []) is False
+        assert await client.call("n", ["a", 1]) is None
+        assert client.credits == 7
+        # The backend's own error, typed, with its data; it was paid for.
+        with pytest.raises(NodeError) as error:
+            await client.call("eth_call", [{"to": "0x0"}, "latest"])
+        assert (error.value.code, error.value.message, error.value.data) == (
+            3,
+            "execution reverted",
+            "0xab",
+        )
+        assert client.credits == 6
+        results = await client.call_batch(
+            [("eth_blockNumber", []), ("eth_call", []), ("eth_getBalance", ["0x1", "latest"])]
+        )
+        assert results[0] == "0x10" and isinstance(results[1], NodeError)
+        assert results[2] == {"echo": ["0x1", "latest"], "method": "eth_getBalance"}
+        assert client.credits == 3  # one charge of 3 for the batch
+        with pytest.raises(PaymentRequired) as refused:
+            await client.call_batch([("a", [])] * 4)
+        assert refused.value.terms is not None and refused.value.terms["price"] == 4
+    # Nothing the client sent carried a client id to the backend.
+    assert all("client" not in str(r) for r in toy_backend.requests)
+
+
+async def test_a_batch_mines_when_it_must(gateway: RunningGateway, toy_backend: ToyBackend) -> None:
+    funder = MiningFunder()
+    try:
+        async with PayingClient(f"http://127.0.0.1:{gateway.public_port}", funder=funder) as client:
+            results = await client.call_batch([("eth_chainId", []), ("eth_blockNumber", [])])
+            assert [r["method"] for r in results] == ["eth_chainId", "eth_blockNumber"]
+            assert client.credits == 50 - 2
+    finally:
+        funder.close()

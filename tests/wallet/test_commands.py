@@ -92,6 +92,28 @@ async def test_call_mines_then_pays(
     assert "Traceback" not in err
 
 
+async def test_call_with_array_params_and_a_non_object_result(
+    paying_gateway: RunningGateway, toy_backend: ToyBackend, tmp_path: Path, capsys: Any
+) -> None:
+    toy_backend.results["eth_blockNumber"] = "0x2a"
+    path = tmp_path / "w" / "wallet.json"
+    code = await wallet(*base(paying_gateway, path), "call", "eth_blockNumber", "--threads", "1")
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert json.loads(out) == "0x2a"
+    code = await wallet(
+        *base(paying_gateway, path), "call", "eth_getLogs", '[{"fromBlock": "0x0"}]'
+    )
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert json.loads(out) == {"echo": [{"fromBlock": "0x0"}], "method": "eth_getLogs"}
+    # Each paid call reached the backend once, with its params as given.
+    assert toy_backend.requests[-1] == {
+        "jsonrpc": "2.0", "id": "0", "method": "eth_getLogs", "params": [{"fromBlock": "0x0"}]
+    }  # fmt: skip
+    assert [r["method"] for r in toy_backend.requests] == ["eth_blockNumber", "eth_getLogs"]
+
+
 async def test_keeper_with_real_miner_stops_on_stop_mining_and_resumes(
     paying_gateway: RunningGateway, tmp_path: Path
 ) -> None:
@@ -192,7 +214,7 @@ async def test_persistent_id_keeps_credits_across_runs(
 
 @pytest.mark.parametrize(
     ("params", "words"),
-    [("{oops", "PARAMS_JSON is not valid JSON"), ("[1, 2]", "must be a JSON object")],
+    [("{oops", "PARAMS_JSON is not valid JSON"), ("5", "must be a JSON array or object")],
 )
 async def test_bad_params(tmp_path: Path, capsys: Any, params: str, words: str) -> None:
     code = await wallet(*base(None, tmp_path / "w.json", port=9), "call", "m", params)

@@ -32,8 +32,10 @@ from rpcpay.gateway.costs import (
 from rpcpay.gateway.info_cache import InfoCache
 from rpcpay.gateway.jsoncodec import decode_json, encode_json
 from rpcpay.gateway.payment import Charge, PaymentService
+from rpcpay.gateway.paywall import JsonRpcPaywall
 from rpcpay.gateway.peers import peer_address
 from rpcpay.gateway.protocol import (
+    ERROR_CHEQUE_REFUSED,
     ERROR_INTERNAL,
     ERROR_INVALID_CLIENT,
     ERROR_UPSTREAM,
@@ -57,8 +59,6 @@ Mode = Literal["monero", "jsonrpc"]
 
 PAYMENT_METHODS = frozenset({"rpc_access_info", "rpc_access_submit_nonce", "rpc_access_pay"})
 LOTTERY_METHODS = frozenset({"lottery_pay_cheque", "lottery_info"})
-ERROR_CHEQUE_REFUSED = -40
-"""Any refusal of ``lottery_pay_cheque``: the message starts with the refusal's code."""
 ADMIN_METHODS = frozenset({"rpc_access_tracking", "rpc_access_data", "rpc_access_account"})
 UPSTREAM_FAILED = "Upstream unavailable; nothing was charged"
 U32_MAX = 0xFFFFFFFF
@@ -154,9 +154,20 @@ class PublicHandler:
     def __init__(self, core: GatewayCore) -> None:
         self.core = core
         self.binary = BinaryHandler(core.payment, core.upstream, core.tracker, core.chain_cache)
+        self.paywall = JsonRpcPaywall(
+            core.payment,
+            core.upstream,
+            core.tracker,
+            core.prices,
+            PAYMENT_METHODS | LOTTERY_METHODS | ADMIN_METHODS,
+            self.local_method,
+            lambda: core.cheques.info() if core.cheques is not None else None,
+        )
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         path = request.path
+        if self.core.mode == "jsonrpc" and path in ("/", "/json_rpc"):
+            return await self.paywall.handle(request)
         if path == "/json_rpc" or (self.core.mode == "jsonrpc" and path == "/"):
             return await self._json_rpc(request)
         if path == GOSSIP_PATH and self.core.cheques is not None:
@@ -182,23 +193,20 @@ class PublicHandler:
         method: str = document["method"]
         params = document.get("params")
         try:
-            if method in PAYMENT_METHODS:
-                params = self._object_params(params)
-                return json_response(
-                    result_response(
-                        request_id, await self._payment_method(method, params, _peer(request))
-                    )
-                )
-            if method in LOTTERY_METHODS:
-                params = self._object_params(params)
-                return json_response(
-                    result_response(request_id, await self._lottery_method(method, params))
-                )
-            if method in ADMIN_METHODS:
-                raise RpcFault(METHOD_NOT_FOUND, "Method not found")
+            if method in PAYMENT_METHODS | LOTTERY_METHODS | ADMIN_METHODS:
+                result = await self.local_method(method, params, _peer(request))
+                return json_response(result_response(request_id, result))
             return await self._charged_rpc(request, document, method, params)
         except RpcFault as fault:
             return json_response(error_response(request_id, fault.code, fault.message))
+
+    async def local_method(self, method: str, params: JSON, peer: str) -> dict[str, JSON]:
+        """A method the gateway answers itself (payments, the lottery); RpcFault otherwise."""
+        if method in PAYMENT_METHODS:
+            return await self._payment_method(method, self._object_params(params), peer)
+        if method in LOTTERY_METHODS:
+            return await self._lottery_method(method, self._object_params(params))
+        raise RpcFault(METHOD_NOT_FOUND, "Method not found")
 
     @staticmethod
     def _object_params(params: JSON) -> dict[str, JSON]:

@@ -8,48 +8,73 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from rpcpay.wire.rpc import (  # the one place for them; re-exported for the gateway
+    ERROR_CHEQUE_REFUSED,
+    ERROR_DUPLICATE_PAYMENT,
+    ERROR_INTERNAL,
+    ERROR_INVALID_CLIENT,
+    ERROR_PAYMENT_REQUIRED,
+    ERROR_PAYMENT_TOO_LOW,
+    ERROR_PAYMENTS_NOT_ENABLED,
+    ERROR_PAYWALL,
+    ERROR_RATE_LIMITED,
+    ERROR_STALE_CLIENT_ID,
+    ERROR_STALE_PAYMENT,
+    ERROR_UPSTREAM,
+    ERROR_WRONG_BLOCKBLOB,
+    ERROR_WRONG_PARAM,
+    INVALID_PARAMS,
+    INVALID_REQUEST,
+    MESSAGE_INVALID_CLIENT,
+    MESSAGE_STALE_CLIENT_ID,
+    METHOD_NOT_FOUND,
+    PARSE_ERROR,
+    STATUS_BUSY,
+    STATUS_OK,
+    STATUS_PAYMENT_NOT_NECESSARY,
+    STATUS_PAYMENT_REQUIRED,
+    signature_status,
+)
+
 JSON = Any
 
-STATUS_OK: Final = "OK"
-STATUS_BUSY: Final = "BUSY"
-STATUS_PAYMENT_REQUIRED: Final = "PAYMENT REQUIRED"
-STATUS_PAYMENT_NOT_NECESSARY: Final = "Payment not necessary"
+__all__ = [
+    "ERROR_CHEQUE_REFUSED",
+    "ERROR_DUPLICATE_PAYMENT",
+    "ERROR_INTERNAL",
+    "ERROR_INVALID_CLIENT",
+    "ERROR_PAYMENTS_NOT_ENABLED",
+    "ERROR_PAYMENT_REQUIRED",
+    "ERROR_PAYMENT_TOO_LOW",
+    "ERROR_PAYWALL",
+    "ERROR_RATE_LIMITED",
+    "ERROR_STALE_CLIENT_ID",
+    "ERROR_STALE_PAYMENT",
+    "ERROR_UPSTREAM",
+    "ERROR_WRONG_BLOCKBLOB",
+    "ERROR_WRONG_PARAM",
+    "INVALID_PARAMS",
+    "INVALID_REQUEST",
+    "JSON",
+    "MESSAGE_BAD_HASH",
+    "MESSAGE_INVALID_CLIENT",
+    "MESSAGE_STALE_CLIENT_ID",
+    "METHOD_NOT_FOUND",
+    "PARSE_ERROR",
+    "STATUS_BUSY",
+    "STATUS_OK",
+    "STATUS_PAYMENT_NOT_NECESSARY",
+    "STATUS_PAYMENT_REQUIRED",
+    "RpcFault",
+    "error_response",
+    "result_response",
+    "signature_status",
+]
 
-# JSON-RPC 2.0 errors as epee emits them.
-PARSE_ERROR: Final = -32700
-INVALID_REQUEST: Final = -32600
-METHOD_NOT_FOUND: Final = -32601
-INVALID_PARAMS: Final = -32602
-
-# core_rpc_server_error_codes.h
-ERROR_WRONG_PARAM: Final = -1
-ERROR_INTERNAL: Final = -5
-ERROR_WRONG_BLOCKBLOB: Final = -6
-ERROR_PAYMENT_REQUIRED: Final = -14
-ERROR_INVALID_CLIENT: Final = -15
-ERROR_PAYMENT_TOO_LOW: Final = -16
-ERROR_DUPLICATE_PAYMENT: Final = -17
-ERROR_STALE_PAYMENT: Final = -18
-ERROR_PAYMENTS_NOT_ENABLED: Final = -21
-
-# rpcpay's own codes, outside monerod's range, for refusals monerod never makes.
-ERROR_UPSTREAM: Final = -32003
-ERROR_RATE_LIMITED: Final = -32005
-ERROR_STALE_CLIENT_ID: Final = -32006
-
-MESSAGE_INVALID_CLIENT: Final = "Invalid client ID"
-MESSAGE_STALE_CLIENT_ID: Final = (
-    "Client id already used: sign each share with a newer timestamp; nothing was charged"
-)
 MESSAGE_BAD_HASH: Final = (
     "Hash does not meet difficulty (could be wrong PoW hash, or mining at lower difficulty "
     "than required, or attempt to defraud)"
 )
-
-
-def signature_status(rpc: str) -> str:
-    """The status monerod puts in a charged answer whose client id fails to verify."""
-    return f"Client signature does not verify for {rpc}"
 
 
 def error_response(request_id: JSON, code: int, message: str) -> dict[str, JSON]:

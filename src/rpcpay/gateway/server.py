@@ -17,7 +17,7 @@ from aiohttp import web
 
 from rpcpay.errors import ConfigError, UpstreamError, WireError
 from rpcpay.gateway.admin import AdminHandler
-from rpcpay.gateway.app import GatewayCore, Mode, PublicHandler
+from rpcpay.gateway.app import GatewayCore, PublicHandler
 from rpcpay.gateway.chain_cache import ChainCache
 from rpcpay.gateway.cheques import ChequeDesk, LotterySettings
 from rpcpay.gateway.connections import (
@@ -30,11 +30,12 @@ from rpcpay.gateway.costs import PriceList, load_price_list
 from rpcpay.gateway.info_cache import InfoCache
 from rpcpay.gateway.jobs import JobSource
 from rpcpay.gateway.limits import AbuseGuard, AbuseLimits
+from rpcpay.gateway.mode import check_upstream_url, detect_mode
 from rpcpay.gateway.monerod_jobs import MonerodJobSource
 from rpcpay.gateway.payment import Hasher, PaymentService, PaymentSettings, is_loopback
 from rpcpay.gateway.synthetic_jobs import SyntheticJobSource
 from rpcpay.gateway.tracking import Tracker
-from rpcpay.gateway.upstream import HttpUpstream, Upstream, post_json
+from rpcpay.gateway.upstream import HttpUpstream, Upstream
 from rpcpay.ledger.ledger import Ledger
 from rpcpay.ledger.sqlite_store import SqliteLedgerStore
 from rpcpay.pow.verifier import ShareVerifier
@@ -78,10 +79,12 @@ class GatewayConfig:
     connections: ConnectionLimits = field(default_factory=ConnectionLimits)
     upstream_timeout_s: float = 20.0  # a charged call's bound; refunded past it
     shutdown_grace_s: float = 10.0  # SIGTERM: in-flight calls get this long, then a refund
+    monero_flags: tuple[str, ...] = ()  # Monero-only flags given: they mean monero mode
 
 
 def check_config(config: GatewayConfig) -> None:
     """Refuse settings that cannot work or would be unsafe, with a clear message."""
+    check_upstream_url(config.upstream)
     # Difficulty and credits are positive u64 values.
     if not 1 <= config.difficulty < 2**64:
         raise ConfigError("--rpc-payment-difficulty must be between 1 and 2^64-1")
@@ -130,19 +133,6 @@ def check_lottery(settings: LotterySettings) -> None:
     for peer in settings.gossip_peers:
         if not peer.startswith(("http://", "https://")):
             raise ConfigError(f"--gossip-peer must be an http(s) URL, not {peer!r}")
-
-
-async def detect_mode(upstream: Upstream, kind: str) -> Mode:
-    """Is the upstream a monerod? Ask its free /get_height unless told."""
-    if kind == "monero":
-        return "monero"
-    if kind == "jsonrpc":
-        return "jsonrpc"
-    try:
-        answer = await post_json(upstream, "/get_height", {})
-    except UpstreamError:
-        return "jsonrpc"
-    return "monero" if isinstance(answer, dict) and "hash" in answer else "jsonrpc"
 
 
 def load_secret(data_dir: Path) -> bytes:
@@ -308,7 +298,10 @@ async def start_gateway(
     check_config(config)
     config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     upstream = upstream or HttpUpstream(config.upstream, timeout_s=config.upstream_timeout_s)
-    mode = await detect_mode(upstream, config.upstream_kind)
+    monero_flags = config.monero_flags
+    if config.payment_address is not None and "--rpc-payment-address" not in monero_flags:
+        monero_flags = ("--rpc-payment-address", *monero_flags)
+    mode = await detect_mode(upstream, config.upstream_kind, monero_flags, url=config.upstream)
     jobs: JobSource
     if mode == "monero":
         # A monerod upstream pays real blocks to the operator, so it needs an address.

@@ -27,7 +27,8 @@ class UpstreamReply:
 
 
 class Upstream(Protocol):
-    """Sends one HTTP request body to the backend, or raises ``UpstreamError``."""
+    """Sends one HTTP request body to the backend, or raises ``UpstreamError``. ``path`` is
+    appended to the backend's base URL; the empty path is the URL exactly as configured."""
 
     async def post(self, path: str, body: bytes, content_type: str) -> UpstreamReply: ...
 
@@ -38,6 +39,7 @@ class HttpUpstream:
     """An HTTP backend reached with one pooled aiohttp session."""
 
     def __init__(self, base_url: str, *, timeout_s: float = 60.0, connections: int = 64) -> None:
+        self._url = base_url
         self._base = base_url.rstrip("/")
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._connections = connections
@@ -50,9 +52,13 @@ class HttpUpstream:
         return self._session
 
     async def post(self, path: str, body: bytes, content_type: str) -> UpstreamReply:
+        """POST to ``path`` under the base URL; ``""`` means the URL exactly as given (a
+        JSON-RPC backend's endpoint, such as ``https://host/v3/KEY``)."""
         try:
             async with self._client().post(
-                self._base + path, data=body, headers={"Content-Type": content_type}
+                self._base + path if path else self._url,
+                data=body,
+                headers={"Content-Type": content_type},
             ) as response:
                 data = await response.read()
                 return UpstreamReply(response.status, data, response.content_type)

@@ -1,8 +1,16 @@
-"""A client for a paying node: monerod 0.18 with payment on, or ``rpcpay serve``.
+"""A client for a paying node: monerod 0.18 with payment on, or ``rpcpay serve`` in front of
+monerod or of any JSON-RPC service.
 
 ``PayingClient`` is asyncio; ``SyncPayingClient`` is the same client for plain threads (it runs
 its own event loop on a background thread). A caller just makes calls: give the client a
-``funder`` (``rpcpay.wallet.funding``) and a "PAYMENT REQUIRED" makes it mine, then retry.
+``funder`` (``rpcpay.wallet.funding``: hashes, or lottery cheques) and a refusal for payment
+makes it earn credits, then retry.
+
+Any JSON-RPC: params are an array, an object or nothing; the result is returned whatever its
+type; ``call_batch`` sends a batch, charged once. The client id goes in the ``X-Rpc-Client``
+header, and also inside object params (monerod's place; the gateway removes it). A call the
+node charged is always returned to the caller: an answer is only turned into an error when
+the node says it was not paid for, or when it is the node's own error.
 
 Errors are typed so a caller can tell "out of credits" from "the server refused the share"
 from "the upstream is down"::
@@ -11,7 +19,8 @@ from "the upstream is down"::
     ├── PaymentRequired   the node wants more credits than we have
     ├── ShareRefused      a submitted nonce was refused (stale, duplicate, bad hash)
     ├── UpstreamDown      the gateway's backend failed (nothing was charged)
-    └── NodeError         any other JSON-RPC error or unusable answer
+    └── NodeError         any other JSON-RPC error (``code``, ``message``, ``data``) or
+                          unusable answer
 """
 
 from __future__ import annotations
@@ -19,17 +28,24 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import aiohttp
 
 from rpcpay.wallet.keys import ClientKey
+from rpcpay.wire.rpc import (
+    ERROR_INTERNAL,
+    ERROR_PAYWALL,
+    ERROR_UPSTREAM,
+    HEADER_CLIENT,
+    HEADER_CREDITS,
+    SIGNATURE_STATUS_PREFIX,
+    STATUS_PAYMENT_REQUIRED,
+)
 
 JSON = Any
-STATUS_PAYMENT_REQUIRED = "PAYMENT REQUIRED"
-UPSTREAM_ERROR_CODE = -32003
 TIMESTAMP_RETRIES = 3  # refusals retried at once while the balance is positive (races)
 
 
@@ -38,11 +54,13 @@ class ClientError(Exception):
 
 
 class PaymentRequired(ClientError):
-    """The node wants payment; ``credits`` is what it says we have."""
+    """The node wants payment; ``credits`` is what it says we have, ``terms`` the paywall's
+    ``error.data`` (price, how to earn credits) when it sent them."""
 
-    def __init__(self, credits: int) -> None:
+    def __init__(self, credits: int, terms: dict[str, JSON] | None = None) -> None:
         super().__init__(f"payment required (credits: {credits})")
         self.credits = credits
+        self.terms = terms
 
 
 class ShareRefused(ClientError):
@@ -58,11 +76,13 @@ class UpstreamDown(ClientError):
 
 
 class NodeError(ClientError):
-    """A JSON-RPC error or an answer the client cannot use."""
+    """A JSON-RPC error (the node's or its backend's) or an answer the client cannot use."""
 
-    def __init__(self, code: int, message: str) -> None:
+    def __init__(self, code: int, message: str, data: JSON = None) -> None:
         super().__init__(f"node error ({code}): {message}")
         self.code = code
+        self.message = message
+        self.data = data
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +100,8 @@ class AccessInfo:
     credits: int
     top_hash: str
 
+
+T = TypeVar("T")
 
 Funder = Callable[["PayingClient", AccessInfo], Awaitable[None]]
 """Earns credits for a client that was refused a call (mines a share, waits for a miner...)."""
@@ -120,22 +142,36 @@ class PayingClient:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def request(self, method: str, params: dict[str, JSON]) -> JSON:
-        """Send one unsigned JSON-RPC request and return the decoded answer object."""
-        body = {"jsonrpc": "2.0", "id": "0", "method": method, "params": params}
-        try:
-            async with self._http().post(self.url + "/json_rpc", json=body) as response:
-                text = await response.text()
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise NodeError(0, f"node unreachable: {type(exc).__name__}") from exc
-        try:
-            answer = json.loads(text)
-        except ValueError as exc:
-            raise NodeError(0, "node answered non-JSON") from exc
+    async def request(
+        self, method: str, params: JSON, client: str | None = None
+    ) -> dict[str, JSON]:
+        """Send one JSON-RPC request (signed with ``client`` when given) and return the
+        decoded answer object."""
+        body: dict[str, JSON] = {"jsonrpc": "2.0", "id": "0", "method": method}
+        if params is not None:
+            body["params"] = params
+        answer = await self._post(body, client)
         # A JSON-RPC answer is an object.
         if not isinstance(answer, dict):
             raise NodeError(0, "node answered a non-object")
         return answer
+
+    async def _post(self, body: JSON, client: str | None) -> JSON:
+        headers = {HEADER_CLIENT: client} if client else {}
+        try:
+            async with self._http().post(
+                self.url + "/json_rpc", json=body, headers=headers
+            ) as response:
+                raw = await response.read()
+                credits = response.headers.get(HEADER_CREDITS)
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise NodeError(0, f"node unreachable: {type(exc).__name__}") from exc
+        if credits is not None and credits.isdigit():
+            self.credits = int(credits)
+        try:
+            return json.loads(raw)
+        except ValueError as exc:
+            raise NodeError(0, f"node answered non-JSON: {raw[:80]!r}") from exc
 
     def _track(self, result: dict[str, JSON]) -> None:
         if isinstance(result.get("credits"), int):
@@ -146,7 +182,7 @@ class PayingClient:
     async def access_info(self) -> AccessInfo:
         """Ask for the current job and balance."""
         answer = await self.request("rpc_access_info", {"client": self.key.client_id()})
-        result = self._result(answer)
+        result = self._object(self._result(answer))
         try:
             info = AccessInfo(
                 hashing_blob=bytes.fromhex(result["hashing_blob"]),
@@ -174,12 +210,18 @@ class PayingClient:
         error = answer.get("error")
         if isinstance(error, dict):
             raise ShareRefused(int(error.get("code", 0)), str(error.get("message", "")))
-        result = self._result(answer)
+        result = self._object(self._result(answer))
         self._track(result)
         return self.credits
 
-    async def call(self, method: str, params: dict[str, JSON] | None = None) -> dict[str, JSON]:
-        """One paid JSON-RPC call, paid for however it takes.
+    async def fund(self) -> None:
+        """Earn credits once with the funder (``PaymentRequired`` without one)."""
+        if self._funder is None:
+            raise PaymentRequired(self.credits)
+        await self._funder(self, await self.access_info())
+
+    async def call(self, method: str, params: JSON = None) -> JSON:
+        """One paid JSON-RPC call, paid for however it takes; its result, of any type.
 
         A refusal is checked against the free rpc_access_info first: another process signing
         with the same key can make a call arrive with an older timestamp, which the node
@@ -187,62 +229,114 @@ class PayingClient:
         Otherwise the funder (if any) earns credits and the call is retried; without one, or
         after ``max_funding_rounds``, ``PaymentRequired`` reaches the caller.
         """
+        return await self._paid(lambda: self.call_once(method, params))
+
+    async def call_batch(self, calls: Sequence[tuple[str, JSON]]) -> list[JSON]:
+        """Several calls in one batch, charged once; per call its result or, for a call the
+        node or its backend answered with an error, a ``NodeError`` (returned, not raised:
+        the batch was paid for)."""
+        return await self._paid(lambda: self.batch_once(calls))
+
+    async def _paid(self, attempt: Callable[[], Awaitable[T]]) -> T:
         retried = funded = 0
         while True:
             try:
-                return await self.call_once(method, params)
-            except PaymentRequired:
+                return await attempt()
+            except PaymentRequired as refusal:
                 info = await self.access_info()
                 if retried < TIMESTAMP_RETRIES and info.credits > 0:
                     retried += 1
                     continue
                 if self._funder is None or funded >= self._max_funding_rounds:
-                    raise PaymentRequired(self.credits) from None
+                    raise PaymentRequired(self.credits, refusal.terms) from None
                 funded += 1
                 retried = 0
                 await self._funder(self, info)
 
-    async def call_once(
-        self, method: str, params: dict[str, JSON] | None = None
-    ) -> dict[str, JSON]:
+    async def call_once(self, method: str, params: JSON = None) -> JSON:
         """One paid JSON-RPC call, one attempt; PaymentRequired if the node refuses the charge."""
-        signed = dict(params or {})
-        signed["client"] = self.key.client_id()
-        answer = await self.request(method, signed)
+        client = self.key.client_id()
+        signed = params
+        if isinstance(params, dict):
+            # monerod reads the client id from object params (the gateway strips it); a
+            # call without params gets none, the gateway reads the header.
+            signed = {**params, "client": client}
+        answer = await self.request(method, signed, client)
         result = self._result(answer, track=False)
-        status = result.get("status")
-        # A refused charge comes back as a status, not an error.
-        if status == STATUS_PAYMENT_REQUIRED:
-            # Its credits may be 0 for a timestamp refusal: not a balance worth tracking.
-            raise PaymentRequired(int(result.get("credits", 0) or 0))
-        if isinstance(status, str) and status.startswith("Client signature does not verify"):
-            raise NodeError(0, status)
-        self._track(result)
-        self._track(answer)  # non-Monero backends get credits beside the result
+        if isinstance(result, dict):
+            status = result.get("status")
+            # monerod refuses a charge with a status, not an error.
+            if status == STATUS_PAYMENT_REQUIRED:
+                # Its credits may be 0 for a timestamp refusal: not a balance worth tracking.
+                raise PaymentRequired(int(result.get("credits", 0) or 0))
+            if isinstance(status, str) and status.startswith(SIGNATURE_STATUS_PREFIX):
+                raise NodeError(0, status)
+            self._track(result)
+        self._track(answer)  # JSON-RPC backends get credits beside the result
         return result
 
-    def _result(self, answer: dict[str, JSON], *, track: bool = True) -> dict[str, JSON]:
+    async def batch_once(self, calls: Sequence[tuple[str, JSON]]) -> list[JSON]:
+        """One attempt at a batch; PaymentRequired if the node refuses it."""
+        # A batch holds at least one call.
+        if not calls:
+            raise ValueError("a batch needs at least one call")
+        body = [
+            {"jsonrpc": "2.0", "id": n, "method": method,
+             **({"params": params} if params is not None else {})}
+            for n, (method, params) in enumerate(calls)
+        ]  # fmt: skip
+        answer = await self._post(body, self.key.client_id())
+        if isinstance(answer, dict):
+            self._result(answer)  # one error for the whole batch: raise it
+            raise NodeError(0, "node answered a batch with one object")
+        # A batch is answered with an array of answer objects.
+        if not isinstance(answer, list) or not all(isinstance(a, dict) for a in answer):
+            raise NodeError(0, "node answered a batch with no array of objects")
+        by_id = {a.get("id"): a for a in answer}
+        results: list[JSON] = []
+        for n in range(len(calls)):
+            item = by_id.get(n)
+            if item is None:
+                results.append(NodeError(0, "no answer for this call in the batch"))
+                continue
+            try:
+                results.append(self._result(item, track=False))
+            except PaymentRequired:
+                raise
+            except ClientError as error:
+                results.append(error)
+        return results
+
+    def _result(self, answer: dict[str, JSON], *, track: bool = True) -> JSON:
+        """The answer's result, of any type, or the typed error it carries."""
         error = answer.get("error")
         if isinstance(error, dict):
-            code, message = int(error.get("code", 0)), str(error.get("message", ""))
-            if code == UPSTREAM_ERROR_CODE:
+            code, message = int(error.get("code", 0) or 0), str(error.get("message", ""))
+            data = error.get("data")
+            if code == ERROR_UPSTREAM:
                 # The gateway refunded the call; its answer carries the unchanged balance.
                 if isinstance(answer.get("credits"), int):
                     self.credits = answer["credits"]
                 raise UpstreamDown(message)
-            if code == -5 and message == STATUS_PAYMENT_REQUIRED:
+            if code == ERROR_INTERNAL and message == STATUS_PAYMENT_REQUIRED:
                 raise PaymentRequired(self.credits)
-            raise NodeError(code, message)
+            terms = data if isinstance(data, dict) else {}
+            if code == ERROR_PAYWALL and terms.get("status") == STATUS_PAYMENT_REQUIRED:
+                raise PaymentRequired(int(terms.get("credits", 0) or 0), terms)
+            raise NodeError(code, message, data)
+        # An answer carries a result or an error.
+        if "result" not in answer:
+            raise NodeError(0, "answer has neither result nor error")
         if track:
-            self._track(answer)  # non-Monero backends get credits beside the result
-        result = answer.get("result")
-        # A successful answer carries a result object.
+            self._track(answer)  # JSON-RPC backends get credits beside the result
+        return answer["result"]
+
+    @staticmethod
+    def _object(result: JSON) -> dict[str, JSON]:
+        # The payment methods answer objects.
         if not isinstance(result, dict):
             raise NodeError(0, "answer has no result object")
         return result
-
-
-T = TypeVar("T")
 
 
 class SyncPayingClient:
@@ -279,8 +373,14 @@ class SyncPayingClient:
     def submit_nonce(self, nonce: int, cookie: int) -> int:
         return self._run(self.client.submit_nonce(nonce, cookie))
 
-    def call(self, method: str, params: dict[str, JSON] | None = None) -> dict[str, JSON]:
+    def call(self, method: str, params: JSON = None) -> JSON:
         return self._run(self.client.call(method, params))
+
+    def fund(self) -> None:
+        self._run(self.client.fund())
+
+    def call_batch(self, calls: Sequence[tuple[str, JSON]]) -> list[JSON]:
+        return self._run(self.client.call_batch(calls))
 
     def close(self) -> None:
         """Close the HTTP session and stop the loop thread."""

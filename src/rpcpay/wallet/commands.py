@@ -53,6 +53,7 @@ from rpcpay.wallet.lottery_payer_commands import (
     add_lottery_parsers,
     run_lottery,
 )
+from rpcpay.wallet.proxy_commands import add_proxy_parser, run_proxy
 from rpcpay.wallet.settings import (
     SECRET_WARNING,
     WalletSettings,
@@ -193,7 +194,8 @@ def add_wallet_parser(
 
     call = commands.add_parser(
         "call",
-        help="make one paid JSON-RPC call, mining first if the balance is short",
+        help="make one paid JSON-RPC call (any method, array or object params), mining "
+        "first if the balance is short",
         description="Make one paid JSON-RPC call and print its result as JSON. On PAYMENT "
         "REQUIRED, mine (if auto-mining allows) until the call can be paid, then retry.",
     )
@@ -203,7 +205,8 @@ def add_wallet_parser(
         nargs="?",
         default="{}",
         metavar="PARAMS_JSON",
-        help="the params, a JSON object (default: %(default)s)",
+        help="the params, a JSON array (Ethereum style, e.g. '[\"latest\", false]') or "
+        "object (monerod style) (default: %(default)s)",
     )
     call.add_argument(
         "--max-mining-seconds",
@@ -242,6 +245,7 @@ def add_wallet_parser(
     )
     _add_settings_flags(keep)
     add_lottery_parsers(commands)
+    add_proxy_parser(commands)
     return p
 
 
@@ -287,6 +291,8 @@ def run_wallet(args: argparse.Namespace) -> int:
     try:
         if args.wallet_command in LOTTERY_COMMANDS:
             return run_lottery(args, _wallet_path(args), args.rpc_client_secret_key)
+        if args.wallet_command == "proxy":
+            return run_proxy(args, _wallet_path(args), args.rpc_client_secret_key)
         return handlers[args.wallet_command](args)
     except (ConfigError, RpcPayError) as exc:
         return _fail(args, str(exc), EXIT_USAGE)
@@ -392,13 +398,17 @@ def _rpc_payments(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _parse_params(text: str) -> dict[str, JSON]:
+def _parse_params(text: str) -> JSON:
     try:
         params = json.loads(text)
     except ValueError as exc:
         raise ConfigError(f"PARAMS_JSON is not valid JSON: {exc}") from None
-    if not isinstance(params, dict):
-        raise ConfigError("PARAMS_JSON must be a JSON object, e.g. '{\"height\": 1}'")
+    # JSON-RPC params are structured: an array or an object.
+    if not isinstance(params, (dict, list)):
+        raise ConfigError(
+            "PARAMS_JSON must be a JSON array or object, e.g. '[\"latest\", false]' or "
+            "'{\"height\": 1}'"
+        )
     return params
 
 
@@ -422,9 +432,9 @@ async def _call_async(
     args: argparse.Namespace,
     settings: WalletSettings,
     key: Any,
-    params: dict[str, JSON],
+    params: JSON,
     path: Path,
-) -> tuple[dict[str, JSON], int] | int:
+) -> tuple[JSON, int] | int:
     miner: MinerLike | None = None
     deadline = time.monotonic() + args.max_mining_seconds
     async with PayingClient(args.daemon, key) as client:
@@ -447,7 +457,9 @@ async def _call_async(
                         client, miner, settings, wallet_path=path, write_status=False
                     )
                     print(f"payment required (credits {exc.credits}); mining", file=sys.stderr)
-                    if not await keeper.mine_until(exc.credits + 1, timeout=left):
+                    price = (exc.terms or {}).get("price", 1)
+                    need = max(exc.credits + 1, price if isinstance(price, int) else 1)
+                    if not await keeper.mine_until(need, timeout=left):
                         if keeper.info is None and keeper.last_error:
                             return _fail(args, keeper.last_error, EXIT_FAILED)
                         want, reason = keeper.should_mine()

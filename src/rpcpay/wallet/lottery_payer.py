@@ -52,6 +52,7 @@ from rpcpay.wallet.lottery_payer_state import (
     PayerStateFile,
     with_lottery,
 )
+from rpcpay.wire.rpc import ERROR_CHEQUE_REFUSED, METHOD_NOT_FOUND, STATUS_OK
 
 if TYPE_CHECKING:  # the chain package loads py-evm: `rpcpay wallet` should not pay for it
     from rpcpay.chain.settlement import SettlementChain
@@ -100,10 +101,8 @@ redeem window."""
 ROTATION_SLACK = 5
 """Blocks, beyond the stamper's confirmations, by which a new lottery is created before the
 current one becomes unusable (a minute of 12-second blocks)."""
-GATEWAY_REFUSAL = -40
+GATEWAY_REFUSAL = ERROR_CHEQUE_REFUSED
 """The JSON-RPC error code with which a gateway refuses a cheque (no credit granted)."""
-METHOD_NOT_FOUND = -32601
-"""A server without ``lottery_info`` (not an rpcpay gateway, or its rail is off)."""
 STAMP_ATTEMPTS = 3
 MAX_OWED_INTERVALS = 60
 """A gateway whose one credit costs more than this many intervals of the payer's price for
@@ -610,7 +609,7 @@ class LotteryPayer:
             outcome = "refused" if error.get("code") == GATEWAY_REFUSAL else "failed"
             return outcome, f"server: {error.get('message', '')} (code {error.get('code')})", 0
         result = answer.get("result")
-        if isinstance(result, dict) and result.get("status") == "OK":
+        if isinstance(result, dict) and result.get("status") == STATUS_OK:
             return "paid", "", int(result.get("credited", 0))
         return "failed", f"server answered {str(result)[:100]}", 0
 
