@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Prepare a machine for rpcpay development and CI (idempotent).
-#   - Debian packages: monero (monerod 0.18, the reference peer), librandomx0, librandomx-dev
+#   - Debian packages: monero (monerod 0.18, the reference peer), librandomx0, librandomx-dev,
+#     nginx (the reverse proxy in front of the gateway in tests/gateway/test_client_address.py)
 #   - .venv in the repo root with the project installed editable, with its dev extras
 #   - anvil (npm @foundry-rs/anvil, pinned) in .tools/anvil, for the end-to-end chain tests
 set -euo pipefail
@@ -13,7 +14,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 missing=()
-for pkg in monero librandomx0 librandomx-dev; do
+for pkg in monero librandomx0 librandomx-dev nginx; do
     if ! dpkg -s "$pkg" >/dev/null 2>&1; then
         missing+=("$pkg")
     fi

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from rpcpay import __version__
 from rpcpay.argtypes import integer_in, number_in
 from rpcpay.errors import RpcPayError
+from rpcpay.gateway.client_address import parse_trusted_proxies
 from rpcpay.gateway.limits import AbuseLimits
 from rpcpay.logs import configure_logging
 from rpcpay.lottery import stamper_commands
@@ -194,6 +195,24 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         default=0.2,
         metavar="R",
         help="rate at which that budget refills (default: %(default)s)",
+    )
+    p.add_argument(
+        "--trusted-proxy",
+        action="append",
+        default=[],
+        metavar="CIDR",
+        help="a reverse proxy's address or network (repeatable); only from these peers is "
+        "the client address read from the forwarding header, rightmost untrusted entry first; "
+        "free loopback, abuse budgets and logs use that address (default: none, the TCP peer "
+        "is the client)",
+    )
+    p.add_argument(
+        "--trusted-proxy-header",
+        choices=("x-forwarded-for", "forwarded"),
+        default="x-forwarded-for",
+        help="the header the trusted proxies set: X-Forwarded-For (nginx, caddy) or RFC 7239 "
+        "Forwarded; the other one is ignored, so a client cannot smuggle it through "
+        "(default: %(default)s)",
     )
     _add_lottery_flags(p)
     p.add_argument(
@@ -475,6 +494,7 @@ def _serve(args: argparse.Namespace) -> int:
             args.new_clients_per_second,
         ),
         lottery=_lottery_settings(args),
+        proxies=parse_trusted_proxies(args.trusted_proxy, args.trusted_proxy_header),
     )
     asyncio.run(serve_forever(config))
     return 0

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from aiohttp import web
@@ -18,6 +18,7 @@ from rpcpay.gateway.binary import BinaryHandler
 from rpcpay.gateway.binary_costs import BINARY_RULES
 from rpcpay.gateway.chain_cache import ChainCache
 from rpcpay.gateway.cheques import ChequeDesk, ChequeRefused
+from rpcpay.gateway.client_address import TrustedProxies, client_address
 from rpcpay.gateway.costs import (
     MONERO_FREE_JSON_ENDPOINTS,
     MONERO_FREE_JSON_RPC,
@@ -75,6 +76,7 @@ class GatewayCore:
     upstream_path: str = "/json_rpc"
     chain_cache: ChainCache | None = None
     cheques: ChequeDesk | None = None
+    proxies: TrustedProxies = field(default_factory=TrustedProxies)
 
 
 def json_response(document: JSON, status: int = 200) -> web.Response:
@@ -83,10 +85,6 @@ def json_response(document: JSON, status: int = 200) -> web.Response:
 
 def _is_uint(value: JSON, limit: int) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= limit
-
-
-def _peer(request: web.BaseRequest) -> str:
-    return request.remote or ""
 
 
 async def read_json_body(request: web.BaseRequest) -> JSON:
@@ -151,7 +149,13 @@ class PublicHandler:
 
     def __init__(self, core: GatewayCore) -> None:
         self.core = core
-        self.binary = BinaryHandler(core.payment, core.upstream, core.tracker, core.chain_cache)
+        self.binary = BinaryHandler(
+            core.payment, core.upstream, core.tracker, core.chain_cache, core.proxies
+        )
+
+    def _peer(self, request: web.BaseRequest) -> str:
+        """The real client address (behind ``--trusted-proxy`` proxies, what they forwarded)."""
+        return client_address(request, self.core.proxies)
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         path = request.path
@@ -184,7 +188,7 @@ class PublicHandler:
                 params = self._object_params(params)
                 return json_response(
                     result_response(
-                        request_id, await self._payment_method(method, params, _peer(request))
+                        request_id, await self._payment_method(method, params, self._peer(request))
                     )
                 )
             if method in LOTTERY_METHODS:
@@ -335,7 +339,7 @@ class PublicHandler:
         paid = 0
         if price is not None:
             charge = await self.core.payment.charge(
-                client, price.upfront, price.rpc, _peer(request)
+                client, price.upfront, price.rpc, self._peer(request)
             )
             paid = charge.amount
             if not charge.ok:
@@ -438,7 +442,7 @@ class PublicHandler:
             except PriceError as exc:
                 return json_response({"status": f"Invalid parameters: {exc}"}, 400)
             charge = await self.core.payment.charge(
-                body.get("client"), price.upfront, price.rpc, _peer(request)
+                body.get("client"), price.upfront, price.rpc, self._peer(request)
             )
             if not charge.ok:
                 return json_response(_payment_answer(charge))

@@ -42,6 +42,7 @@ from rpcpay.gateway.chain_cache import (
     may_add_block,
     stops_after_block,
 )
+from rpcpay.gateway.client_address import TrustedProxies, client_address
 from rpcpay.gateway.costs import PriceError
 from rpcpay.gateway.jobs import ChainTop
 from rpcpay.gateway.payment import Charge, PaymentService
@@ -112,7 +113,9 @@ class BinaryHandler:
         upstream: Upstream,
         tracker: Tracker,
         cache: ChainCache | None,
+        proxies: TrustedProxies | None = None,
     ) -> None:
+        self.proxies = proxies or TrustedProxies()
         self.payment = payment
         self.upstream = upstream
         self.tracker = tracker
@@ -131,7 +134,11 @@ class BinaryHandler:
         except WireError as exc:
             return bad_request(f"Malformed epee request: {exc}")
         call = BinaryCall(
-            path, rule, section, client.decode("latin-1") if client else None, request.remote or ""
+            path,
+            rule,
+            section,
+            client.decode("latin-1") if client else None,
+            client_address(request, self.proxies),
         )
         started = time.perf_counter()
         try:

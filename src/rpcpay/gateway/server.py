@@ -20,6 +20,7 @@ from rpcpay.gateway.admin import AdminHandler
 from rpcpay.gateway.app import GatewayCore, Mode, PublicHandler
 from rpcpay.gateway.chain_cache import ChainCache
 from rpcpay.gateway.cheques import ChequeDesk, LotterySettings
+from rpcpay.gateway.client_address import TrustedProxies
 from rpcpay.gateway.costs import PriceList, load_price_list
 from rpcpay.gateway.info_cache import InfoCache
 from rpcpay.gateway.jobs import JobSource
@@ -68,6 +69,7 @@ class GatewayConfig:
     cache_mb: int = 256
     limits: AbuseLimits = field(default_factory=AbuseLimits)
     lottery: LotterySettings | None = None  # None: the lottery rail is off
+    proxies: TrustedProxies = field(default_factory=TrustedProxies)
 
 
 def check_config(config: GatewayConfig) -> None:
@@ -332,6 +334,7 @@ async def start_gateway(
         InfoCache(config.info_cache_ms / 1000),
         chain_cache=chain_cache,
         cheques=cheques,
+        proxies=config.proxies,
     )
     public = PublicHandler(core)
     runner, public_port = await _listen(
