@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rpcpay import __version__
-from rpcpay.argtypes import integer_in, number_in
+from rpcpay.argtypes import BriefArgumentParser, integer_in, number_in
 from rpcpay.errors import RpcPayError
 from rpcpay.gateway.client_address import parse_trusted_proxies
 from rpcpay.gateway.limits import AbuseLimits
@@ -448,7 +448,7 @@ def _chain(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser: argparse.ArgumentParser = BriefArgumentParser(
         prog="rpcpay", description="Pay-as-you-go RPC: hash credits in front of any backend."
     )
     parser.add_argument("--version", action="version", version=f"rpcpay {__version__}")
@@ -551,6 +551,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handlers[args.command](args)
     except RpcPayError as exc:
+        print(f"rpcpay {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        # A file or socket the command needed (names it; no traceback for the operator).
         print(f"rpcpay {args.command}: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -27,6 +27,7 @@ from rpcpay.gateway.jobs import JobSource
 from rpcpay.gateway.limits import AbuseGuard, AbuseLimits
 from rpcpay.gateway.monerod_jobs import MonerodJobSource
 from rpcpay.gateway.payment import Hasher, PaymentService, PaymentSettings, is_loopback
+from rpcpay.gateway.preflight import check_http_url, prepare_data_dir
 from rpcpay.gateway.synthetic_jobs import SyntheticJobSource
 from rpcpay.gateway.tracking import Tracker
 from rpcpay.gateway.upstream import HttpUpstream, Upstream, post_json
@@ -96,6 +97,7 @@ def check_config(config: GatewayConfig) -> None:
             raise ConfigError(f"--rpc-payment-address is not a Monero address: {exc}") from exc
     if config.lottery is not None:
         check_lottery(config.lottery)
+    check_http_url("--upstream", config.upstream)
 
 
 def check_lottery(settings: LotterySettings) -> None:
@@ -221,7 +223,10 @@ async def _listen(server: web.Server, host: str, port: int) -> tuple[web.BaseRun
         await site.start()
     except OSError as exc:
         await runner.cleanup()
-        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+        raise ConfigError(
+            f"cannot listen on {host}:{port}: {exc.strerror}; stop what uses it or choose "
+            "another port or address"
+        ) from exc
     bound = runner.addresses[0][1] if runner.addresses else port
     return runner, int(bound)
 
@@ -280,8 +285,27 @@ async def start_gateway(
 
     ``lottery_chain`` replaces ``--lottery-chain-url`` (the in-process chain in tests)."""
     check_config(config)
-    config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    prepare_data_dir(config.data_dir)
+    prices = load_price_list(config.price_file) if config.price_file else PriceList(1, {})
+    # Whatever was opened is closed again if the start fails (no "Unclosed" dumps).
+    async with contextlib.AsyncExitStack() as undo:
+        running = await _assemble(config, prices, undo, upstream, hasher, lottery_chain)
+        undo.pop_all()
+        return running
+    raise AssertionError("unreachable")  # pragma: no cover (mypy: the stack swallows nothing)
+
+
+async def _assemble(
+    config: GatewayConfig,
+    prices: PriceList,
+    undo: contextlib.AsyncExitStack,
+    upstream: Upstream | None,
+    hasher: Hasher | None,
+    lottery_chain: SettlementChain | None,
+) -> RunningGateway:
+    """start_gateway's parts, each registered in ``undo`` as soon as it is open."""
     upstream = upstream or HttpUpstream(config.upstream)
+    undo.push_async_callback(upstream.close)
     mode = await detect_mode(upstream, config.upstream_kind)
     jobs: JobSource
     if mode == "monero":
@@ -291,23 +315,22 @@ async def start_gateway(
         jobs = MonerodJobSource(upstream, config.payment_address)
     else:
         jobs = SyntheticJobSource(load_secret(config.data_dir))
-    prices = load_price_list(config.price_file) if config.price_file else PriceList(1, {})
     store = SqliteLedgerStore(config.data_dir / "ledger.sqlite3", synchronous=config.ledger_sync)
     ledger = Ledger(store)
+    undo.callback(ledger.close)
     cheques = None
     if config.lottery is not None:
-        try:
-            cheques = open_lottery(config.lottery, config.data_dir, store, ledger, lottery_chain)
-        except BaseException:
-            ledger.close()
-            raise
+        cheques = open_lottery(config.lottery, config.data_dir, store, ledger, lottery_chain)
+        undo.push_async_callback(cheques.close)
     verifier = ShareVerifier(threads=config.verify_threads, mode=config.pow_mode)
+    undo.push_async_callback(verifier.aclose)
     try:
         await jobs.start()
     except UpstreamError as exc:
-        ledger.close()
-        verifier.close()
-        raise ConfigError(f"upstream {config.upstream} is not usable: {exc}") from exc
+        raise ConfigError(
+            f"upstream {config.upstream} is not usable: {exc}; start it or fix --upstream"
+        ) from exc
+    undo.push_async_callback(jobs.close)
     payment = PaymentService(
         PaymentSettings(config.difficulty, config.credits_per_hash, config.allow_free_loopback),
         ledger,
@@ -340,6 +363,7 @@ async def start_gateway(
     runner, public_port = await _listen(
         _server(public.handle, config.max_body_bytes), config.bind_ip, config.bind_port
     )
+    undo.push_async_callback(runner.cleanup)
     runners = [runner]
     admin_port = 0
     if config.admin_bind_port is not None:
@@ -347,6 +371,7 @@ async def start_gateway(
         admin_runner, admin_port = await _listen(
             _server(admin.handle, 64 * 1024), config.admin_bind_ip, config.admin_bind_port
         )
+        undo.push_async_callback(admin_runner.cleanup)
         runners.append(admin_runner)
     if cheques is not None:
         cheques.start()
