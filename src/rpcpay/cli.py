@@ -214,6 +214,19 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "Forwarded; the other one is ignored, so a client cannot smuggle it through "
         "(default: %(default)s)",
     )
+    p.add_argument(
+        "--access-log",
+        type=Path,
+        metavar="FILE",
+        help="append one JSON line per public call (real client address, method, outcome, "
+        "credits, HTTP status, ms) to FILE, or to stderr for '-'; reopened on SIGHUP for "
+        "logrotate (default: off)",
+    )
+    p.add_argument(
+        "--no-metrics",
+        action="store_true",
+        help="do not count anything for GET /metrics on the admin listener (default: counted)",
+    )
     _add_lottery_flags(p)
     p.add_argument(
         "--log-level",
@@ -495,6 +508,8 @@ def _serve(args: argparse.Namespace) -> int:
         ),
         lottery=_lottery_settings(args),
         proxies=parse_trusted_proxies(args.trusted_proxy, args.trusted_proxy_header),
+        metrics=not args.no_metrics,
+        access_log=args.access_log,
     )
     asyncio.run(serve_forever(config))
     return 0

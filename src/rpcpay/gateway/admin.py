@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from rpcpay.gateway.app import GatewayCore, json_response
+from rpcpay.gateway.ops_pages import UNAUTHENTICATED, OpsPages
 from rpcpay.gateway.protocol import (
     ERROR_INVALID_CLIENT,
     INVALID_PARAMS,
@@ -37,9 +38,10 @@ I64_MIN, I64_MAX = -(2**63), 2**63 - 1
 class AdminHandler:
     """JSON-RPC on /json_rpc for the operator's own tools (``rpcpay payments``)."""
 
-    def __init__(self, core: GatewayCore, token: str | None) -> None:
+    def __init__(self, core: GatewayCore, token: str | None, pages: OpsPages | None = None) -> None:
         self.core = core
         self._token = token
+        self.pages = pages
 
     def _authorised(self, request: web.BaseRequest) -> bool:
         if self._token is None:
@@ -47,10 +49,16 @@ class AdminHandler:
         given = request.headers.get("Authorization", "")
         return hmac.compare_digest(given.encode(), f"Bearer {self._token}".encode())
 
-    async def handle(self, request: web.BaseRequest) -> web.Response:
+    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        pages = self.pages
+        # Health probes answer anyone who reaches the admin listener.
+        if pages is not None and request.path in UNAUTHENTICATED:
+            return await pages.handle(request)
         # Only the operator, holding the token when one is set, may use the admin methods.
         if not self._authorised(request):
             return json_response({"status": "Unauthorized"}, 401)
+        if pages is not None and pages.serves(request.path):
+            return await pages.handle(request)
         # Admin calls are JSON-RPC on /json_rpc.
         if request.path != "/json_rpc":
             return json_response({"status": f"Unknown endpoint {request.path}"}, 404)

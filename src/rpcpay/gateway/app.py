@@ -31,6 +31,7 @@ from rpcpay.gateway.costs import (
 )
 from rpcpay.gateway.info_cache import InfoCache
 from rpcpay.gateway.jsoncodec import decode_json, encode_json
+from rpcpay.gateway.observe import note_call
 from rpcpay.gateway.payment import Charge, PaymentService
 from rpcpay.gateway.protocol import (
     ERROR_INTERNAL,
@@ -176,12 +177,15 @@ class PublicHandler:
         try:
             document = await read_json_body(request)
         except (ValueError, UnicodeDecodeError):
+            note_call(outcome="error")
             return json_response(error_response(None, PARSE_ERROR, "Parse error"))
         # A request is one object with a string method (batches are not served).
         if not isinstance(document, dict) or not isinstance(document.get("method"), str):
+            note_call(outcome="error")
             return json_response(error_response(None, INVALID_REQUEST, "Invalid Request"))
         request_id = document.get("id", "")
         method: str = document["method"]
+        note_call(method=method)
         params = document.get("params")
         try:
             if method in PAYMENT_METHODS:
@@ -200,6 +204,7 @@ class PublicHandler:
                 raise RpcFault(METHOD_NOT_FOUND, "Method not found")
             return await self._charged_rpc(request, document, method, params)
         except RpcFault as fault:
+            note_call(outcome="error")
             return json_response(error_response(request_id, fault.code, fault.message))
 
     @staticmethod
@@ -343,6 +348,7 @@ class PublicHandler:
             )
             paid = charge.amount
             if not charge.ok:
+                note_call(outcome="unpaid")
                 if method == "get_info":
                     # monerod's JSON-RPC get_info turns any non-OK status into error -5.
                     return json_response(error_response(request_id, ERROR_INTERNAL, charge.status))
@@ -358,6 +364,7 @@ class PublicHandler:
             try:
                 answer = await self._upstream_object(self.core.upstream_path, forwarded)
             except UpstreamError:
+                note_call(outcome="upstream_error")
                 credits = self.core.payment.refund(charge) if charge is not None else 0
                 failed = error_response(request_id, ERROR_UPSTREAM, UPSTREAM_FAILED)
                 return json_response({**failed, "credits": credits})
@@ -365,9 +372,11 @@ class PublicHandler:
         if charge is not None and price is not None:
             final = self._charge_rest(price, charge, answer.get("result"))
             if not final.ok:
+                note_call(outcome="unpaid")
                 return json_response(result_response(request_id, _payment_answer(final)))
             paid += final.amount if final is not charge else 0
             self._stamp(answer, final)
+        note_call(outcome="paid" if paid else "free", credits=paid)
         self.core.tracker.record(
             price.rpc if price else method, int((time.perf_counter() - started) * 1e6), paid
         )
@@ -432,6 +441,7 @@ class PublicHandler:
                 {"status": "Failed to parse JSON request: expected an object"}, 400
             )
         rule = MONERO_JSON_ENDPOINT_PRICES.get(path)
+        note_call(method=path.lstrip("/"))
         started = time.perf_counter()
         charge = None
         price = None
@@ -445,6 +455,7 @@ class PublicHandler:
                 body.get("client"), price.upfront, price.rpc, self._peer(request)
             )
             if not charge.ok:
+                note_call(outcome="unpaid")
                 return json_response(_payment_answer(charge))
             paid = charge.amount
         cache_key = "get_info" if path in ("/get_info", "/getinfo") else None
@@ -455,16 +466,19 @@ class PublicHandler:
             try:
                 answer = await self._upstream_object(path, _strip_client(body))
             except UpstreamError:
+                note_call(outcome="upstream_error")
                 credits = self.core.payment.refund(charge) if charge is not None else 0
                 return json_response({"status": UPSTREAM_FAILED, "credits": credits}, 502)
             self._remember(cache_key, charge, answer)
         if charge is not None and price is not None:
             final = self._charge_rest(price, charge, answer)
             if not final.ok:
+                note_call(outcome="unpaid")
                 return json_response(_payment_answer(final))
             paid += final.amount if final is not charge else 0
             answer["credits"] = final.credits
             answer["top_hash"] = final.top_hash
+        note_call(outcome="paid" if paid else "free", credits=paid)
         self.core.tracker.record(
             price.rpc if price else path.lstrip("/"),
             int((time.perf_counter() - started) * 1e6),

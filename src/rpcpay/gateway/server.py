@@ -8,6 +8,7 @@ import logging
 import os
 import secrets
 import signal
+import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +26,10 @@ from rpcpay.gateway.costs import PriceList, load_price_list
 from rpcpay.gateway.info_cache import InfoCache
 from rpcpay.gateway.jobs import JobSource
 from rpcpay.gateway.limits import AbuseGuard, AbuseLimits
+from rpcpay.gateway.metrics import GatewayMetrics, MeteredLedger, MeteredUpstream, TimedHasher
 from rpcpay.gateway.monerod_jobs import MonerodJobSource
+from rpcpay.gateway.observe import AccessLog, CallSink, ObservedHandler
+from rpcpay.gateway.ops_pages import OpsPages
 from rpcpay.gateway.payment import Hasher, PaymentService, PaymentSettings, is_loopback
 from rpcpay.gateway.preflight import check_http_url, prepare_data_dir
 from rpcpay.gateway.synthetic_jobs import SyntheticJobSource
@@ -71,6 +75,8 @@ class GatewayConfig:
     limits: AbuseLimits = field(default_factory=AbuseLimits)
     lottery: LotterySettings | None = None  # None: the lottery rail is off
     proxies: TrustedProxies = field(default_factory=TrustedProxies)
+    metrics: bool = True  # /metrics on the admin listener
+    access_log: Path | None = None  # JSON lines per public call; Path("-") is stderr
 
 
 def check_config(config: GatewayConfig) -> None:
@@ -162,6 +168,8 @@ class RunningGateway:
     public_port: int
     admin_port: int
     cheques: ChequeDesk | None = None
+    metrics: GatewayMetrics | None = None
+    access_log: AccessLog | None = None
 
     async def close(self) -> None:
         self.housekeeping.cancel()
@@ -175,6 +183,23 @@ class RunningGateway:
         await self.core.upstream.close()
         self.verifier.close()
         self.ledger.close()
+        if self.access_log is not None:
+            self.access_log.close()
+
+
+def open_access_log(path: Path | None) -> AccessLog | None:
+    """The access log at ``path`` (``-``: stderr), or None; ConfigError if it cannot be
+    opened."""
+    if path is None:
+        return None
+    if str(path) == "-":
+        return AccessLog(None, sys.stderr)
+    try:
+        return AccessLog(path)
+    except OSError as exc:
+        raise ConfigError(
+            f"--access-log {path}: cannot open it ({exc.strerror}); choose a writable file"
+        ) from None
 
 
 def _server(
@@ -304,8 +329,11 @@ async def _assemble(
     lottery_chain: SettlementChain | None,
 ) -> RunningGateway:
     """start_gateway's parts, each registered in ``undo`` as soon as it is open."""
+    metrics = GatewayMetrics() if config.metrics else None
     upstream = upstream or HttpUpstream(config.upstream)
     undo.push_async_callback(upstream.close)
+    if metrics is not None:
+        upstream = MeteredUpstream(upstream, metrics)
     mode = await detect_mode(upstream, config.upstream_kind)
     jobs: JobSource
     if mode == "monero":
@@ -316,7 +344,7 @@ async def _assemble(
     else:
         jobs = SyntheticJobSource(load_secret(config.data_dir))
     store = SqliteLedgerStore(config.data_dir / "ledger.sqlite3", synchronous=config.ledger_sync)
-    ledger = Ledger(store)
+    ledger = MeteredLedger(store, metrics) if metrics is not None else Ledger(store)
     undo.callback(ledger.close)
     cheques = None
     if config.lottery is not None:
@@ -324,6 +352,9 @@ async def _assemble(
         undo.push_async_callback(cheques.close)
     verifier = ShareVerifier(threads=config.verify_threads, mode=config.pow_mode)
     undo.push_async_callback(verifier.aclose)
+    hasher = hasher or verifier
+    if metrics is not None:
+        hasher = TimedHasher(hasher, metrics)
     try:
         await jobs.start()
     except UpstreamError as exc:
@@ -335,7 +366,7 @@ async def _assemble(
         PaymentSettings(config.difficulty, config.credits_per_hash, config.allow_free_loopback),
         ledger,
         jobs,
-        hasher or verifier,
+        hasher,
         AbuseGuard(config.limits),
     )
     try:
@@ -360,14 +391,26 @@ async def _assemble(
         proxies=config.proxies,
     )
     public = PublicHandler(core)
+    sinks: list[CallSink] = []
+    access_log = open_access_log(config.access_log)
+    if access_log is not None:
+        undo.callback(access_log.close)
+        sinks.append(access_log)
+    if metrics is not None:
+        metrics.watch(core, lambda: verifier.stats().pending)
+        sinks.append(metrics)
+    handle = (
+        ObservedHandler(public.handle, config.proxies, sinks).handle if sinks else public.handle
+    )
     runner, public_port = await _listen(
-        _server(public.handle, config.max_body_bytes), config.bind_ip, config.bind_port
+        _server(handle, config.max_body_bytes), config.bind_ip, config.bind_port
     )
     undo.push_async_callback(runner.cleanup)
     runners = [runner]
     admin_port = 0
     if config.admin_bind_port is not None:
-        admin = AdminHandler(core, config.admin_token)
+        pages = OpsPages(core, metrics, store.probe_write)
+        admin = AdminHandler(core, config.admin_token, pages)
         admin_runner, admin_port = await _listen(
             _server(admin.handle, 64 * 1024), config.admin_bind_ip, config.admin_bind_port
         )
@@ -389,7 +432,17 @@ async def _assemble(
         },
     )
     return RunningGateway(
-        core, jobs, verifier, ledger, runners, housekeeping, public_port, admin_port, cheques
+        core,
+        jobs,
+        verifier,
+        ledger,
+        runners,
+        housekeeping,
+        public_port,
+        admin_port,
+        cheques,
+        metrics,
+        access_log,
     )
 
 
