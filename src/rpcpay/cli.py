@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
+import os
 import sys
 import time
 import urllib.error
@@ -15,15 +17,20 @@ from typing import TYPE_CHECKING
 
 from rpcpay import __version__
 from rpcpay.argtypes import BriefArgumentParser, integer_in, number_in
+from rpcpay.config_file import SECRET_ENV, load_config_tokens, read_secret_file
 from rpcpay.errors import RpcPayError
 from rpcpay.gateway.client_address import parse_trusted_proxies
 from rpcpay.gateway.limits import AbuseLimits
 from rpcpay.logs import configure_logging
 from rpcpay.lottery import stamper_commands
+from rpcpay.paths import default_data_dir
 from rpcpay.wallet import commands as wallet_commands
 
 if TYPE_CHECKING:
     from rpcpay.gateway.cheques import LotterySettings
+    from rpcpay.gateway.server import GatewayConfig
+
+log = logging.getLogger("rpcpay.cli")
 
 _positive = integer_in(1, None, "must be at least 1")
 _non_negative = integer_in(0, None, "must be 0 or more")
@@ -37,6 +44,14 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="run the paying gateway in front of a backend",
         description="Run the pay-for-RPC gateway. Clients pay for calls with RandomX hashes, "
         "speaking monerod 0.18's RPC payment protocol; unpaid calls never reach the upstream.",
+    )
+    p.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="read flags from a TOML file whose keys are the flag names without the dashes "
+        "(rpc-bind-port = 18089); flags on the command line override it; SIGHUP reloads it "
+        "(docs/operating.md) (default: none)",
     )
     p.add_argument(
         "--upstream",
@@ -100,13 +115,23 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument(
         "--admin-token",
         metavar="TOKEN",
-        help="bearer token the admin listener requires (required off loopback)",
+        help="bearer token the admin listener requires (required off loopback); prefer "
+        "--admin-token-file or the RPCPAY_ADMIN_TOKEN environment variable, since ps shows "
+        "the command line (default: none)",
+    )
+    p.add_argument(
+        "--admin-token-file",
+        type=Path,
+        metavar="FILE",
+        help="read the admin token from the first line of FILE (keep it owner-only) "
+        "(default: $RPCPAY_ADMIN_TOKEN if set, else no token)",
     )
     p.add_argument(
         "--data-dir",
         type=Path,
-        default=Path("rpcpay-data"),
-        help="where the ledger and keys live (default: %(default)s)",
+        default=default_data_dir("gateway"),
+        help="where the ledger and keys live: $STATE_DIRECTORY under systemd, else "
+        "$XDG_DATA_HOME/rpcpay/gateway (default: %(default)s)",
     )
     p.add_argument(
         "--price-file",
@@ -169,8 +194,8 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     p.add_argument(
         "--bad-shares-burst",
-        type=_rate,
-        default=20.0,
+        type=_positive,
+        default=20,
         metavar="N",
         help="bad or duplicate shares one address or client may send before "
         "shares are refused unhashed (default: %(default)s)",
@@ -184,8 +209,8 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     p.add_argument(
         "--new-clients-burst",
-        type=_rate,
-        default=20.0,
+        type=_positive,
+        default=20,
         metavar="N",
         help="new client ids one address may introduce at once (default: %(default)s)",
     )
@@ -475,11 +500,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _serve(args: argparse.Namespace) -> int:
-    from rpcpay.gateway.server import GatewayConfig, serve_forever
+def _admin_token(args: argparse.Namespace) -> str | None:
+    """The admin token: --admin-token-file, else --admin-token, else $RPCPAY_ADMIN_TOKEN."""
+    if args.admin_token_file is not None:
+        return read_secret_file("--admin-token-file", args.admin_token_file)
+    if args.admin_token:
+        return str(args.admin_token)
+    return os.environ.get(SECRET_ENV["admin-token"]) or None
 
-    configure_logging(args.log_level)
-    config = GatewayConfig(
+
+def _gateway_config(args: argparse.Namespace) -> GatewayConfig:
+    """``rpcpay serve``'s flags as the gateway's settings (ConfigError if they conflict)."""
+    from rpcpay.gateway.server import GatewayConfig
+
+    return GatewayConfig(
         upstream=args.upstream,
         upstream_kind=args.upstream_kind,
         payment_address=args.rpc_payment_address,
@@ -490,7 +524,7 @@ def _serve(args: argparse.Namespace) -> int:
         bind_port=args.rpc_bind_port,
         admin_bind_ip=args.admin_bind_ip,
         admin_bind_port=None if args.no_admin else args.admin_bind_port,
-        admin_token=args.admin_token,
+        admin_token=_admin_token(args),
         data_dir=args.data_dir,
         price_file=args.price_file,
         pow_mode=args.pow_mode,
@@ -511,7 +545,21 @@ def _serve(args: argparse.Namespace) -> int:
         metrics=not args.no_metrics,
         access_log=args.access_log,
     )
-    asyncio.run(serve_forever(config))
+
+
+def _serve(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from rpcpay.gateway.server import serve_forever
+
+    configure_logging(args.log_level)
+    config = _gateway_config(args)
+    if args.admin_token and not args.config:
+        log.warning("--admin-token is visible to every local user in ps; use --admin-token-file")
+
+    def reload() -> GatewayConfig:
+        # SIGHUP: the same command line and config file, read again.
+        return _gateway_config(parse_args(argv))
+
+    asyncio.run(serve_forever(config, reload))
     return 0
 
 
@@ -552,11 +600,36 @@ def _demo(args: argparse.Namespace) -> int:
     return demo_main(args.calls, args.difficulty, args.credits, args.data_dir)
 
 
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    """Parse ``argv``; with ``serve --config FILE``, the file's flags first, then argv's."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command != "serve" or args.config is None:
+        return args
+    serve = _subparser(parser, "serve")
+    at = list(argv).index("serve") + 1
+    tokens = load_config_tokens(args.config, serve, argv[at:])
+    return parser.parse_args([*argv[:at], *tokens, *argv[at:]])
+
+
+def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            found: argparse.ArgumentParser = action.choices[name]
+            return found
+    raise KeyError(name)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``rpcpay`` console script."""
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = parse_args(argv)
+    except RpcPayError as exc:
+        print(f"rpcpay: {exc}", file=sys.stderr)
+        return 2
     handlers = {
-        "serve": _serve,
+        "serve": lambda a: _serve(a, argv),
         "payments": _payments,
         "demo": _demo,
         "wallet": wallet_commands.run_wallet,

@@ -71,7 +71,8 @@ async def test_metrics_and_access_log_count_known_traffic(
         assert got[("rpcpay_upstream_seconds_count", ())] == 4
         assert got[("rpcpay_ledger_seconds_count", (("op", "pay"),))] == 4
         assert got[("rpcpay_clients_tracked", ())] == 1
-        assert got[("rpcpay_verifier_queue", ())] == 0
+        # The worker frees its slot just after the share is answered: 0, or 1 for a moment.
+        assert got[("rpcpay_verifier_queue", ())] in (0, 1)
         assert got[("rpcpay_blocks_found_total", ())] == 0
         assert got[("rpcpay_hashrate", ())] > 0
     finally:

@@ -127,7 +127,7 @@ class _StateCollector(Collector):
             yield GaugeMetricFamily("rpcpay_clients_tracked", "Client accounts known", clients)
         rate = payment.hashrate.rate(time.time())
         yield GaugeMetricFamily("rpcpay_hashrate", "Clients' hash rate, H/s", rate)
-        blocks = int(getattr(payment.jobs, "blocks_found", 0))
+        blocks = payment.blocks_found
         yield CounterMetricFamily("rpcpay_blocks_found", "Blocks found by clients' shares", blocks)
         desk = core.cheques
         if desk is not None:

@@ -124,7 +124,7 @@ class ObservedHandler:
 
     def __init__(self, inner: Handler, proxies: TrustedProxies, sinks: list[CallSink]) -> None:
         self._inner = inner
-        self._proxies = proxies
+        self.proxies = proxies
         self._sinks = sinks
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
@@ -141,7 +141,7 @@ class ObservedHandler:
             outcome = note.outcome or ("ok" if status < 400 else "http_error")
             call = CallRecord(
                 time.time(),
-                client_address(request, self._proxies),
+                client_address(request, self.proxies),
                 request.path,
                 note.method or request.path.lstrip("/"),
                 outcome,

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from aiohttp import web
 
-from rpcpay.errors import ConfigError, UpstreamError, WireError
+from rpcpay.errors import ConfigError, RpcPayError, UpstreamError, WireError
 from rpcpay.gateway.admin import AdminHandler
 from rpcpay.gateway.app import GatewayCore, Mode, PublicHandler
 from rpcpay.gateway.chain_cache import ChainCache
@@ -32,6 +32,7 @@ from rpcpay.gateway.observe import AccessLog, CallSink, ObservedHandler
 from rpcpay.gateway.ops_pages import OpsPages
 from rpcpay.gateway.payment import Hasher, PaymentService, PaymentSettings, is_loopback
 from rpcpay.gateway.preflight import check_http_url, prepare_data_dir
+from rpcpay.gateway.reload import reload_gateway
 from rpcpay.gateway.synthetic_jobs import SyntheticJobSource
 from rpcpay.gateway.tracking import Tracker
 from rpcpay.gateway.upstream import HttpUpstream, Upstream, post_json
@@ -170,6 +171,22 @@ class RunningGateway:
     cheques: ChequeDesk | None = None
     metrics: GatewayMetrics | None = None
     access_log: AccessLog | None = None
+    public: PublicHandler | None = None
+    admin: AdminHandler | None = None
+    observed: ObservedHandler | None = None
+
+    def swap_core(self, core: GatewayCore) -> None:
+        """Serve from ``core`` from now on (a SIGHUP reload's prices and proxies)."""
+        self.core = core
+        if self.public is not None:
+            self.public.core = core
+            self.public.binary.proxies = core.proxies
+        if self.admin is not None:
+            self.admin.core = core
+            if self.admin.pages is not None:
+                self.admin.pages.core = core
+        if self.observed is not None:
+            self.observed.proxies = core.proxies
 
     async def close(self) -> None:
         self.housekeeping.cancel()
@@ -399,15 +416,17 @@ async def _assemble(
     if metrics is not None:
         metrics.watch(core, lambda: verifier.stats().pending)
         sinks.append(metrics)
-    handle = (
-        ObservedHandler(public.handle, config.proxies, sinks).handle if sinks else public.handle
-    )
+    handle = public.handle
+    observed = ObservedHandler(public.handle, config.proxies, sinks) if sinks else None
+    if observed is not None:
+        handle = observed.handle
     runner, public_port = await _listen(
         _server(handle, config.max_body_bytes), config.bind_ip, config.bind_port
     )
     undo.push_async_callback(runner.cleanup)
     runners = [runner]
     admin_port = 0
+    admin = None
     if config.admin_bind_port is not None:
         pages = OpsPages(core, metrics, store.probe_write)
         admin = AdminHandler(core, config.admin_token, pages)
@@ -443,16 +462,40 @@ async def _assemble(
         cheques,
         metrics,
         access_log,
+        public,
+        admin,
+        observed,
     )
 
 
-async def serve_forever(config: GatewayConfig) -> None:
-    """Run until SIGINT/SIGTERM, then close cleanly."""
+async def serve_forever(
+    config: GatewayConfig, reload: Callable[[], GatewayConfig] | None = None
+) -> None:
+    """Run until SIGINT/SIGTERM, then close cleanly. SIGHUP reads the settings again with
+    ``reload`` and applies the reloadable ones (``rpcpay.gateway.reload``)."""
     gateway = await start_gateway(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    current = config
+
+    def on_hangup() -> None:
+        nonlocal current
+        log.info("SIGHUP: reloading")
+        try:
+            new = reload() if reload is not None else current
+        except (RpcPayError, OSError) as exc:
+            log.error("reload refused; keeping the old settings", extra={"error": str(exc)})
+            return
+        except SystemExit:
+            # argparse refused a flag value in the file (its message went to stderr).
+            log.error("reload refused; keeping the old settings", extra={"error": "bad flag"})
+            return
+        if reload_gateway(gateway, current, new):
+            current = new
+
+    loop.add_signal_handler(signal.SIGHUP, on_hangup)
     await stop.wait()
     log.info("shutting down")
     await gateway.close()
