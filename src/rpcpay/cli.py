@@ -385,7 +385,22 @@ def _add_payments(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         default="http://127.0.0.1:18090",
         help="admin listener URL (default: %(default)s)",
     )
-    p.add_argument("--admin-token", metavar="TOKEN", help="bearer token, if the gateway has one")
+    p.add_argument(
+        "--admin-token",
+        metavar="TOKEN",
+        help="bearer token, if the gateway has one (default: $RPCPAY_ADMIN_TOKEN)",
+    )
+    p.add_argument(
+        "--admin-token-file",
+        type=Path,
+        metavar="FILE",
+        help="read the bearer token from the first line of FILE (default: none)",
+    )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print rpc_access_data's answer as JSON instead of the table (default: table)",
+    )
 
 
 def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -572,22 +587,41 @@ def _payments(args: argparse.Namespace) -> int:
         data=body,
         headers={"Content-Type": "application/json"},
     )
-    if args.admin_token:
-        request.add_header("Authorization", f"Bearer {args.admin_token}")
+    token = _admin_token(args)
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             answer = json.loads(response.read())
     except urllib.error.HTTPError as exc:
-        print(f"rpcpay payments: admin listener answered HTTP {exc.code}", file=sys.stderr)
+        hint = {
+            401: "; give the gateway's admin token (--admin-token-file or RPCPAY_ADMIN_TOKEN)",
+            404: "; is this the public port? point --admin at the admin listener "
+            "(rpcpay serve --admin-bind-port, default 18090)",
+        }.get(exc.code, "")
+        print(f"rpcpay payments: admin listener answered HTTP {exc.code}{hint}", file=sys.stderr)
         return 1
     except (urllib.error.URLError, OSError, ValueError) as exc:
         print(f"rpcpay payments: cannot reach {args.admin}: {exc}", file=sys.stderr)
         return 1
     result = answer.get("result") if isinstance(answer, dict) else None
+    error = answer.get("error") if isinstance(answer, dict) else None
+    # The public listener refuses the admin methods as "Method not found".
+    if isinstance(error, dict) and error.get("code") == -32601:
+        print(
+            f"rpcpay payments: {args.admin} does not serve rpc_access_data; it is probably the "
+            "gateway's public port: point --admin at the admin listener (rpcpay serve "
+            "--admin-bind-port, default http://127.0.0.1:18090)",
+            file=sys.stderr,
+        )
+        return 1
     if not isinstance(result, dict):
         print(f"rpcpay payments: unexpected answer: {answer!r}", file=sys.stderr)
         return 1
-    print(format_payments(result, int(time.time())))
+    if args.json:
+        print(json.dumps(result, indent=2, sort_keys=True))
+    else:
+        print(format_payments(result, int(time.time())))
     return 0
 
 

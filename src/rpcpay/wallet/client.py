@@ -101,6 +101,7 @@ class PayingClient:
         self._funder = funder
         self._max_funding_rounds = max_funding_rounds
         self.credits = 0
+        self.charged = False  # did the last call_once's answer carry a balance (a paid call)?
         self.top_hash = ""
         self._session: aiohttp.ClientSession | None = None
 
@@ -208,6 +209,7 @@ class PayingClient:
         """One paid JSON-RPC call, one attempt; PaymentRequired if the node refuses the charge."""
         signed = dict(params or {})
         signed["client"] = self.key.client_id()
+        self.charged = False
         answer = await self.request(method, signed)
         result = self._result(answer, track=False)
         status = result.get("status")
@@ -217,6 +219,10 @@ class PayingClient:
             raise PaymentRequired(int(result.get("credits", 0) or 0))
         if isinstance(status, str) and status.startswith("Client signature does not verify"):
             raise NodeError(0, status)
+        # Only a charged call is stamped with the balance; a free one is answered as is.
+        self.charged = isinstance(result.get("credits"), int) or isinstance(
+            answer.get("credits"), int
+        )
         self._track(result)
         self._track(answer)  # non-Monero backends get credits beside the result
         return result
