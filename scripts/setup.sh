@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Prepare a machine for rpcpay development and CI (idempotent).
 #   - Debian packages: monero (monerod 0.18, the reference peer), librandomx0, librandomx-dev,
-#     nginx (the reverse proxy in front of the gateway in tests/gateway/test_client_address.py)
+#     nginx (the reverse proxy in tests/gateway/test_client_address.py), openssl (self-signed
+#     certificates for the TLS tests)
 #   - .venv in the repo root with the project installed editable, with its dev extras
 #   - anvil (npm @foundry-rs/anvil, pinned) in .tools/anvil, for the end-to-end chain tests
 set -euo pipefail
@@ -14,7 +15,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 missing=()
-for pkg in monero librandomx0 librandomx-dev nginx; do
+for pkg in monero librandomx0 librandomx-dev nginx openssl; do
     if ! dpkg -s "$pkg" >/dev/null 2>&1; then
         missing+=("$pkg")
     fi

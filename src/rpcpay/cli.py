@@ -222,6 +222,19 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="rate at which that budget refills (default: %(default)s)",
     )
     p.add_argument(
+        "--rpc-ssl-certificate",
+        type=Path,
+        metavar="FILE",
+        help="PEM certificate (chain) for TLS on the public listener, as monerod's flag of the "
+        "same name; needs --rpc-ssl-private-key (default: plain HTTP, e.g. behind a proxy)",
+    )
+    p.add_argument(
+        "--rpc-ssl-private-key",
+        type=Path,
+        metavar="FILE",
+        help="the certificate's unencrypted PEM private key, owner-only (default: none)",
+    )
+    p.add_argument(
         "--trusted-proxy",
         action="append",
         default=[],
@@ -559,6 +572,8 @@ def _gateway_config(args: argparse.Namespace) -> GatewayConfig:
         proxies=parse_trusted_proxies(args.trusted_proxy, args.trusted_proxy_header),
         metrics=not args.no_metrics,
         access_log=args.access_log,
+        ssl_certificate=args.rpc_ssl_certificate,
+        ssl_private_key=args.rpc_ssl_private_key,
     )
 
 

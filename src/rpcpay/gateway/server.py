@@ -8,6 +8,7 @@ import logging
 import os
 import secrets
 import signal
+import ssl
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ from rpcpay.gateway.payment import Hasher, PaymentService, PaymentSettings, is_l
 from rpcpay.gateway.preflight import check_http_url, prepare_data_dir
 from rpcpay.gateway.reload import reload_gateway
 from rpcpay.gateway.synthetic_jobs import SyntheticJobSource
+from rpcpay.gateway.tls import server_tls_context
 from rpcpay.gateway.tracking import Tracker
 from rpcpay.gateway.upstream import HttpUpstream, Upstream, post_json
 from rpcpay.ledger.ledger import Ledger
@@ -78,6 +80,8 @@ class GatewayConfig:
     proxies: TrustedProxies = field(default_factory=TrustedProxies)
     metrics: bool = True  # /metrics on the admin listener
     access_log: Path | None = None  # JSON lines per public call; Path("-") is stderr
+    ssl_certificate: Path | None = None  # TLS on the public listener (with ssl_private_key)
+    ssl_private_key: Path | None = None
 
 
 def check_config(config: GatewayConfig) -> None:
@@ -257,10 +261,12 @@ async def _housekeeping(payment: PaymentService, cache: ChainCache | None) -> No
             )
 
 
-async def _listen(server: web.Server, host: str, port: int) -> tuple[web.BaseRunner, int]:
+async def _listen(
+    server: web.Server, host: str, port: int, tls: ssl.SSLContext | None = None
+) -> tuple[web.BaseRunner, int]:
     runner = web.ServerRunner(server)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site = web.TCPSite(runner, host, port, ssl_context=tls)
     try:
         await site.start()
     except OSError as exc:
@@ -327,11 +333,12 @@ async def start_gateway(
 
     ``lottery_chain`` replaces ``--lottery-chain-url`` (the in-process chain in tests)."""
     check_config(config)
+    tls = server_tls_context(config.ssl_certificate, config.ssl_private_key)
     prepare_data_dir(config.data_dir)
     prices = load_price_list(config.price_file) if config.price_file else PriceList(1, {})
     # Whatever was opened is closed again if the start fails (no "Unclosed" dumps).
     async with contextlib.AsyncExitStack() as undo:
-        running = await _assemble(config, prices, undo, upstream, hasher, lottery_chain)
+        running = await _assemble(config, prices, undo, upstream, hasher, lottery_chain, tls)
         undo.pop_all()
         return running
     raise AssertionError("unreachable")  # pragma: no cover (mypy: the stack swallows nothing)
@@ -344,6 +351,7 @@ async def _assemble(
     upstream: Upstream | None,
     hasher: Hasher | None,
     lottery_chain: SettlementChain | None,
+    tls: ssl.SSLContext | None,
 ) -> RunningGateway:
     """start_gateway's parts, each registered in ``undo`` as soon as it is open."""
     metrics = GatewayMetrics() if config.metrics else None
@@ -421,7 +429,7 @@ async def _assemble(
     if observed is not None:
         handle = observed.handle
     runner, public_port = await _listen(
-        _server(handle, config.max_body_bytes), config.bind_ip, config.bind_port
+        _server(handle, config.max_body_bytes), config.bind_ip, config.bind_port, tls
     )
     undo.push_async_callback(runner.cleanup)
     runners = [runner]
@@ -444,7 +452,7 @@ async def _assemble(
         "gateway listening",
         extra={
             "mode": mode,
-            "public": f"{config.bind_ip}:{public_port}",
+            "public": f"{'https' if tls else 'http'}://{config.bind_ip}:{public_port}",
             "admin": f"{config.admin_bind_ip}:{admin_port}" if admin_port else "off",
             "difficulty": config.difficulty,
             "credits_per_share": config.credits_per_hash,
