@@ -2,8 +2,9 @@
 # Prepare a machine for rpcpay development and CI (idempotent).
 #   - Debian packages: monero (monerod 0.18, the reference peer), librandomx0, librandomx-dev,
 #     nginx (the reverse proxy in tests/gateway/test_client_address.py), openssl (self-signed
-#     certificates for the TLS tests)
-#   - .venv in the repo root with the project installed editable, with its dev extras
+#     certificates for the TLS tests), systemd (systemd-analyze verify of contrib/rpcpay.service)
+#   - .venv in the repo root with the project installed editable, with its dev and lottery
+#     extras
 #   - anvil (npm @foundry-rs/anvil, pinned) in .tools/anvil, for the end-to-end chain tests
 set -euo pipefail
 
@@ -15,7 +16,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 missing=()
-for pkg in monero librandomx0 librandomx-dev nginx openssl; do
+for pkg in monero librandomx0 librandomx-dev nginx openssl systemd; do
     if ! dpkg -s "$pkg" >/dev/null 2>&1; then
         missing+=("$pkg")
     fi
@@ -34,9 +35,9 @@ if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
 
-echo "setup: installing rpcpay[dev] into .venv"
+echo "setup: installing rpcpay[dev,lottery] into .venv"
 log="$(mktemp)"
-if ! .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]' >"$log" 2>&1; then
+if ! .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev,lottery]' >"$log" 2>&1; then
     cat "$log" >&2
     rm -f "$log"
     echo "setup: pip install failed" >&2

@@ -32,6 +32,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("rpcpay.cli")
 
+LOTTERY_EXTRA_MODULES = frozenset({"eth", "eth_abi", "eth_keys", "eth_account", "eth_utils"})
+"""Top-level modules of the ``lottery`` extra (pyproject.toml)."""
+
 _positive = integer_in(1, None, "must be at least 1")
 _non_negative = integer_in(0, None, "must be 0 or more")
 _port = integer_in(0, 65535, "a port is 0-65535 (0 picks a free one)")
@@ -693,6 +696,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         # A file or socket the command needed (names it; no traceback for the operator).
         print(f"rpcpay {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:
+        # The lottery rail's chain side is an extra a Monero operator does not install.
+        if (exc.name or "").split(".")[0] not in LOTTERY_EXTRA_MODULES:
+            raise
+        print(
+            f"rpcpay {args.command}: this needs the lottery extra ({exc.name} is missing): "
+            "pip install 'rpcpay[lottery]'",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         return 130
