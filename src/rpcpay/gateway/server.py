@@ -24,6 +24,7 @@ from rpcpay.gateway.chain_cache import ChainCache
 from rpcpay.gateway.cheques import ChequeDesk, LotterySettings
 from rpcpay.gateway.client_address import TrustedProxies
 from rpcpay.gateway.costs import PriceList, load_price_list
+from rpcpay.gateway.dashboard import BlockRecorder, DashboardPages, History
 from rpcpay.gateway.info_cache import InfoCache
 from rpcpay.gateway.jobs import JobSource
 from rpcpay.gateway.limits import AbuseGuard, AbuseLimits
@@ -82,6 +83,7 @@ class GatewayConfig:
     access_log: Path | None = None  # JSON lines per public call; Path("-") is stderr
     ssl_certificate: Path | None = None  # TLS on the public listener (with ssl_private_key)
     ssl_private_key: Path | None = None
+    dashboard_sample_s: float = 10.0  # the dashboard's charts: one sample every so often
 
 
 def check_config(config: GatewayConfig) -> None:
@@ -178,6 +180,7 @@ class RunningGateway:
     public: PublicHandler | None = None
     admin: AdminHandler | None = None
     observed: ObservedHandler | None = None
+    history: History | None = None
 
     def swap_core(self, core: GatewayCore) -> None:
         """Serve from ``core`` from now on (a SIGHUP reload's prices and proxies)."""
@@ -196,6 +199,8 @@ class RunningGateway:
         self.housekeeping.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self.housekeeping
+        if self.history is not None:
+            await self.history.close()
         for runner in self.runners:
             await runner.cleanup()
         if self.cheques is not None:
@@ -368,6 +373,9 @@ async def _assemble(
         jobs = MonerodJobSource(upstream, config.payment_address)
     else:
         jobs = SyntheticJobSource(load_secret(config.data_dir))
+    # The dashboard lists the heights of blocks clients' shares found.
+    blocks = BlockRecorder(jobs)
+    jobs = blocks
     store = SqliteLedgerStore(config.data_dir / "ledger.sqlite3", synchronous=config.ledger_sync)
     ledger = MeteredLedger(store, metrics) if metrics is not None else Ledger(store)
     undo.callback(ledger.close)
@@ -435,8 +443,11 @@ async def _assemble(
     runners = [runner]
     admin_port = 0
     admin = None
+    history = None
     if config.admin_bind_port is not None:
-        pages = OpsPages(core, metrics, store.probe_write)
+        history = History(core, config.dashboard_sample_s)
+        dashboard = DashboardPages(history, blocks)
+        pages = OpsPages(core, metrics, store.probe_write, dashboard.routes())
         admin = AdminHandler(core, config.admin_token, pages)
         admin_runner, admin_port = await _listen(
             _server(admin.handle, 64 * 1024), config.admin_bind_ip, config.admin_bind_port
@@ -445,6 +456,9 @@ async def _assemble(
         runners.append(admin_runner)
     if cheques is not None:
         cheques.start()
+    if history is not None:
+        history.start()
+        undo.push_async_callback(history.close)
     housekeeping = asyncio.create_task(
         _housekeeping(payment, chain_cache), name="rpcpay-housekeeping"
     )
@@ -473,6 +487,7 @@ async def _assemble(
         public,
         admin,
         observed,
+        history,
     )
 
 
