@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import aiohttp
@@ -11,6 +12,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from rpcpay.gateway.server import start_gateway
 from rpcpay.wallet.keys import ClientKey
 from tests.gateway.conftest import ToyBackend, earn_share, gateway_config, post, rpc
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 async def get(port: int, path: str, token: str | None = None) -> tuple[int, str]:
@@ -75,6 +78,11 @@ async def test_metrics_and_access_log_count_known_traffic(
         assert got[("rpcpay_verifier_queue", ())] in (0, 1)
         assert got[("rpcpay_blocks_found_total", ())] == 0
         assert got[("rpcpay_hashrate", ())] > 0
+        # Every series the example Grafana dashboard plots exists (lottery ones need the rail).
+        grafana = (REPO / "docs" / "grafana-dashboard.json").read_text()
+        for name in set(re.findall(r"rpcpay_[a-z_]+", grafana)):
+            if not name.startswith("rpcpay_lottery_"):
+                assert name in text, name
     finally:
         await running.close()
     lines = [json.loads(line) for line in log_path.read_text().splitlines()]

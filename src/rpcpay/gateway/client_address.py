@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from aiohttp import web
@@ -33,6 +33,8 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 ForwardingHeader = Literal["x-forwarded-for", "forwarded"]
 MAX_OPAQUE = 64
 """Longest non-address entry kept as an address key."""
+MAX_MEMO = 65_536
+"""Address texts whose parse is remembered."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,10 +43,25 @@ class TrustedProxies:
 
     networks: tuple[IPNetwork, ...] = ()
     header: ForwardingHeader = "x-forwarded-for"
+    # Text as written -> (normalised address or None, trusted?); texts repeat, parsing costs.
+    _seen: dict[str, tuple[str | None, bool]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     def trusts(self, address: IPAddress) -> bool:
         """Is ``address`` one of the operator's proxies?"""
         return any(address in network for network in self.networks)
+
+    def classify(self, text: str) -> tuple[str | None, bool]:
+        """(``text`` as a normalised address or None if it is not one, is it trusted?)."""
+        known = self._seen.get(text)
+        if known is None:
+            address = parse_ip(text)
+            known = (None, False) if address is None else (str(address), self.trusts(address))
+            # A bounded memo: a flood of distinct addresses only costs parsing again.
+            if len(self._seen) < MAX_MEMO:
+                self._seen[text] = known
+        return known
 
 
 def parse_trusted_proxies(
@@ -106,14 +123,13 @@ def pick_client(peer: str, entries: Sequence[str], proxies: TrustedProxies) -> s
     current = peer
     # Walk from the hop nearest to us while the hop is a trusted proxy.
     for entry in reversed(entries):
-        address = parse_ip(current)
-        if address is None or not proxies.trusts(address):
+        if not proxies.classify(current)[1]:
             break
         current = entry
-    address = parse_ip(current)
+    address = proxies.classify(current)[0]
     if address is None:
         return current[:MAX_OPAQUE]
-    return str(address)
+    return address
 
 
 def client_address(request: web.BaseRequest, proxies: TrustedProxies) -> str:
@@ -122,14 +138,14 @@ def client_address(request: web.BaseRequest, proxies: TrustedProxies) -> str:
     # Without trusted proxies no header is read at all.
     if not proxies.networks:
         return peer
-    address = parse_ip(peer)
+    address, trusted = proxies.classify(peer)
     # A header is believed only from a trusted peer.
-    if address is None or not proxies.trusts(address):
+    if not trusted:
         return peer
     name = "Forwarded" if proxies.header == "forwarded" else "X-Forwarded-For"
     values = request.headers.getall(name, [])
     if not values:
-        return str(address)
+        return address or peer
     if proxies.header == "forwarded":
         return pick_client(peer, forwarded_entries(values), proxies)
     return pick_client(peer, x_forwarded_for_entries(values), proxies)
