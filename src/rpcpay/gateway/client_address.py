@@ -35,6 +35,7 @@ MAX_OPAQUE = 64
 """Longest non-address entry kept as an address key."""
 MAX_MEMO = 65_536
 """Address texts whose parse is remembered."""
+_MEMO_KEY = "rpcpay.client_address"
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,17 +139,25 @@ def client_address(request: web.BaseRequest, proxies: TrustedProxies) -> str:
     # Without trusted proxies no header is read at all.
     if not proxies.networks:
         return peer
+    # Asked again for the same request (the handler, then the access log): answer as before.
+    known: str | None = request.get(_MEMO_KEY)
+    if known is not None:
+        return known
     address, trusted = proxies.classify(peer)
     # A header is believed only from a trusted peer.
     if not trusted:
-        return peer
-    name = "Forwarded" if proxies.header == "forwarded" else "X-Forwarded-For"
-    values = request.headers.getall(name, [])
-    if not values:
-        return address or peer
-    if proxies.header == "forwarded":
-        return pick_client(peer, forwarded_entries(values), proxies)
-    return pick_client(peer, x_forwarded_for_entries(values), proxies)
+        found = peer
+    else:
+        name = "Forwarded" if proxies.header == "forwarded" else "X-Forwarded-For"
+        values = request.headers.getall(name, [])
+        if not values:
+            found = address or peer
+        elif proxies.header == "forwarded":
+            found = pick_client(peer, forwarded_entries(values), proxies)
+        else:
+            found = pick_client(peer, x_forwarded_for_entries(values), proxies)
+    request[_MEMO_KEY] = found
+    return found
 
 
 __all__ = [

@@ -17,13 +17,20 @@ and two dictionary reads, a few microseconds (bench/paid_calls.py --observabilit
 
 from __future__ import annotations
 
+import bisect
 import contextlib
+import math
 import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from rpcpay.errors import LedgerError, UpstreamError
@@ -44,46 +51,117 @@ VERIFY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 
 UPSTREAM_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
 
 
-class GatewayMetrics:
+class _Child:
+    """One label set's value(s): a counter's total, or a histogram's buckets and sum."""
+
+    __slots__ = ("bounds", "counts", "total")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        self.total = 0.0
+
+    def inc(self, amount: float = 1.0) -> None:
+        self.total += amount
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.total += value
+
+
+class LoopMetric:
+    """A counter or histogram updated only from the event loop's thread.
+
+    prometheus-client's own metrics take a lock on every update (they may be shared between
+    threads); every update here happens on the gateway's one event loop, scrapes included,
+    so plain numbers are enough and cost a fifth. ``prometheus-client`` still renders them
+    (``collect``), in the standard text format.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        labels: tuple[str, ...] = (),
+        buckets: tuple[float, ...] | None = None,
+    ) -> None:
+        self.name, self.documentation, self.label_names = name, documentation, labels
+        self.buckets = buckets
+        self._children: dict[tuple[str, ...], _Child] = {}
+        if not labels:
+            self._default = self.labels()
+
+    def labels(self, *values: str) -> _Child:
+        child = self._children.get(values)
+        if child is None:
+            child = self._children[values] = _Child(self.buckets or ())
+        return child
+
+    def inc(self, amount: float = 1.0) -> None:
+        self._default.total += amount
+
+    def observe(self, value: float) -> None:
+        self._default.observe(value)
+
+    def family(self) -> Metric:
+        labels = list(self.label_names)
+        if self.buckets is None:
+            counter = CounterMetricFamily(self.name, self.documentation, labels=labels)
+            for values, child in self._children.items():
+                counter.add_metric(list(values), child.total)
+            return counter
+        histogram = HistogramMetricFamily(self.name, self.documentation, labels=labels)
+        for values, child in self._children.items():
+            cumulative, rows = 0, []
+            for bound, count in zip((*self.buckets, math.inf), child.counts, strict=True):
+                cumulative += count
+                rows.append(("+Inf" if bound == math.inf else repr(bound), cumulative))
+            histogram.add_metric(list(values), rows, child.total)
+        return histogram
+
+
+class GatewayMetrics(Collector):
     """The gateway's counters and histograms; ``exposition()`` renders them."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
-        r = self.registry
-        self.calls = Counter(
-            "rpcpay_calls", "Public calls by method and outcome", ["method", "outcome"], registry=r
+        self.calls = LoopMetric(
+            "rpcpay_calls", "Public calls by method and outcome", ("method", "outcome")
         )
-        self.credits_earned = Counter(
-            "rpcpay_credits_earned", "Credits earned by clients, by rail", ["rail"], registry=r
+        self.credits_earned = LoopMetric(
+            "rpcpay_credits_earned", "Credits earned by clients, by rail", ("rail",)
         )
-        self.credits_spent = Counter(
-            "rpcpay_credits_spent", "Credits clients paid for calls", registry=r
+        self.credits_spent = LoopMetric("rpcpay_credits_spent", "Credits clients paid for calls")
+        self.credits_refunded = LoopMetric(
+            "rpcpay_credits_refunded", "Credits given back after upstream failures"
         )
-        self.credits_refunded = Counter(
-            "rpcpay_credits_refunded", "Credits given back after upstream failures", registry=r
+        self.shares = LoopMetric("rpcpay_shares", "Shares booked, by verdict", ("verdict",))
+        self.verify_seconds = LoopMetric(
+            "rpcpay_verify_seconds", "Share hash time", buckets=VERIFY_BUCKETS
         )
-        self.shares = Counter("rpcpay_shares", "Shares booked, by verdict", ["verdict"], registry=r)
-        self.verify_seconds = Histogram(
-            "rpcpay_verify_seconds", "Share hash time", buckets=VERIFY_BUCKETS, registry=r
-        )
-        self.ledger_seconds = Histogram(
+        self.ledger_seconds = LoopMetric(
             "rpcpay_ledger_seconds",
             "Ledger operation time, durable write included",
-            ["op"],
+            ("op",),
             buckets=LEDGER_BUCKETS,
-            registry=r,
         )
-        self.upstream_seconds = Histogram(
-            "rpcpay_upstream_seconds", "Upstream call time", buckets=UPSTREAM_BUCKETS, registry=r
+        self.upstream_seconds = LoopMetric(
+            "rpcpay_upstream_seconds", "Upstream call time", buckets=UPSTREAM_BUCKETS
         )
-        self.upstream_errors = Counter(
-            "rpcpay_upstream_errors", "Upstream calls that failed or answered non-200", registry=r
+        self.upstream_errors = LoopMetric(
+            "rpcpay_upstream_errors", "Upstream calls that failed or answered non-200"
         )
-        self.lottery_cheques = Counter(
-            "rpcpay_lottery_cheques", "Lottery cheques accepted and credited", registry=r
+        self.lottery_cheques = LoopMetric(
+            "rpcpay_lottery_cheques", "Lottery cheques accepted and credited"
         )
+        self._all = [v for v in vars(self).values() if isinstance(v, LoopMetric)]
+        self.registry.register(self)
         self._methods: dict[tuple[str, str], Callable[[float], None]] = {}
         self._known: set[str] = set()
+
+    def collect(self) -> Iterator[Metric]:
+        for metric in self._all:
+            yield metric.family()
 
     def record(self, call: CallRecord) -> None:
         """Count one finished public call (the access log's sibling)."""
@@ -113,7 +191,7 @@ class _StateCollector(Collector):
         self._core = core
         self._pending = verifier_pending
 
-    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+    def collect(self) -> Iterator[Metric]:
         core = self._core
         payment = core.payment
         yield GaugeMetricFamily(

@@ -15,6 +15,7 @@ limited), ``ok`` (payment and lottery methods answered), ``http_error`` (any oth
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -89,13 +90,15 @@ class AccessLog:
     """
 
     FLUSH_S = 1.0
+    MAX_PENDING = 4096
 
     def __init__(self, path: Path | None, stream: IO[str] | None = None) -> None:
         self.path = path
         self._owned = stream is None
         self._out: IO[str] = stream if stream is not None else self._open(path)
-        self._flushed = time.monotonic()
+        self._timer: asyncio.TimerHandle | None = None
         self._quoted: dict[str, str] = {}
+        self._pending: list[CallRecord] = []
 
     @staticmethod
     def _open(path: Path | None) -> IO[str]:
@@ -112,29 +115,42 @@ class AccessLog:
         return quoted
 
     def record(self, call: CallRecord) -> None:
+        # Calls are formatted and written in batches: cheaper per line than one by one.
+        self._pending.append(call)
+        if len(self._pending) >= self.MAX_PENDING:
+            self.flush()
+        elif self._timer is None:
+            # Idle or busy, a line is in the file within FLUSH_S of its call.
+            self._timer = asyncio.get_running_loop().call_later(self.FLUSH_S, self.flush)
+
+    def flush(self) -> None:
+        """Write every pending line and flush the file."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        pending, self._pending = self._pending, []
         q = self._quote
         self._out.write(
-            f'{{"ts":{call.ts:.3f},"addr":{q(call.address)},"path":{q(call.path)},'
-            f'"method":{q(call.method)},"outcome":"{call.outcome}","credits":{call.credits},'
-            f'"status":{call.status},"ms":{call.seconds * 1000:.3f}}}\n'
+            "".join(
+                f'{{"ts":{c.ts:.3f},"addr":{q(c.address)},"path":{q(c.path)},'
+                f'"method":{q(c.method)},"outcome":"{c.outcome}","credits":{c.credits},'
+                f'"status":{c.status},"ms":{c.seconds * 1000:.3f}}}\n'
+                for c in pending
+            )
         )
-        now = time.monotonic()
-        if now - self._flushed >= self.FLUSH_S:
-            self._flushed = now
-            self._out.flush()
+        self._out.flush()
 
     def reopen(self) -> None:
         """Open the file again (after logrotate moved it; called on SIGHUP)."""
-        self._out.flush()
+        self.flush()
         if self._owned and self.path is not None:
             self._out.close()
             self._out = self._open(self.path)
 
     def close(self) -> None:
+        self.flush()
         if self._owned:
             self._out.close()
-        else:
-            self._out.flush()
 
 
 class ObservedHandler:
@@ -144,6 +160,8 @@ class ObservedHandler:
         self._inner = inner
         self.proxies = proxies
         self._sinks = sinks
+        # Only the access log writes the address; metrics never look at it.
+        self._addresses = any(isinstance(sink, AccessLog) for sink in sinks)
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         note = CallNote()
@@ -159,7 +177,7 @@ class ObservedHandler:
             outcome = note.outcome or ("ok" if status < 400 else "http_error")
             call = CallRecord(
                 time.time(),
-                client_address(request, self.proxies),
+                client_address(request, self.proxies) if self._addresses else "",
                 request.path,
                 note.method or request.path.lstrip("/"),
                 outcome,
