@@ -2,7 +2,8 @@
 # Prepare a machine for rpcpay development and CI (idempotent).
 #   - Debian packages: monero (monerod 0.18, the reference peer), librandomx0, librandomx-dev,
 #     nginx (the reverse proxy in tests/gateway/test_client_address.py), openssl (self-signed
-#     certificates for the TLS tests), systemd (systemd-analyze verify of contrib/rpcpay.service)
+#     certificates for the TLS tests), systemd (systemd-analyze verify of contrib/rpcpay.service),
+#     chromium and chromium-driver (the dashboard test), wrk (bench/observability_overhead.py)
 #   - .venv in the repo root with the project installed editable, with its dev and lottery
 #     extras
 #   - anvil (npm @foundry-rs/anvil, pinned) in .tools/anvil, for the end-to-end chain tests
@@ -16,7 +17,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 missing=()
-for pkg in monero librandomx0 librandomx-dev nginx openssl systemd; do
+for pkg in monero librandomx0 librandomx-dev nginx openssl systemd chromium chromium-driver wrk; do
     if ! dpkg -s "$pkg" >/dev/null 2>&1; then
         missing+=("$pkg")
     fi
