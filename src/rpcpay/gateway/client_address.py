@@ -22,7 +22,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from aiohttp import web
 
@@ -35,7 +35,12 @@ MAX_OPAQUE = 64
 """Longest non-address entry kept as an address key."""
 MAX_MEMO = 65_536
 """Address texts whose parse is remembered."""
-_MEMO_KEY = "rpcpay.client_address"
+# aiohttp's typed request key where it has one (3.13+), a plain string before.
+_MEMO_KEY: Any = (
+    web.RequestKey("rpcpay.client_address", str)
+    if hasattr(web, "RequestKey")
+    else "rpcpay.client_address"
+)
 
 
 @dataclass(frozen=True, slots=True)
