@@ -153,6 +153,11 @@ def parse_args() -> argparse.Namespace:
         help="turn on only this one of the three on the 'on' side, to see what each costs; "
         "none: both sides off, the bench's own noise and bias (default: all three)",
     )
+    p.add_argument(
+        "--access-log-file",
+        help="where the 'on' gateway writes its access log, e.g. /dev/null to leave the disk "
+        "out (default: a file in the temporary directory)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.add_argument("--keep-dir", action="store_true", help="keep the temporary directory")
     return p.parse_args()
@@ -177,7 +182,7 @@ def main() -> int:
         try:
             on_flags = {
                 "metrics": [],
-                "access-log": ["--access-log", str(tmp / "access.jsonl")],
+                "access-log": ["--access-log", args.access_log_file or str(tmp / "access.jsonl")],
                 "trusted-proxy": ["--trusted-proxy", "127.0.0.1/32"],
             }
             extra = [f for name, fs in on_flags.items() if args.only in (None, name) for f in fs]
