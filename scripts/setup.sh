@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Prepare a machine for rpcpay development and CI (idempotent).
 #   - Debian packages: monero (monerod 0.18, the reference peer), librandomx0, librandomx-dev,
-#     wrk (the load generator of bench/flood_latency.py)
-#   - .venv in the repo root with the project installed editable, with its dev extras
+#     nginx (the reverse proxy in tests/gateway/test_client_address.py), openssl (self-signed
+#     certificates for the TLS tests), systemd (systemd-analyze verify of contrib/rpcpay.service),
+#     chromium and chromium-driver (the dashboard test), wrk (bench/flood_latency.py, bench/observability_overhead.py)
+#   - .venv in the repo root with the project installed editable, with its dev and lottery
+#     extras
 #   - anvil (npm @foundry-rs/anvil, pinned) in .tools/anvil, for the end-to-end chain tests
 set -euo pipefail
 
@@ -14,7 +17,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 missing=()
-for pkg in monero librandomx0 librandomx-dev wrk; do
+for pkg in monero librandomx0 librandomx-dev nginx openssl systemd chromium chromium-driver wrk; do
     if ! dpkg -s "$pkg" >/dev/null 2>&1; then
         missing+=("$pkg")
     fi
@@ -33,9 +36,9 @@ if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
 
-echo "setup: installing rpcpay[dev] into .venv"
+echo "setup: installing rpcpay[dev,lottery] into .venv"
 log="$(mktemp)"
-if ! .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]' >"$log" 2>&1; then
+if ! .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev,lottery]' >"$log" 2>&1; then
     cat "$log" >&2
     rm -f "$log"
     echo "setup: pip install failed" >&2

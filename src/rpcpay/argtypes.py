@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from collections.abc import Callable
+from typing import NoReturn
 
 
 def integer_in(low: int, high: int | None, rule: str) -> Callable[[str], int]:
@@ -37,3 +39,17 @@ def number_in(low: float, *, include_low: bool, rule: str) -> Callable[[str], fl
         return value
 
     return parse
+
+
+class BriefArgumentParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are two lines: the error and where the help is.
+
+    argparse prints the whole usage (30 lines for ``rpcpay serve``) before a one-line error;
+    the operator needs the error and the way to the help, nothing else. Subparsers made with
+    ``add_parser`` are of this class too.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        sys.stderr.write(f"{self.prog}: run '{self.prog} --help' for every flag\n")
+        sys.exit(2)

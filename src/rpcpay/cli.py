@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
+import os
 import sys
 import time
 import urllib.error
@@ -14,15 +16,24 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rpcpay import __version__
-from rpcpay.argtypes import integer_in, number_in
+from rpcpay.argtypes import BriefArgumentParser, integer_in, number_in
 from rpcpay.cli_limits import add_limit_arguments, limit_settings
+from rpcpay.config_file import SECRET_ENV, load_config_tokens, read_secret_file
 from rpcpay.errors import RpcPayError
+from rpcpay.gateway.client_address import parse_trusted_proxies
 from rpcpay.logs import configure_logging
 from rpcpay.lottery import stamper_commands
+from rpcpay.paths import default_data_dir
 from rpcpay.wallet import commands as wallet_commands
 
 if TYPE_CHECKING:
     from rpcpay.gateway.cheques import LotterySettings
+    from rpcpay.gateway.server import GatewayConfig
+
+log = logging.getLogger("rpcpay.cli")
+
+LOTTERY_EXTRA_MODULES = frozenset({"eth", "eth_abi", "eth_keys", "eth_account", "eth_utils"})
+"""Top-level modules of the ``lottery`` extra (pyproject.toml)."""
 
 _positive = integer_in(1, None, "must be at least 1")
 _non_negative = integer_in(0, None, "must be 0 or more")
@@ -36,6 +47,14 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="run the paying gateway in front of a backend",
         description="Run the pay-for-RPC gateway. Clients pay for calls with RandomX hashes, "
         "speaking monerod 0.18's RPC payment protocol; unpaid calls never reach the upstream.",
+    )
+    p.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="read flags from a TOML file whose keys are the flag names without the dashes "
+        "(rpc-bind-port = 18089); flags on the command line override it; SIGHUP reloads it "
+        "(docs/operating.md) (default: none)",
     )
     p.add_argument(
         "--upstream",
@@ -102,13 +121,23 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument(
         "--admin-token",
         metavar="TOKEN",
-        help="bearer token the admin listener requires (required off loopback)",
+        help="bearer token the admin listener requires (required off loopback); prefer "
+        "--admin-token-file or the RPCPAY_ADMIN_TOKEN environment variable, since ps shows "
+        "the command line (default: none)",
+    )
+    p.add_argument(
+        "--admin-token-file",
+        type=Path,
+        metavar="FILE",
+        help="read the admin token from the first line of FILE (keep it owner-only) "
+        "(default: $RPCPAY_ADMIN_TOKEN if set, else no token)",
     )
     p.add_argument(
         "--data-dir",
         type=Path,
-        default=Path("rpcpay-data"),
-        help="where the ledger and keys live (default: %(default)s)",
+        default=default_data_dir("gateway"),
+        help="where the ledger and keys live: $STATE_DIRECTORY under systemd, else "
+        "$XDG_DATA_HOME/rpcpay/gateway (default: %(default)s)",
     )
     p.add_argument(
         "--price-file",
@@ -171,8 +200,8 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     p.add_argument(
         "--bad-shares-burst",
-        type=_rate,
-        default=20.0,
+        type=_positive,
+        default=20,
         metavar="N",
         help="bad or duplicate shares one address (an IPv6 /64) may send before "
         "shares are refused unhashed (default: %(default)s)",
@@ -186,8 +215,8 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     p.add_argument(
         "--new-clients-burst",
-        type=_rate,
-        default=20.0,
+        type=_positive,
+        default=20,
         metavar="N",
         help="new client ids one address may introduce at once (default: %(default)s)",
     )
@@ -199,6 +228,50 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="rate at which that budget refills (default: %(default)s)",
     )
     add_limit_arguments(p)
+    p.add_argument(
+        "--rpc-ssl-certificate",
+        type=Path,
+        metavar="FILE",
+        help="PEM certificate (chain) for TLS on the public listener, as monerod's flag of the "
+        "same name; needs --rpc-ssl-private-key (default: plain HTTP, e.g. behind a proxy)",
+    )
+    p.add_argument(
+        "--rpc-ssl-private-key",
+        type=Path,
+        metavar="FILE",
+        help="the certificate's unencrypted PEM private key, owner-only (default: none)",
+    )
+    p.add_argument(
+        "--trusted-proxy",
+        action="append",
+        default=[],
+        metavar="CIDR",
+        help="a reverse proxy's address or network (repeatable); only from these peers is "
+        "the client address read from the forwarding header, rightmost untrusted entry first; "
+        "free loopback, abuse budgets and logs use that address (default: none, the TCP peer "
+        "is the client)",
+    )
+    p.add_argument(
+        "--trusted-proxy-header",
+        choices=("x-forwarded-for", "forwarded"),
+        default="x-forwarded-for",
+        help="the header the trusted proxies set: X-Forwarded-For (nginx, caddy) or RFC 7239 "
+        "Forwarded; the other one is ignored, so a client cannot smuggle it through "
+        "(default: %(default)s)",
+    )
+    p.add_argument(
+        "--access-log",
+        type=Path,
+        metavar="FILE",
+        help="append one JSON line per public call (real client address, method, outcome, "
+        "credits, HTTP status, ms) to FILE, or to stderr for '-'; reopened on SIGHUP for "
+        "logrotate (default: off)",
+    )
+    p.add_argument(
+        "--no-metrics",
+        action="store_true",
+        help="do not count anything for GET /metrics on the admin listener (default: counted)",
+    )
     _add_lottery_flags(p)
     p.add_argument(
         "--log-level",
@@ -378,7 +451,22 @@ def _add_payments(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         default="http://127.0.0.1:18090",
         help="admin listener URL (default: %(default)s)",
     )
-    p.add_argument("--admin-token", metavar="TOKEN", help="bearer token, if the gateway has one")
+    p.add_argument(
+        "--admin-token",
+        metavar="TOKEN",
+        help="bearer token, if the gateway has one (default: $RPCPAY_ADMIN_TOKEN)",
+    )
+    p.add_argument(
+        "--admin-token-file",
+        type=Path,
+        metavar="FILE",
+        help="read the bearer token from the first line of FILE (default: none)",
+    )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print rpc_access_data's answer as JSON instead of the table (default: table)",
+    )
 
 
 def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -479,7 +567,7 @@ def _chain(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser: argparse.ArgumentParser = BriefArgumentParser(
         prog="rpcpay", description="Pay-as-you-go RPC: hash credits in front of any backend."
     )
     parser.add_argument("--version", action="version", version=f"rpcpay {__version__}")
@@ -493,12 +581,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _serve(args: argparse.Namespace) -> int:
-    from rpcpay.gateway.mode import monero_flags_given
-    from rpcpay.gateway.server import GatewayConfig, serve_forever
+def _admin_token(args: argparse.Namespace) -> str | None:
+    """The admin token: --admin-token-file, else --admin-token, else $RPCPAY_ADMIN_TOKEN."""
+    if args.admin_token_file is not None:
+        return read_secret_file("--admin-token-file", args.admin_token_file)
+    if args.admin_token:
+        return str(args.admin_token)
+    return os.environ.get(SECRET_ENV["admin-token"]) or None
 
-    configure_logging(args.log_level)
-    config = GatewayConfig(
+
+def _gateway_config(args: argparse.Namespace) -> GatewayConfig:
+    """``rpcpay serve``'s flags as the gateway's settings (ConfigError if they conflict)."""
+    from rpcpay.gateway.mode import monero_flags_given
+    from rpcpay.gateway.server import GatewayConfig
+
+    return GatewayConfig(
         upstream=args.upstream,
         upstream_kind=args.upstream_kind,
         payment_address=args.rpc_payment_address,
@@ -509,7 +606,7 @@ def _serve(args: argparse.Namespace) -> int:
         bind_port=args.rpc_bind_port,
         admin_bind_ip=args.admin_bind_ip,
         admin_bind_port=None if args.no_admin else args.admin_bind_port,
-        admin_token=args.admin_token,
+        admin_token=_admin_token(args),
         data_dir=args.data_dir,
         price_file=args.price_file,
         pow_mode=args.pow_mode,
@@ -522,8 +619,27 @@ def _serve(args: argparse.Namespace) -> int:
         **limit_settings(args),
         lottery=_lottery_settings(args),
         monero_flags=monero_flags_given(args),
+        proxies=parse_trusted_proxies(args.trusted_proxy, args.trusted_proxy_header),
+        metrics=not args.no_metrics,
+        access_log=args.access_log,
+        ssl_certificate=args.rpc_ssl_certificate,
+        ssl_private_key=args.rpc_ssl_private_key,
     )
-    asyncio.run(serve_forever(config))
+
+
+def _serve(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from rpcpay.gateway.server import serve_forever
+
+    configure_logging(args.log_level)
+    config = _gateway_config(args)
+    if args.admin_token and not args.config:
+        log.warning("--admin-token is visible to every local user in ps; use --admin-token-file")
+
+    def reload() -> GatewayConfig:
+        # SIGHUP: the same command line and config file, read again.
+        return _gateway_config(parse_args(argv))
+
+    asyncio.run(serve_forever(config, reload))
     return 0
 
 
@@ -536,22 +652,41 @@ def _payments(args: argparse.Namespace) -> int:
         data=body,
         headers={"Content-Type": "application/json"},
     )
-    if args.admin_token:
-        request.add_header("Authorization", f"Bearer {args.admin_token}")
+    token = _admin_token(args)
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             answer = json.loads(response.read())
     except urllib.error.HTTPError as exc:
-        print(f"rpcpay payments: admin listener answered HTTP {exc.code}", file=sys.stderr)
+        hint = {
+            401: "; give the gateway's admin token (--admin-token-file or RPCPAY_ADMIN_TOKEN)",
+            404: "; is this the public port? point --admin at the admin listener "
+            "(rpcpay serve --admin-bind-port, default 18090)",
+        }.get(exc.code, "")
+        print(f"rpcpay payments: admin listener answered HTTP {exc.code}{hint}", file=sys.stderr)
         return 1
     except (urllib.error.URLError, OSError, ValueError) as exc:
         print(f"rpcpay payments: cannot reach {args.admin}: {exc}", file=sys.stderr)
         return 1
     result = answer.get("result") if isinstance(answer, dict) else None
+    error = answer.get("error") if isinstance(answer, dict) else None
+    # The public listener refuses the admin methods as "Method not found".
+    if isinstance(error, dict) and error.get("code") == -32601:
+        print(
+            f"rpcpay payments: {args.admin} does not serve rpc_access_data; it is probably the "
+            "gateway's public port: point --admin at the admin listener (rpcpay serve "
+            "--admin-bind-port, default http://127.0.0.1:18090)",
+            file=sys.stderr,
+        )
+        return 1
     if not isinstance(result, dict):
         print(f"rpcpay payments: unexpected answer: {answer!r}", file=sys.stderr)
         return 1
-    print(format_payments(result, int(time.time())))
+    if args.json:
+        print(json.dumps(result, indent=2, sort_keys=True))
+    else:
+        print(format_payments(result, int(time.time())))
     return 0
 
 
@@ -564,11 +699,36 @@ def _demo(args: argparse.Namespace) -> int:
     return demo_main(args.calls, args.difficulty, args.credits, args.data_dir)
 
 
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    """Parse ``argv``; with ``serve --config FILE``, the file's flags first, then argv's."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command != "serve" or args.config is None:
+        return args
+    serve = _subparser(parser, "serve")
+    at = list(argv).index("serve") + 1
+    tokens = load_config_tokens(args.config, serve, argv[at:])
+    return parser.parse_args([*argv[:at], *tokens, *argv[at:]])
+
+
+def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            found: argparse.ArgumentParser = action.choices[name]
+            return found
+    raise KeyError(name)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``rpcpay`` console script."""
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = parse_args(argv)
+    except RpcPayError as exc:
+        print(f"rpcpay: {exc}", file=sys.stderr)
+        return 2
     handlers = {
-        "serve": _serve,
+        "serve": lambda a: _serve(a, argv),
         "payments": _payments,
         "demo": _demo,
         "wallet": wallet_commands.run_wallet,
@@ -579,6 +739,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handlers[args.command](args)
     except RpcPayError as exc:
         print(f"rpcpay {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        # A file or socket the command needed (names it; no traceback for the operator).
+        print(f"rpcpay {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:
+        # The lottery rail's chain side is an extra a Monero operator does not install.
+        if (exc.name or "").split(".")[0] not in LOTTERY_EXTRA_MODULES:
+            raise
+        print(
+            f"rpcpay {args.command}: this needs the lottery extra ({exc.name} is missing): "
+            "pip install 'rpcpay[lottery]'",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         return 130

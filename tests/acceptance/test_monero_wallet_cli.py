@@ -34,7 +34,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -126,7 +126,9 @@ def _admin_call(port: int, method: str) -> Any:
         return json.loads(response.read())
 
 
-def start_gateway_process(tmp: Path, upstream: MonerodProcess, payee: str) -> GatewayProcess:
+def start_gateway_process(
+    tmp: Path, upstream: MonerodProcess, payee: str, extra: Sequence[str] = ()
+) -> GatewayProcess:
     port, admin_port = free_port(), free_port()
     while admin_port == port:
         admin_port = free_port()
@@ -145,6 +147,7 @@ def start_gateway_process(tmp: Path, upstream: MonerodProcess, payee: str) -> Ga
         "--data-dir", str(tmp / "gateway-data"),
         "--pow-mode", "light",
         "--log-level", "info",
+        *extra,
     ]  # fmt: skip
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(

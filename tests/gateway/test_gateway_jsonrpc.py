@@ -98,9 +98,10 @@ async def test_unreachable_upstream_costs_nothing(toy_backend: ToyBackend, tmp_p
         key = ClientKey()
         await earn_share(running.public_port, key)
         # Point the gateway at a port nobody listens on by stopping the backend's answers:
-        await running.core.upstream.close()
-        running.core.upstream._base = "http://127.0.0.1:9"  # type: ignore[attr-defined]
-        running.core.upstream._url = "http://127.0.0.1:9/"  # type: ignore[attr-defined]
+        upstream = getattr(running.core.upstream, "inner", running.core.upstream)  # metered
+        await upstream.close()
+        upstream._base = "http://127.0.0.1:9"
+        upstream._url = "http://127.0.0.1:9/"
         _, answer = await post(
             running.public_port, "/", rpc("eth_call", [], client=key.client_id())
         )

@@ -471,7 +471,12 @@ def _spawn(name: str, args: Sequence[str], wallet_path: Path, log_path: Path) ->
     return wallet
 
 
-def _common_args(directory: Path, name: str, log_level: str) -> list[str]:
+def _common_args(directory: Path, name: str, log_level: str, daemon_ssl: bool = False) -> list[str]:
+    ssl = (
+        ["--daemon-ssl", "enabled", "--daemon-ssl-allow-any-cert"]
+        if daemon_ssl
+        else ["--daemon-ssl", "disabled"]
+    )
     return [
         "--password", "",
         "--log-file", str(directory / f"{name}.log"),
@@ -479,7 +484,7 @@ def _common_args(directory: Path, name: str, log_level: str) -> list[str]:
         "--shared-ringdb-dir", str(directory / "ringdb"),
         "--max-log-files", "1",
         "--no-dns",
-        "--daemon-ssl", "disabled",
+        *ssl,
         # no background-mining question; what a client of a paid public node would use
         "--untrusted-daemon",
     ]  # fmt: skip
@@ -548,6 +553,7 @@ def open_wallet(
     rpc_client_secret_key: str | None = None,
     extra_args: Sequence[str] = (),
     timeout: float = _START_TIMEOUT,
+    daemon_ssl: bool = False,
 ) -> WalletCli:
     """Open wallet ``directory/name`` against the daemon at 127.0.0.1:``daemon_port``.
 
@@ -560,7 +566,7 @@ def open_wallet(
     args = [
         "--wallet-file", str(wallet_path),
         "--daemon-address", f"127.0.0.1:{daemon_port}",
-        *_common_args(directory, name, log_level),
+        *_common_args(directory, name, log_level, daemon_ssl),
         *extra_args,
     ]  # fmt: skip
     if rpc_client_secret_key is not None:

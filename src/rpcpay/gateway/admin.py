@@ -8,6 +8,7 @@ required to bind anywhere else).
 
 from __future__ import annotations
 
+import base64
 import hmac
 import json
 import time
@@ -16,6 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from rpcpay.gateway.app import GatewayCore, json_response
+from rpcpay.gateway.ops_pages import UNAUTHENTICATED, OpsPages
 from rpcpay.gateway.protocol import (
     ERROR_INVALID_CLIENT,
     INVALID_PARAMS,
@@ -31,26 +33,54 @@ from rpcpay.gateway.protocol import (
 from rpcpay.ledger.account import last_activity
 
 JSON = Any
+
+
+def basic_password(header: str) -> str:
+    """The password of an HTTP Basic ``Authorization`` header ("" if malformed)."""
+    try:
+        decoded = base64.b64decode(header.removeprefix("Basic ").strip(), validate=True)
+        return decoded.decode("utf-8").partition(":")[2]
+    except (ValueError, UnicodeDecodeError):
+        return ""
+
+
 I64_MIN, I64_MAX = -(2**63), 2**63 - 1
 
 
 class AdminHandler:
     """JSON-RPC on /json_rpc for the operator's own tools (``rpcpay payments``)."""
 
-    def __init__(self, core: GatewayCore, token: str | None) -> None:
+    def __init__(self, core: GatewayCore, token: str | None, pages: OpsPages | None = None) -> None:
         self.core = core
         self._token = token
+        self.pages = pages
 
     def _authorised(self, request: web.BaseRequest) -> bool:
         if self._token is None:
             return True
         given = request.headers.get("Authorization", "")
+        # A browser (the dashboard) sends the token as Basic auth's password.
+        if given.startswith("Basic "):
+            return hmac.compare_digest(basic_password(given).encode(), self._token.encode())
         return hmac.compare_digest(given.encode(), f"Bearer {self._token}".encode())
 
-    async def handle(self, request: web.BaseRequest) -> web.Response:
+    def _refuse(self, request: web.BaseRequest) -> web.Response:
+        response = json_response({"status": "Unauthorized"}, 401)
+        # Ask a browser for the token (as a password) on the dashboard's pages.
+        if request.path.startswith("/dashboard"):
+            response.headers["WWW-Authenticate"] = 'Basic realm="rpcpay admin"'
+        return response
+
+    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        pages = self.pages
+        # Health probes answer anyone who reaches the admin listener.
+        if pages is not None and request.path in UNAUTHENTICATED:
+            return await pages.handle(request)
         # Only the operator, holding the token when one is set, may use the admin methods.
         if not self._authorised(request):
-            return json_response({"status": "Unauthorized"}, 401)
+            return self._refuse(request)
+        if pages is not None and pages.serves(request.path):
+            return await pages.handle(request)
         # Admin calls are JSON-RPC on /json_rpc.
         if request.path != "/json_rpc":
             return json_response({"status": f"Unknown endpoint {request.path}"}, 404)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from aiohttp import web
@@ -19,6 +19,7 @@ from rpcpay.gateway.binary import BinaryHandler
 from rpcpay.gateway.binary_costs import BINARY_RULES
 from rpcpay.gateway.chain_cache import ChainCache
 from rpcpay.gateway.cheques import ChequeDesk, ChequeRefused
+from rpcpay.gateway.client_address import TrustedProxies, client_address
 from rpcpay.gateway.costs import (
     MONERO_FREE_JSON_ENDPOINTS,
     MONERO_FREE_JSON_RPC,
@@ -31,9 +32,9 @@ from rpcpay.gateway.costs import (
 )
 from rpcpay.gateway.info_cache import InfoCache
 from rpcpay.gateway.jsoncodec import decode_json, encode_json
+from rpcpay.gateway.observe import note_call
 from rpcpay.gateway.payment import Charge, PaymentService
 from rpcpay.gateway.paywall import JsonRpcPaywall
-from rpcpay.gateway.peers import peer_address
 from rpcpay.gateway.protocol import (
     ERROR_CHEQUE_REFUSED,
     ERROR_INTERNAL,
@@ -77,6 +78,7 @@ class GatewayCore:
     upstream_path: str = "/json_rpc"
     chain_cache: ChainCache | None = None
     cheques: ChequeDesk | None = None
+    proxies: TrustedProxies = field(default_factory=TrustedProxies)
 
 
 def json_response(document: JSON, status: int = 200) -> web.Response:
@@ -85,10 +87,6 @@ def json_response(document: JSON, status: int = 200) -> web.Response:
 
 def _is_uint(value: JSON, limit: int) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= limit
-
-
-def _peer(request: web.BaseRequest) -> str:
-    return peer_address(request)
 
 
 async def read_json_body(request: web.BaseRequest) -> JSON:
@@ -153,7 +151,9 @@ class PublicHandler:
 
     def __init__(self, core: GatewayCore) -> None:
         self.core = core
-        self.binary = BinaryHandler(core.payment, core.upstream, core.tracker, core.chain_cache)
+        self.binary = BinaryHandler(
+            core.payment, core.upstream, core.tracker, core.chain_cache, core.proxies
+        )
         self.paywall = JsonRpcPaywall(
             core.payment,
             core.upstream,
@@ -164,10 +164,14 @@ class PublicHandler:
             lambda: core.cheques.info() if core.cheques is not None else None,
         )
 
+    def peer(self, request: web.BaseRequest) -> str:
+        """The real client address (behind ``--trusted-proxy`` proxies, what they forwarded)."""
+        return client_address(request, self.core.proxies)
+
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         path = request.path
         if self.core.mode == "jsonrpc" and path in ("/", "/json_rpc"):
-            return await self.paywall.handle(request)
+            return await self.paywall.handle(request, self.peer(request))
         if path == "/json_rpc" or (self.core.mode == "jsonrpc" and path == "/"):
             return await self._json_rpc(request)
         if path == GOSSIP_PATH and self.core.cheques is not None:
@@ -185,19 +189,23 @@ class PublicHandler:
         try:
             document = await read_json_body(request)
         except (ValueError, UnicodeDecodeError):
+            note_call(outcome="error")
             return json_response(error_response(None, PARSE_ERROR, "Parse error"))
         # A request is one object with a string method (batches are not served).
         if not isinstance(document, dict) or not isinstance(document.get("method"), str):
+            note_call(outcome="error")
             return json_response(error_response(None, INVALID_REQUEST, "Invalid Request"))
         request_id = document.get("id", "")
         method: str = document["method"]
+        note_call(method=method)
         params = document.get("params")
         try:
             if method in PAYMENT_METHODS | LOTTERY_METHODS | ADMIN_METHODS:
-                result = await self.local_method(method, params, _peer(request))
+                result = await self.local_method(method, params, self.peer(request))
                 return json_response(result_response(request_id, result))
             return await self._charged_rpc(request, document, method, params)
         except RpcFault as fault:
+            note_call(outcome="error")
             return json_response(error_response(request_id, fault.code, fault.message))
 
     async def local_method(self, method: str, params: JSON, peer: str) -> dict[str, JSON]:
@@ -299,7 +307,7 @@ class PublicHandler:
         # Gossip is a POST of whole wire-form cheques.
         if request.method != "POST":
             return json_response({"status": "POST wire-form cheques here"}, 405)
-        sender = _peer(request)
+        sender = self.peer(request)
         # A sender over its rate is refused before its body is read (it retries later).
         if not desk.admit_gossip(sender, (request.content_length or 0) // STAMPED_CHEQUE_LENGTH):
             return json_response({"status": "busy: over this sender's gossip rate"}, 429)
@@ -353,10 +361,11 @@ class PublicHandler:
         paid = 0
         if price is not None:
             charge = await self.core.payment.charge(
-                client, price.upfront, price.rpc, _peer(request)
+                client, price.upfront, price.rpc, self.peer(request)
             )
             paid = charge.amount
             if not charge.ok:
+                note_call(outcome="unpaid")
                 if method == "get_info":
                     # monerod's JSON-RPC get_info turns any non-OK status into error -5.
                     return json_response(error_response(request_id, ERROR_INTERNAL, charge.status))
@@ -376,6 +385,7 @@ class PublicHandler:
                     self.core.payment.refund(charge)
                 raise
             except UpstreamError:
+                note_call(outcome="upstream_error")
                 credits = self.core.payment.refund(charge) if charge is not None else 0
                 failed = error_response(request_id, ERROR_UPSTREAM, UPSTREAM_FAILED)
                 return json_response({**failed, "credits": credits})
@@ -383,9 +393,11 @@ class PublicHandler:
         if charge is not None and price is not None:
             final = self._charge_rest(price, charge, answer.get("result"))
             if not final.ok:
+                note_call(outcome="unpaid")
                 return json_response(result_response(request_id, _payment_answer(final)))
             paid += final.amount if final is not charge else 0
             self._stamp(answer, final)
+        note_call(outcome="paid" if paid else "free", credits=paid)
         self.core.tracker.record(
             price.rpc if price else method, int((time.perf_counter() - started) * 1e6), paid
         )
@@ -450,6 +462,7 @@ class PublicHandler:
                 {"status": "Failed to parse JSON request: expected an object"}, 400
             )
         rule = MONERO_JSON_ENDPOINT_PRICES.get(path)
+        note_call(method=path.lstrip("/"))
         started = time.perf_counter()
         charge = None
         price = None
@@ -460,9 +473,10 @@ class PublicHandler:
             except PriceError as exc:
                 return json_response({"status": f"Invalid parameters: {exc}"}, 400)
             charge = await self.core.payment.charge(
-                body.get("client"), price.upfront, price.rpc, _peer(request)
+                body.get("client"), price.upfront, price.rpc, self.peer(request)
             )
             if not charge.ok:
+                note_call(outcome="unpaid")
                 return json_response(_payment_answer(charge))
             paid = charge.amount
         cache_key = "get_info" if path in ("/get_info", "/getinfo") else None
@@ -477,16 +491,19 @@ class PublicHandler:
                     self.core.payment.refund(charge)
                 raise
             except UpstreamError:
+                note_call(outcome="upstream_error")
                 credits = self.core.payment.refund(charge) if charge is not None else 0
                 return json_response({"status": UPSTREAM_FAILED, "credits": credits}, 502)
             self._remember(cache_key, charge, answer)
         if charge is not None and price is not None:
             final = self._charge_rest(price, charge, answer)
             if not final.ok:
+                note_call(outcome="unpaid")
                 return json_response(_payment_answer(final))
             paid += final.amount if final is not charge else 0
             answer["credits"] = final.credits
             answer["top_hash"] = final.top_hash
+        note_call(outcome="paid" if paid else "free", credits=paid)
         self.core.tracker.record(
             price.rpc if price else path.lstrip("/"),
             int((time.perf_counter() - started) * 1e6),

@@ -42,10 +42,11 @@ from rpcpay.gateway.chain_cache import (
     may_add_block,
     stops_after_block,
 )
+from rpcpay.gateway.client_address import TrustedProxies, client_address
 from rpcpay.gateway.costs import PriceError
 from rpcpay.gateway.jobs import ChainTop
+from rpcpay.gateway.observe import note_call
 from rpcpay.gateway.payment import Charge, PaymentService
-from rpcpay.gateway.peers import peer_address
 from rpcpay.gateway.protocol import STATUS_OK, STATUS_PAYMENT_REQUIRED
 from rpcpay.gateway.tracking import Tracker
 from rpcpay.gateway.upstream import Upstream, post_json
@@ -116,7 +117,9 @@ class BinaryHandler:
         upstream: Upstream,
         tracker: Tracker,
         cache: ChainCache | None,
+        proxies: TrustedProxies | None = None,
     ) -> None:
+        self.proxies = proxies or TrustedProxies()
         self.payment = payment
         self.upstream = upstream
         self.tracker = tracker
@@ -135,9 +138,14 @@ class BinaryHandler:
         except WireError as exc:
             return bad_request(f"Malformed epee request: {exc}")
         call = BinaryCall(
-            path, rule, section, client.decode("latin-1") if client else None, peer_address(request)
+            path,
+            rule,
+            section,
+            client.decode("latin-1") if client else None,
+            client_address(request, self.proxies),
         )
         started = time.perf_counter()
+        note_call(method=rule.rpc)
         try:
             refusal = rule.limit(section)
             upfront = rule.price(section)
@@ -147,6 +155,7 @@ class BinaryHandler:
             return binary_response(refused_answer(rule, refusal, 0, ""))
         charge = await self.payment.charge(call.client, upfront, rule.rpc, call.peer)
         if not charge.ok:
+            note_call(outcome="unpaid")
             return binary_response(
                 refused_answer(rule, charge.status, charge.credits, charge.top_hash)
             )
@@ -167,9 +176,11 @@ class BinaryHandler:
             return bad_request(f"Invalid parameters: {exc}")
         except UpstreamError as exc:
             log.warning("upstream failed", extra={"path": path, "error": str(exc)})
+            note_call(outcome="upstream_error")
             credits = self.payment.refund(charge)
             failed = refused_answer(rule, UPSTREAM_FAILED, credits, charge.top_hash)
             return binary_response(failed, 502)
+        note_call(outcome="paid" if paid else "free", credits=paid)
         self.tracker.record(rule.rpc, int((time.perf_counter() - started) * 1e6), paid)
         return binary_response(answer)
 

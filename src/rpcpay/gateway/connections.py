@@ -285,24 +285,37 @@ class Tarpit:
     requests a second; answers that are not refusals are never delayed.
     """
 
-    def __init__(self, burst: float, per_second: float, delay_s: float) -> None:
+    def __init__(
+        self,
+        burst: float,
+        per_second: float,
+        delay_s: float,
+        address: Callable[[web.BaseRequest], str] = peer_address,
+    ) -> None:
         self._budget = BucketTable(per_second, burst)
         self.delay_s = delay_s
+        self._address = address
 
     async def after(self, request: web.BaseRequest, response: web.StreamResponse) -> None:
         """Wait before sending ``response`` if it refuses and its host is over budget."""
         # Answers that serve the client, and refusals within the host's budget, go at once.
         if self.delay_s <= 0 or not is_refusal(response):
             return
-        if self._budget.spend(host_key(peer_address(request)), asyncio.get_running_loop().time()):
+        if self._budget.spend(host_key(self._address(request)), asyncio.get_running_loop().time()):
             return
         await asyncio.sleep(self.delay_s)
 
 
-def guard_requests(handler: Handler, limits: ConnectionLimits) -> Handler:
-    """``handler`` behind the body-read timeout and the refusal tarpit, telling its
-    connection when it is busy."""
-    tarpit = Tarpit(limits.refusal_burst, limits.refusals_per_second, limits.refusal_delay_s)
+def guard_requests(
+    handler: Handler,
+    limits: ConnectionLimits,
+    address: Callable[[web.BaseRequest], str] = peer_address,
+) -> Handler:
+    """``handler`` behind the body-read timeout and the refusal tarpit (keyed by ``address``),
+    telling its connection when it is busy."""
+    tarpit = Tarpit(
+        limits.refusal_burst, limits.refusals_per_second, limits.refusal_delay_s, address
+    )
 
     async def guarded(request: web.BaseRequest) -> web.StreamResponse:
         connection = request.protocol

@@ -17,9 +17,9 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Final, Literal
-from urllib.parse import urlsplit
 
 from rpcpay.errors import ConfigError, UpstreamError
+from rpcpay.gateway.preflight import check_http_url
 from rpcpay.gateway.upstream import Upstream
 
 log = logging.getLogger("rpcpay.gateway")
@@ -39,21 +39,7 @@ MONERO_ONLY_FLAGS: Final = (
 
 def check_upstream_url(url: str) -> None:
     """Refuse an upstream that is not an http(s) URL with a host, in one line."""
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as exc:
-        raise ConfigError(f"--upstream {url!r} is not a URL: {exc}") from None
-    # The gateway speaks HTTP to its upstream.
-    if parts.scheme not in ("http", "https"):
-        raise ConfigError(
-            f"--upstream {url!r} must start with http:// or https:// "
-            "(for example http://127.0.0.1:18081)"
-        )
-    # A URL without a host reaches nothing.
-    if not parts.hostname:
-        raise ConfigError(f"--upstream {url!r} has no host")
-    del port
+    check_http_url("--upstream", url)
 
 
 def told_mode(kind: Kind, monero_flags: tuple[str, ...]) -> Mode | None:

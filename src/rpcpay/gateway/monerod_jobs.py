@@ -67,6 +67,16 @@ def _consume_error(task: asyncio.Task[_Template]) -> None:
         task.exception()
 
 
+POLL_BACKOFF_MAX_S = 30.0
+"""The longest wait between polls of a down upstream."""
+
+
+def next_poll_delay(interval_s: float, failures: int) -> float:
+    """Seconds before the next poll after ``failures`` failures in a row: doubling from the
+    poll interval, capped at ``POLL_BACKOFF_MAX_S``."""
+    return min(POLL_BACKOFF_MAX_S, interval_s * float(2 ** min(failures, 16)))
+
+
 class MonerodJobSource:
     """Follows a monerod's chain top and makes per-client jobs from one shared template.
 
@@ -103,12 +113,24 @@ class MonerodJobSource:
                     await task
 
     async def _poll(self) -> None:
+        delay = self._poll_interval
+        failures = 0
         while True:
-            await asyncio.sleep(self._poll_interval)
+            await asyncio.sleep(delay)
             try:
                 await self._refresh_top()
             except UpstreamError as exc:
-                log.warning("top poll failed", extra={"error": str(exc)})
+                failures += 1
+                # A down upstream is asked less and less often (and logged as often).
+                delay = next_poll_delay(self._poll_interval, failures)
+                log.warning(
+                    "top poll failed",
+                    extra={"error": str(exc), "failures": failures, "retry_in_s": delay},
+                )
+                continue
+            if failures:
+                log.info("upstream answers again", extra={"failures": failures})
+            failures, delay = 0, self._poll_interval
 
     async def _refresh_top(self) -> ChainTop:
         answer = await _bounded(post_json(self._upstream, "/get_height", {}), "/get_height")

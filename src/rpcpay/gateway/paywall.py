@@ -23,6 +23,7 @@ Contract (docs/gateway.md, "The paywall for JSON-RPC backends"):
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -35,6 +36,7 @@ from rpcpay.errors import UpstreamError
 from rpcpay.gateway.costs import PriceList
 from rpcpay.gateway.envelope import Call, Envelope, Invalid, parse_request
 from rpcpay.gateway.jsoncodec import decode_json, encode_json
+from rpcpay.gateway.observe import note_call
 from rpcpay.gateway.payment import Charge, PaymentService
 from rpcpay.gateway.protocol import RpcFault, error_response
 from rpcpay.gateway.tracking import Tracker
@@ -139,21 +141,24 @@ class JsonRpcPaywall:
         self.local = local
         self.lottery_terms = lottery_terms
 
-    async def handle(self, request: web.BaseRequest) -> web.Response:
+    async def handle(self, request: web.BaseRequest, peer: str) -> web.Response:
+        """Answer one request from ``peer`` (the real client address, behind trusted proxies:
+        abuse budgets and free loopback key on it)."""
         raw = await request.read()
         try:
             document = decode_json(raw) if raw.strip() else None
         except (ValueError, UnicodeDecodeError):
+            note_call(outcome="error")
             return _response(error_response(None, PARSE_ERROR, "Parse error"))
         envelope = parse_request(document)
         if isinstance(envelope, Invalid):
+            note_call(outcome="error")
             return _response(error_response(None, envelope.code, envelope.message))
-        return await self._serve(request, raw, envelope)
+        return await self._serve(request, peer, raw, envelope)
 
     async def _serve(
-        self, request: web.BaseRequest, raw: bytes, envelope: Envelope
+        self, request: web.BaseRequest, peer: str, raw: bytes, envelope: Envelope
     ) -> web.Response:
-        peer = request.remote or ""
         answers: list[JSON] = []
         priced: list[Priced] = []
         for position, item in enumerate(envelope.items):
@@ -175,12 +180,18 @@ class JsonRpcPaywall:
                 (p.call.client for p in priced if p.call.client is not None), None
             )
             label = priced[0].call.method if not envelope.is_batch else "batch"
+            note_call(method=label)
             charge = await self.payment.charge(client, total, label, peer)
             if not charge.ok:
                 return self._refuse(envelope, answers, priced, total, charge)
         try:
             body = await self._forward(envelope, raw, priced)
+        except asyncio.CancelledError:  # shutdown past its grace: the call never happened
+            if charge is not None:
+                self.payment.refund(charge)
+            raise
         except UpstreamError:
+            note_call(outcome="upstream_error")
             credits = self.payment.refund(charge) if charge is not None else 0
             failed = [
                 {**error_response(p.call.request_id, ERROR_UPSTREAM, MESSAGE_UPSTREAM_FAILED),

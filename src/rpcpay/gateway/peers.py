@@ -1,9 +1,10 @@
 """Who is on the other end: the one place the gateway learns a client's address.
 
-Every per-address budget (bad shares, new client ids, open connections) keys on what these
-functions return, so a deployment behind a reverse proxy changes only this module: today
-``peer_address`` is the TCP peer; a ``--trusted-proxy`` setting would make it return the
-address the proxy reports. ``network_prefix`` groups addresses the way one subscriber
+``peer_address`` is the TCP peer: what the connection caps count (behind a reverse proxy that
+is the proxy, so its per-address cap must be raised; docs/operating.md). Every budget on calls
+(bad shares, new client ids, free loopback, the refusal tarpit) keys instead on
+``client_address.client_address``, which is the TCP peer unless the peer is a
+``--trusted-proxy``, and then the address the proxy reports. ``network_prefix`` groups addresses the way one subscriber
 usually holds them (an IPv4 /24, an IPv6 /64), because a flooder with a /64 has 2^64
 addresses and one with a /24 has 256: budgets per prefix bound what rotating costs.
 """

@@ -8,6 +8,8 @@ import logging
 import os
 import secrets
 import signal
+import ssl
+import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,11 +17,12 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from aiohttp import web
 
-from rpcpay.errors import ConfigError, UpstreamError, WireError
+from rpcpay.errors import ConfigError, RpcPayError, UpstreamError, WireError
 from rpcpay.gateway.admin import AdminHandler
 from rpcpay.gateway.app import GatewayCore, PublicHandler
 from rpcpay.gateway.chain_cache import ChainCache
 from rpcpay.gateway.cheques import ChequeDesk, LotterySettings
+from rpcpay.gateway.client_address import TrustedProxies
 from rpcpay.gateway.connections import (
     ConnectionLimits,
     GuardedServer,
@@ -27,13 +30,21 @@ from rpcpay.gateway.connections import (
     guard_requests,
 )
 from rpcpay.gateway.costs import PriceList, load_price_list
+from rpcpay.gateway.dashboard import BlockRecorder, DashboardPages, History
 from rpcpay.gateway.info_cache import InfoCache
 from rpcpay.gateway.jobs import JobSource
 from rpcpay.gateway.limits import AbuseGuard, AbuseLimits
+from rpcpay.gateway.metrics import GatewayMetrics, MeteredLedger, MeteredUpstream, TimedHasher
 from rpcpay.gateway.mode import check_upstream_url, detect_mode
 from rpcpay.gateway.monerod_jobs import MonerodJobSource
+from rpcpay.gateway.observe import AccessLog, CallSink, ObservedHandler
+from rpcpay.gateway.ops_pages import OpsPages
 from rpcpay.gateway.payment import Hasher, PaymentService, PaymentSettings, is_loopback
+from rpcpay.gateway.peers import peer_address
+from rpcpay.gateway.preflight import prepare_data_dir
+from rpcpay.gateway.reload import reload_gateway
 from rpcpay.gateway.synthetic_jobs import SyntheticJobSource
+from rpcpay.gateway.tls import server_tls_context
 from rpcpay.gateway.tracking import Tracker
 from rpcpay.gateway.upstream import HttpUpstream, Upstream
 from rpcpay.ledger.ledger import Ledger
@@ -80,6 +91,12 @@ class GatewayConfig:
     upstream_timeout_s: float = 20.0  # a charged call's bound; refunded past it
     shutdown_grace_s: float = 10.0  # SIGTERM: in-flight calls get this long, then a refund
     monero_flags: tuple[str, ...] = ()  # Monero-only flags given: they mean monero mode
+    proxies: TrustedProxies = field(default_factory=TrustedProxies)
+    metrics: bool = True  # /metrics on the admin listener
+    access_log: Path | None = None  # JSON lines per public call; Path("-") is stderr
+    ssl_certificate: Path | None = None  # TLS on the public listener (with ssl_private_key)
+    ssl_private_key: Path | None = None
+    dashboard_sample_s: float = 10.0  # the dashboard's charts: one sample every so often
 
 
 def check_config(config: GatewayConfig) -> None:
@@ -165,11 +182,33 @@ class RunningGateway:
     public_port: int
     admin_port: int
     cheques: ChequeDesk | None = None
+    metrics: GatewayMetrics | None = None
+    access_log: AccessLog | None = None
+    public: PublicHandler | None = None
+    admin: AdminHandler | None = None
+    observed: ObservedHandler | None = None
+    history: History | None = None
+
+    def swap_core(self, core: GatewayCore) -> None:
+        """Serve from ``core`` from now on (a SIGHUP reload's prices and proxies)."""
+        self.core = core
+        if self.public is not None:
+            self.public.core = core
+            self.public.binary.proxies = core.proxies
+            self.public.paywall.prices = core.prices
+        if self.admin is not None:
+            self.admin.core = core
+            if self.admin.pages is not None:
+                self.admin.pages.core = core
+        if self.observed is not None:
+            self.observed.proxies = core.proxies
 
     async def close(self) -> None:
         self.housekeeping.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self.housekeeping
+        if self.history is not None:
+            await self.history.close()
         # Listeners stop together, so shutdown takes one grace period, not one per listener.
         await asyncio.gather(*(runner.cleanup() for runner in self.runners))
         if self.cheques is not None:
@@ -178,15 +217,34 @@ class RunningGateway:
         await self.core.upstream.close()
         self.verifier.close()
         self.ledger.close()
+        if self.access_log is not None:
+            self.access_log.close()
+
+
+def open_access_log(path: Path | None) -> AccessLog | None:
+    """The access log at ``path`` (``-``: stderr), or None; ConfigError if it cannot be
+    opened."""
+    if path is None:
+        return None
+    if str(path) == "-":
+        return AccessLog(None, sys.stderr)
+    try:
+        return AccessLog(path)
+    except OSError as exc:
+        raise ConfigError(
+            f"--access-log {path}: cannot open it ({exc.strerror}); choose a writable file"
+        ) from None
 
 
 def _server(
     handler_fn: Callable[[web.BaseRequest], Awaitable[web.StreamResponse]],
     max_body: int,
     limits: ConnectionLimits,
+    address: Callable[[web.BaseRequest], str] = peer_address,
 ) -> web.Server:
     """aiohttp's low-level server: every path goes to one handler, with no router or
-    middleware in the hot path of a paid call, behind the connection bounds."""
+    middleware in the hot path of a paid call, behind the connection bounds. ``address`` names
+    the client whose refusals the tarpit counts (the real one, behind trusted proxies)."""
     loop = asyncio.get_running_loop()
 
     def make_request(
@@ -197,7 +255,7 @@ def _server(
         )
 
     return GuardedServer(
-        guard_requests(handler_fn, limits),
+        guard_requests(handler_fn, limits, address),
         limits=limits,
         request_factory=make_request,
         access_log=None,
@@ -226,18 +284,25 @@ async def _housekeeping(payment: PaymentService, cache: ChainCache | None) -> No
 
 
 async def _listen(
-    server: web.Server, host: str, port: int, grace_s: float
+    server: web.Server,
+    host: str,
+    port: int,
+    grace_s: float,
+    tls: ssl.SSLContext | None = None,
 ) -> tuple[web.BaseRunner, int]:
     runner = web.ServerRunner(server, shutdown_timeout=grace_s)
     await runner.setup()
     # A deep accept queue: under a connection flood, a good client's SYN is not dropped
     # (a dropped one waits a second for its retransmission).
-    site = web.TCPSite(runner, host, port, backlog=LISTEN_BACKLOG)
+    site = web.TCPSite(runner, host, port, backlog=LISTEN_BACKLOG, ssl_context=tls)
     try:
         await site.start()
     except OSError as exc:
         await runner.cleanup()
-        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+        raise ConfigError(
+            f"cannot listen on {host}:{port}: {exc.strerror}; stop what uses it or choose "
+            "another port or address"
+        ) from exc
     bound = runner.addresses[0][1] if runner.addresses else port
     return runner, int(bound)
 
@@ -296,8 +361,32 @@ async def start_gateway(
 
     ``lottery_chain`` replaces ``--lottery-chain-url`` (the in-process chain in tests)."""
     check_config(config)
-    config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tls = server_tls_context(config.ssl_certificate, config.ssl_private_key)
+    prepare_data_dir(config.data_dir)
+    prices = load_price_list(config.price_file) if config.price_file else PriceList(1, {})
+    # Whatever was opened is closed again if the start fails (no "Unclosed" dumps).
+    async with contextlib.AsyncExitStack() as undo:
+        running = await _assemble(config, prices, undo, upstream, hasher, lottery_chain, tls)
+        undo.pop_all()
+        return running
+    raise AssertionError("unreachable")  # pragma: no cover (mypy: the stack swallows nothing)
+
+
+async def _assemble(
+    config: GatewayConfig,
+    prices: PriceList,
+    undo: contextlib.AsyncExitStack,
+    upstream: Upstream | None,
+    hasher: Hasher | None,
+    lottery_chain: SettlementChain | None,
+    tls: ssl.SSLContext | None,
+) -> RunningGateway:
+    """start_gateway's parts, each registered in ``undo`` as soon as it is open."""
+    metrics = GatewayMetrics() if config.metrics else None
     upstream = upstream or HttpUpstream(config.upstream, timeout_s=config.upstream_timeout_s)
+    undo.push_async_callback(upstream.close)
+    if metrics is not None:
+        upstream = MeteredUpstream(upstream, metrics)
     monero_flags = config.monero_flags
     if config.payment_address is not None and "--rpc-payment-address" not in monero_flags:
         monero_flags = ("--rpc-payment-address", *monero_flags)
@@ -310,28 +399,33 @@ async def start_gateway(
         jobs = MonerodJobSource(upstream, config.payment_address)
     else:
         jobs = SyntheticJobSource(load_secret(config.data_dir))
-    prices = load_price_list(config.price_file) if config.price_file else PriceList(1, {})
+    # The dashboard lists the heights of blocks clients' shares found.
+    blocks = BlockRecorder(jobs)
+    jobs = blocks
     store = SqliteLedgerStore(config.data_dir / "ledger.sqlite3", synchronous=config.ledger_sync)
-    ledger = Ledger(store)
+    ledger = MeteredLedger(store, metrics) if metrics is not None else Ledger(store)
+    undo.callback(ledger.close)
     cheques = None
     if config.lottery is not None:
-        try:
-            cheques = open_lottery(config.lottery, config.data_dir, store, ledger, lottery_chain)
-        except BaseException:
-            ledger.close()
-            raise
+        cheques = open_lottery(config.lottery, config.data_dir, store, ledger, lottery_chain)
+        undo.push_async_callback(cheques.close)
     verifier = ShareVerifier(threads=config.verify_threads, mode=config.pow_mode)
+    undo.push_async_callback(verifier.aclose)
+    hasher = hasher or verifier
+    if metrics is not None:
+        hasher = TimedHasher(hasher, metrics)
     try:
         await jobs.start()
     except UpstreamError as exc:
-        ledger.close()
-        verifier.close()
-        raise ConfigError(f"upstream {config.upstream} is not usable: {exc}") from exc
+        raise ConfigError(
+            f"upstream {config.upstream} is not usable: {exc}; start it or fix --upstream"
+        ) from exc
+    undo.push_async_callback(jobs.close)
     payment = PaymentService(
         PaymentSettings(config.difficulty, config.credits_per_hash, config.allow_free_loopback),
         ledger,
         jobs,
-        hasher or verifier,
+        hasher,
         AbuseGuard(config.limits),
     )
     try:
@@ -353,27 +447,51 @@ async def start_gateway(
         InfoCache(config.info_cache_ms / 1000),
         chain_cache=chain_cache,
         cheques=cheques,
+        proxies=config.proxies,
     )
     public = PublicHandler(core)
+    sinks: list[CallSink] = []
+    access_log = open_access_log(config.access_log)
+    if access_log is not None:
+        undo.callback(access_log.close)
+        sinks.append(access_log)
+    if metrics is not None:
+        metrics.watch(core, lambda: verifier.stats().pending)
+        sinks.append(metrics)
+    handle = public.handle
+    observed = ObservedHandler(public.handle, config.proxies, sinks) if sinks else None
+    if observed is not None:
+        handle = observed.handle
     runner, public_port = await _listen(
-        _server(public.handle, config.max_body_bytes, config.connections),
+        _server(handle, config.max_body_bytes, config.connections, public.peer),
         config.bind_ip,
         config.bind_port,
         config.shutdown_grace_s,
+        tls,
     )
+    undo.push_async_callback(runner.cleanup)
     runners = [runner]
     admin_port = 0
+    admin = None
+    history = None
     if config.admin_bind_port is not None:
-        admin = AdminHandler(core, config.admin_token)
+        history = History(core, config.dashboard_sample_s)
+        dashboard = DashboardPages(history, blocks)
+        pages = OpsPages(core, metrics, store.probe_write, dashboard.routes())
+        admin = AdminHandler(core, config.admin_token, pages)
         admin_runner, admin_port = await _listen(
             _server(admin.handle, 64 * 1024, config.connections),
             config.admin_bind_ip,
             config.admin_bind_port,
             config.shutdown_grace_s,
         )
+        undo.push_async_callback(admin_runner.cleanup)
         runners.append(admin_runner)
     if cheques is not None:
         cheques.start()
+    if history is not None:
+        history.start()
+        undo.push_async_callback(history.close)
     housekeeping = asyncio.create_task(
         _housekeeping(payment, chain_cache), name="rpcpay-housekeeping"
     )
@@ -381,24 +499,59 @@ async def start_gateway(
         "gateway listening",
         extra={
             "mode": mode,
-            "public": f"{config.bind_ip}:{public_port}",
+            "public": f"{'https' if tls else 'http'}://{config.bind_ip}:{public_port}",
             "admin": f"{config.admin_bind_ip}:{admin_port}" if admin_port else "off",
             "difficulty": config.difficulty,
             "credits_per_share": config.credits_per_hash,
         },
     )
     return RunningGateway(
-        core, jobs, verifier, ledger, runners, housekeeping, public_port, admin_port, cheques
+        core,
+        jobs,
+        verifier,
+        ledger,
+        runners,
+        housekeeping,
+        public_port,
+        admin_port,
+        cheques,
+        metrics,
+        access_log,
+        public,
+        admin,
+        observed,
+        history,
     )
 
 
-async def serve_forever(config: GatewayConfig) -> None:
-    """Run until SIGINT/SIGTERM, then close cleanly."""
+async def serve_forever(
+    config: GatewayConfig, reload: Callable[[], GatewayConfig] | None = None
+) -> None:
+    """Run until SIGINT/SIGTERM, then close cleanly. SIGHUP reads the settings again with
+    ``reload`` and applies the reloadable ones (``rpcpay.gateway.reload``)."""
     gateway = await start_gateway(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    current = config
+
+    def on_hangup() -> None:
+        nonlocal current
+        log.info("SIGHUP: reloading")
+        try:
+            new = reload() if reload is not None else current
+        except (RpcPayError, OSError) as exc:
+            log.error("reload refused; keeping the old settings", extra={"error": str(exc)})
+            return
+        except SystemExit:
+            # argparse refused a flag value in the file (its message went to stderr).
+            log.error("reload refused; keeping the old settings", extra={"error": "bad flag"})
+            return
+        if reload_gateway(gateway, current, new):
+            current = new
+
+    loop.add_signal_handler(signal.SIGHUP, on_hangup)
     await stop.wait()
     log.info("shutting down", extra={"grace_s": config.shutdown_grace_s})
     await gateway.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from dataclasses import dataclass
 
@@ -42,12 +43,17 @@ class Tracker:
 
 
 class HashRate:
-    """Difficulty-weighted good shares over a sliding window: an estimate of hashes done."""
+    """Difficulty-weighted good shares over a sliding window: an estimate of hashes done.
 
-    def __init__(self, window_s: int = HASHRATE_WINDOW_S) -> None:
+    monerod divides by the whole 600 s window even when it has been up for less, so right
+    after the first shares it says 0 H/s; here the divisor is the time actually watched (at
+    least 1 s, at most the window), and any share in the window shows as at least 1 H/s."""
+
+    def __init__(self, window_s: int = HASHRATE_WINDOW_S, *, since: float | None = None) -> None:
         self._window = window_s
         self._events: deque[tuple[float, int]] = deque()
         self._total = 0
+        self._since = time.time() if since is None else since
 
     def add(self, now: float, difficulty: int) -> None:
         """One good share at ``difficulty`` stands for that many hashes on average."""
@@ -59,7 +65,13 @@ class HashRate:
         while self._events and self._events[0][0] < now - self._window:
             self._total -= self._events.popleft()[1]
 
-    def hashes_per_second(self, now: float) -> int:
-        """Hashes per second over the window, as monerod computes it (integer)."""
+    def rate(self, now: float) -> float:
+        """Hashes per second over the window, or over the time watched if shorter."""
         self._prune(now)
-        return self._total // self._window
+        watched = min(float(self._window), max(1.0, now - self._since))
+        return self._total / watched
+
+    def hashes_per_second(self, now: float) -> int:
+        """``rate`` as rpc_access_data's integer; 1 rather than 0 while shares are counted."""
+        rate = self.rate(now)
+        return max(int(rate), 1 if self._total else 0)

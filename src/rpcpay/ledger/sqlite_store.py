@@ -208,6 +208,16 @@ class SqliteLedgerStore:
             db.execute("ROLLBACK")
             raise
 
+    def probe_write(self) -> None:
+        """Take and drop the write lock (what a durable write needs first); LedgerError if
+        the ledger cannot be written now (closed, locked, read-only, disk gone)."""
+        try:
+            db = self._conn()
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("ROLLBACK")
+        except sqlite3.Error as exc:
+            raise LedgerError(f"ledger {self.path} is not writable: {exc}") from exc
+
     def _conn(self) -> sqlite3.Connection:
         """The open connection."""
         # A closed store cannot be used again.

@@ -102,7 +102,7 @@ def add_stamper_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     """Register ``rpcpay stamper`` and its commands."""
     p = sub.add_parser(
         "stamper",
-        help="stamp payers' lottery cheques, never two overlapping (issue 5)",
+        help="stamp payers' lottery cheques, never two overlapping (docs/lottery.md)",
         description="The stamper of the stamped-lottery rail: it certifies, with its deposit "
         "at stake, that no two cheques of a lottery share a ticket. See docs/lottery.md.",
     )

@@ -123,6 +123,7 @@ class PayingClient:
         self._funder = funder
         self._max_funding_rounds = max_funding_rounds
         self.credits = 0
+        self.charged = False  # did the last call_once's answer carry a balance (a paid call)?
         self.top_hash = ""
         self._session: aiohttp.ClientSession | None = None
 
@@ -256,6 +257,7 @@ class PayingClient:
     async def call_once(self, method: str, params: JSON = None) -> JSON:
         """One paid JSON-RPC call, one attempt; PaymentRequired if the node refuses the charge."""
         client = self.key.client_id()
+        self.charged = False
         signed = params
         if isinstance(params, dict):
             # monerod reads the client id from object params (the gateway strips it); a
@@ -273,6 +275,10 @@ class PayingClient:
                 raise NodeError(0, status)
             self._track(result)
         self._track(answer)  # JSON-RPC backends get credits beside the result
+        # Only a charged call is stamped with the balance; a free one is answered as is.
+        self.charged = (isinstance(result, dict) and isinstance(result.get("credits"), int)) or (
+            isinstance(answer, dict) and isinstance(answer.get("credits"), int)
+        )
         return result
 
     async def batch_once(self, calls: Sequence[tuple[str, JSON]]) -> list[JSON]:

@@ -332,6 +332,20 @@ def _stop_mining(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def key_is_thrown_away(args: argparse.Namespace, settings: WalletSettings) -> bool:
+    """Is this run's client key a new one nobody keeps (credits lost at exit)?"""
+    return args.rpc_client_secret_key is None and not settings.persistent_client_id
+
+
+def leftover_warning(credits: int) -> str:
+    """What the user loses at exit with a throw-away key, and how to keep it."""
+    return (
+        f"note: {credits} credits stay with this run's throw-away client id and are lost at "
+        "exit; to keep credits across runs, add --persistent-rpc-client-id once (the wallet "
+        "file remembers it) and the same client id is used every run"
+    )
+
+
 def _key_origin(args: argparse.Namespace, settings: WalletSettings) -> str:
     if args.rpc_client_secret_key is not None:
         return "from --rpc-client-secret-key"
@@ -422,9 +436,14 @@ def _call(args: argparse.Namespace) -> int:
     result = asyncio.run(_call_async(args, settings, key, params, path))
     if isinstance(result, int):
         return result
-    answer, credits = result
+    answer, credits, charged = result
     print(json.dumps(answer, indent=2, sort_keys=True))
-    print(f"paid; credits left: {credits}", file=sys.stderr)
+    if charged:
+        print(f"paid; credits left: {credits}", file=sys.stderr)
+    else:
+        print("free call: nothing was charged", file=sys.stderr)
+    if charged and credits > 0 and key_is_thrown_away(args, settings):
+        print(leftover_warning(credits), file=sys.stderr)
     return EXIT_OK
 
 
@@ -434,14 +453,15 @@ async def _call_async(
     key: Any,
     params: JSON,
     path: Path,
-) -> tuple[JSON, int] | int:
+) -> tuple[JSON, int, bool] | int:
     miner: MinerLike | None = None
     deadline = time.monotonic() + args.max_mining_seconds
     async with PayingClient(args.daemon, key) as client:
         try:
             while True:
                 try:
-                    return await client.call(args.method, params), client.credits
+                    answer = await client.call(args.method, params)
+                    return answer, client.credits, client.charged
                 except PaymentRequired as exc:
                     left = deadline - time.monotonic()
                     if left <= 0:
@@ -502,6 +522,8 @@ async def keep_async(args: argparse.Namespace) -> int:
                 await keeper.run(args.duration)
             finally:
                 keeper.miner.close()
+                if client.credits > 0 and key_is_thrown_away(args, settings):
+                    print(leftover_warning(client.credits), file=sys.stderr)
             print(keeper.progress_line(), file=sys.stderr)
     finally:
         miner.close()  # closing twice is harmless
