@@ -159,6 +159,9 @@ class JsonRpcPaywall:
     async def _serve(
         self, request: web.BaseRequest, peer: str, raw: bytes, envelope: Envelope
     ) -> web.Response:
+        first = envelope.items[0] if envelope.items else None
+        single = not envelope.is_batch and isinstance(first, Call)
+        note_call(method=first.method if single and isinstance(first, Call) else "batch")
         answers: list[JSON] = []
         priced: list[Priced] = []
         for position, item in enumerate(envelope.items):
@@ -180,9 +183,9 @@ class JsonRpcPaywall:
                 (p.call.client for p in priced if p.call.client is not None), None
             )
             label = priced[0].call.method if not envelope.is_batch else "batch"
-            note_call(method=label)
             charge = await self.payment.charge(client, total, label, peer)
             if not charge.ok:
+                note_call(outcome="unpaid")
                 return self._refuse(envelope, answers, priced, total, charge)
         try:
             body = await self._forward(envelope, raw, priced)
@@ -201,6 +204,8 @@ class JsonRpcPaywall:
             ]  # fmt: skip
             return self._compose(envelope, answers + failed, None, None)
         elapsed = int((time.perf_counter() - started) * 1e6)
+        paid = charge.amount if charge is not None else 0
+        note_call(outcome="paid" if paid else "free", credits=paid)
         for p in priced:
             self.tracker.record(p.call.method, elapsed // len(priced), p.price if charge else 0)
         return self._compose(envelope, answers, body, charge)
@@ -209,6 +214,7 @@ class JsonRpcPaywall:
         try:
             result = await self.local(call.method, call.params, peer)
         except RpcFault as fault:
+            note_call(outcome="error")
             return error_response(call.request_id, fault.code, fault.message)
         return {"id": call.request_id, "jsonrpc": "2.0", "result": result}
 

@@ -4,9 +4,10 @@
 is the proxy, so its per-address cap must be raised; docs/operating.md). Every budget on calls
 (bad shares, new client ids, free loopback, the refusal tarpit) keys instead on
 ``client_address.client_address``, which is the TCP peer unless the peer is a
-``--trusted-proxy``, and then the address the proxy reports. ``network_prefix`` groups addresses the way one subscriber
-usually holds them (an IPv4 /24, an IPv6 /64), because a flooder with a /64 has 2^64
-addresses and one with a /24 has 256: budgets per prefix bound what rotating costs.
+``--trusted-proxy``, and then the address the proxy reports. ``network_prefix`` groups
+addresses the way one subscriber usually holds them (an IPv4 /24, an IPv6 /64), because a
+flooder with a /64 has 2^64 addresses and one with a /24 has 256: budgets per prefix bound
+what rotating costs.
 """
 
 from __future__ import annotations
