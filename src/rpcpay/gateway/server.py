@@ -101,7 +101,6 @@ class GatewayConfig:
 
 def check_config(config: GatewayConfig) -> None:
     """Refuse settings that cannot work or would be unsafe, with a clear message."""
-    check_upstream_url(config.upstream)
     # Difficulty and credits are positive u64 values.
     if not 1 <= config.difficulty < 2**64:
         raise ConfigError("--rpc-payment-difficulty must be between 1 and 2^64-1")
@@ -128,6 +127,7 @@ def check_config(config: GatewayConfig) -> None:
     # Upstream and shutdown bounds are positive seconds.
     if not 0 < config.upstream_timeout_s <= 3600 or not 0 < config.shutdown_grace_s <= 3600:
         raise ConfigError("--upstream-timeout and --shutdown-grace must be 0 to 3600 seconds")
+    check_upstream_url(config.upstream)
 
 
 def check_lottery(settings: LotterySettings) -> None:
