@@ -3,8 +3,14 @@
 Pure rules over frozen ``ServerTerms`` (the proxy keeps one per server and replaces it):
 
 - A server's **price of a credit** is in hashes: ``diff / credits_per_hash_found`` from its
-  ``rpc_access_info`` (0 for a server that does not charge). ``lottery_info``'s
-  ``credit_price_wei`` is kept for display; the proxy pays with hashes.
+  ``rpc_access_info`` (0 for a server that does not charge); in wei, ``credit_price_wei``
+  from its ``lottery_info`` (``None``: it takes no cheques).
+- **How to earn a credit** (``cheaper_rail``): the proxy mines unless it was given a lottery
+  payer and the server sells credits for cheques; then a credit by cheque costs
+  ``credit_price_wei`` and a credit by mining ``hashes_per_credit * hash_value_wei`` (the
+  user's value of one hash), and the strictly cheaper one is used (a tie mines: no stamper
+  fee, no prize locked). A server that takes cheques but no hashes is paid by cheque. The
+  stamper's fee (``fee_bps``, 1% by default) is not in the comparison.
 - A **method's price** in credits is learned: from a paywall refusal's ``item_price``, or
   from the balance a lone call used; until then it is ``default_price`` (1, monerod's and
   the gateway's default).
@@ -19,9 +25,10 @@ Pure rules over frozen ``ServerTerms`` (the proxy keeps one per server and repla
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Final
+from typing import Final, Literal
 
 LATENCY_WEIGHT: Final = 0.3
+Rail = Literal["mine", "cheque"]
 DOWN_FOR_S: Final = 30.0
 """How long a server that erred or refused is passed over (a successful probe ends it)."""
 
@@ -60,6 +67,27 @@ def method_price(terms: ServerTerms, method: str) -> int:
 def call_cost(terms: ServerTerms, methods: list[str]) -> float:
     """Hashes the calls cost here."""
     return sum(method_price(terms, m) for m in methods) * hashes_per_credit(terms)
+
+
+def mining_cost_wei(terms: ServerTerms, hash_value_wei: float) -> float | None:
+    """What one credit costs here by mining, in wei (``None``: this server takes no hashes)."""
+    if terms.credits_per_hash <= 0:
+        return None
+    return hashes_per_credit(terms) * hash_value_wei
+
+
+def cheaper_rail(terms: ServerTerms, hash_value_wei: float, cheques: bool) -> Rail:
+    """How to earn this server's next credit: by mining or by lottery cheque, whichever costs
+    less (``cheques``: the proxy has a lottery payer)."""
+    # Without a payer, or at a server that sells no credits for cheques, only hashes pay.
+    if not cheques or terms.credit_price_wei is None:
+        return "mine"
+    mining = mining_cost_wei(terms, hash_value_wei)
+    # A server that takes no hashes (as far as the proxy knows) is paid by cheque.
+    if mining is None:
+        return "cheque" if terms.known else "mine"
+    # The strictly cheaper rail; a tie mines (no stamper fee, no prize locked up).
+    return "cheque" if terms.credit_price_wei < mining else "mine"
 
 
 def with_access_info(terms: ServerTerms, diff: int, credits_per_hash: int) -> ServerTerms:

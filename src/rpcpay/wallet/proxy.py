@@ -25,6 +25,10 @@ and answers as a free node would.
   are answers, returned as they are.
 - **Credits per server**: one client key, one ``PayingClient`` (balance) per server; all
   servers' mining shares one light-mode miner, one funding at a time.
+- **Mining or cheques** (``cheaper_rail``): given ``cheques`` (a funder per server URL, a
+  ``ChequeFunder`` in ``rpcpay wallet proxy``), each refusal is paid by the rail that is
+  cheaper at that server right now: a lottery cheque at its ``credit_price_wei`` or hashes
+  valued at ``hash_value_wei`` each. Without ``cheques`` the proxy only mines.
 
 Listening off loopback gives anyone free calls paid by this wallet: the command refuses it
 unless told ``--allow-remote``.
@@ -57,7 +61,9 @@ from rpcpay.wallet.client import (
 )
 from rpcpay.wallet.keys import ClientKey
 from rpcpay.wallet.market import (
+    Rail,
     ServerTerms,
+    cheaper_rail,
     rank_servers,
     with_access_info,
     with_failure,
@@ -105,22 +111,38 @@ class ServerFailed(Exception):
 
 
 class SerialFunder:
-    """Funds one server's client at a time across the proxy (one miner), and not at all when
-    another call funded the same server meanwhile. Counts its rounds per server."""
+    """Funds one server's client, by the rail ``rail()`` names: mining, one funding at a time
+    across the proxy (one miner), or a cheque, one at a time for this server; and not at all
+    when another call funded the same server meanwhile. Counts its rounds and cheques."""
 
-    def __init__(self, inner: Funder, lock: asyncio.Lock) -> None:
+    def __init__(
+        self,
+        inner: Funder,
+        lock: asyncio.Lock,
+        cheque: Funder | None = None,
+        rail: Callable[[], Rail] = lambda: "mine",
+    ) -> None:
         self.inner = inner
         self.lock = lock
+        self.cheque = cheque
+        self.rail = rail
         self.rounds = 0
+        self.cheques = 0
+        self._cheque_lock = asyncio.Lock()
 
     async def __call__(self, client: PayingClient, info: AccessInfo) -> None:
-        async with self.lock:
+        use_cheque = self.cheque is not None and self.rail() == "cheque"
+        async with self._cheque_lock if use_cheque else self.lock:
             fresh = await client.access_info()
             # Another call earned credits while this one waited: try them first.
             if fresh.credits > info.credits:
                 return
             self.rounds += 1
-            await self.inner(client, fresh)
+            if use_cheque and self.cheque is not None:
+                self.cheques += 1
+                await self.cheque(client, fresh)
+            else:
+                await self.inner(client, fresh)
 
 
 @dataclass
@@ -153,6 +175,8 @@ class PayingProxy:
         max_latency: float = 1.0,
         probe_interval: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
+        cheques: Callable[[str], Funder] | None = None,
+        hash_value_wei: float = 0.0,
     ) -> None:
         # A proxy needs somewhere to send calls.
         if not servers:
@@ -164,6 +188,8 @@ class PayingProxy:
         self.probe_interval = probe_interval
         self.clock = clock
         self._funder = funder
+        self._cheques = cheques
+        self.hash_value_wei = hash_value_wei
         self._urls = [u.rstrip("/") for u in servers]
         self.servers: list[Server] = []
         self._runner: web.ServerRunner | None = None
@@ -175,10 +201,13 @@ class PayingProxy:
         """Probe the servers, open the listener; the port it listens on."""
         lock = asyncio.Lock()
         for url in self._urls:
-            funder = SerialFunder(self._funder, lock)
+            cheque = self._cheques(url) if self._cheques is not None else None
+            funder = SerialFunder(self._funder, lock, cheque)
             client = PayingClient(url, self.key, funder=funder, max_funding_rounds=FUNDING_ROUNDS)
             http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
-            self.servers.append(Server(ServerTerms(url), client, funder, http))
+            server = Server(ServerTerms(url), client, funder, http)
+            funder.rail = self._rail_for(server)
+            self.servers.append(server)
         await self.probe_all()
         runner = web.ServerRunner(web.Server(self.handle, access_log=None))
         await runner.setup()
@@ -192,6 +221,12 @@ class PayingProxy:
         )
         return self.port
 
+    def _rail_for(self, server: Server) -> Callable[[], Rail]:
+        def rail() -> Rail:
+            return cheaper_rail(server.terms, self.hash_value_wei, server.funder.cheque is not None)
+
+        return rail
+
     async def close(self) -> None:
         if self._prober is not None:
             self._prober.cancel()
@@ -201,6 +236,9 @@ class PayingProxy:
         for server in self.servers:
             await server.client.close()
             await server.http.close()
+            aclose = getattr(server.funder.cheque, "aclose", None)
+            if aclose is not None:
+                await aclose()
 
     def describe(self) -> list[dict[str, JSON]]:
         """Each server as the proxy sees it (for logs and the status line)."""
@@ -218,6 +256,8 @@ class PayingProxy:
                 "credits": s.client.credits,
                 "prices": s.terms.method_prices,
                 "credit_price_wei": s.terms.credit_price_wei,
+                "pays_by": cheaper_rail(s.terms, self.hash_value_wei, s.funder.cheque is not None),
+                "cheques": s.funder.cheques,
             }
             for s in self.servers
         ]
