@@ -5,13 +5,13 @@ monero-wallet-cli) talks to the proxy on loopback; the proxy pays the remote gat
 and answers as a free node would.
 
 - **JSON-RPC** (``POST /`` or ``/json_rpc``, single calls and batches): each call goes through
-  a ``PayingClient`` for the chosen server, signed, and funded by mining when refused; the
-  answer keeps the caller's id. Calls the paying protocol itself defines (``rpc_access_*``)
-  are answered by the proxy as a monerod without payment answers them: the caller has
-  nothing to pay.
+  a ``PayingClient`` for the chosen server, signed, and funded (mining or a cheque, below)
+  when refused; the answer keeps the caller's id. Calls the paying protocol itself defines
+  (``rpc_access_*``) are answered by the proxy as a monerod without payment answers them:
+  the caller has nothing to pay.
 - **Monero's JSON endpoints** (``/get_info``, ``/get_transactions``, …): the body gets a
-  fresh ``client`` field and goes to the same path; a "PAYMENT REQUIRED" status is mined
-  for and the call sent again.
+  fresh ``client`` field and goes to the same path; a "PAYMENT REQUIRED" status is paid
+  for (mined, or by cheque) and the call sent again.
 - **Monero's epee endpoints** (the ``*.bin`` paths that speak epee; monerod's
   ``/get_transaction_pool_hashes.bin`` is JSON and handled as such): the same, with
   ``client`` inserted in the epee section (``rpcpay.wire.epee``); the answer's bytes are
@@ -19,9 +19,9 @@ and answers as a free node would.
 - **The market** (``rpcpay.wallet.market``): the proxy asks every server's free
   ``rpc_access_info`` (and ``lottery_info``) at start and every ``probe_interval``; it
   learns per-call prices from refusals and balances, measures latency, sends each call to
-  the cheapest server within ``max_latency``, and on an unreachable server, a failed
-  backend or a refusal it cannot pay, moves to the next (the failed one is passed over for
-  ``DOWN_FOR_S`` or until a probe answers). The server's own JSON-RPC errors (a revert)
+  the cheapest server (in hashes) within ``max_latency``, and on an unreachable server, a
+  failed backend or a refusal it cannot pay, moves to the next (the failed one is passed
+  over for ``DOWN_FOR_S`` or until a probe answers). The server's own JSON-RPC errors (a revert)
   are answers, returned as they are.
 - **Credits per server**: one client key, one ``PayingClient`` (balance) per server; all
   servers' mining shares one light-mode miner, one funding at a time.
@@ -452,9 +452,9 @@ class PayingProxy:
         await self._earn(server, price if isinstance(price, int) else 1)
 
     async def _earn(self, server: Server, price: int) -> None:
-        """Mine for a refused call, unless the balance already covers its price: then a
-        concurrent call's id overtook this one's and the refusal was for its timestamp (at
-        most ``RACE_RETRIES`` times in a row, then mine anyway)."""
+        """Earn credits for a refused call (mining or a cheque), unless the balance already
+        covers its price: then a concurrent call's id overtook this one's and the refusal was
+        for its timestamp (at most ``RACE_RETRIES`` times in a row, then earn anyway)."""
         info = await server.client.access_info()
         if info.credits >= price and server.races < RACE_RETRIES:
             server.races += 1
