@@ -17,8 +17,9 @@ Pure rules over frozen ``ServerTerms`` (the proxy keeps one per server and repla
 - **Latency** is an exponentially weighted mean (``LATENCY_WEIGHT`` for the newest sample)
   of free probes and of paid calls that did not have to earn credits first.
 - **Choice** (``rank_servers``): servers that are up and whose latency is unknown or within
-  the bound, cheapest call first (ties: faster first); then the up servers over the bound,
-  fastest first; then the servers marked down, soonest back first, as a last resort. The
+  the bound, cheapest call first (in hashes; with cheques on, in wei by each server's
+  cheaper rail, ``credit_cost_wei``; ties: faster first); then the up servers over the
+  bound, fastest first; then the servers marked down, soonest back first, as a last resort. The
   proxy tries them in that order: the next one is the failover.
 """
 
@@ -52,6 +53,14 @@ class ServerTerms:
         return dict(self.prices)
 
 
+@dataclass(frozen=True, slots=True)
+class WeiPrices:
+    """Compare servers in wei: what a hash is worth, and whether cheques can be paid."""
+
+    hash_value_wei: float
+    cheques: bool
+
+
 def hashes_per_credit(terms: ServerTerms) -> float:
     """What one credit costs at this server, in hashes (0: it does not charge)."""
     if terms.credits_per_hash <= 0:
@@ -64,9 +73,12 @@ def method_price(terms: ServerTerms, method: str) -> int:
     return next((p for m, p in terms.prices if m == method), terms.default_price)
 
 
-def call_cost(terms: ServerTerms, methods: list[str]) -> float:
-    """Hashes the calls cost here."""
-    return sum(method_price(terms, m) for m in methods) * hashes_per_credit(terms)
+def call_cost(terms: ServerTerms, methods: list[str], wei: WeiPrices | None = None) -> float:
+    """What the calls cost here: in hashes, or (given ``wei``) in wei by the cheaper rail."""
+    credits = sum(method_price(terms, m) for m in methods)
+    if wei is None:
+        return credits * hashes_per_credit(terms)
+    return credits * credit_cost_wei(terms, wei.hash_value_wei, wei.cheques)
 
 
 def mining_cost_wei(terms: ServerTerms, hash_value_wei: float) -> float | None:
@@ -88,6 +100,14 @@ def cheaper_rail(terms: ServerTerms, hash_value_wei: float, cheques: bool) -> Ra
         return "cheque" if terms.known else "mine"
     # The strictly cheaper rail; a tie mines (no stamper fee, no prize locked up).
     return "cheque" if terms.credit_price_wei < mining else "mine"
+
+
+def credit_cost_wei(terms: ServerTerms, hash_value_wei: float, cheques: bool) -> float:
+    """What one credit costs here in wei, earned by the rail ``cheaper_rail`` picks."""
+    mining = mining_cost_wei(terms, hash_value_wei)
+    if cheaper_rail(terms, hash_value_wei, cheques) == "cheque" and terms.credit_price_wei:
+        return float(terms.credit_price_wei)
+    return 0.0 if mining is None else mining
 
 
 def with_access_info(terms: ServerTerms, diff: int, credits_per_hash: int) -> ServerTerms:
@@ -125,14 +145,19 @@ def is_up(terms: ServerTerms, now: float) -> bool:
 
 
 def rank_servers(
-    servers: list[ServerTerms], methods: list[str], max_latency_s: float, now: float
+    servers: list[ServerTerms],
+    methods: list[str],
+    max_latency_s: float,
+    now: float,
+    wei: WeiPrices | None = None,
 ) -> list[ServerTerms]:
-    """Every server, in the order the proxy should try them for these calls."""
+    """Every server, in the order the proxy should try them for these calls (cheapest in
+    hashes, or given ``wei`` in wei by each server's cheaper rail)."""
     up = [s for s in servers if is_up(s, now)]
     fast = [s for s in up if s.latency_s is None or s.latency_s <= max_latency_s]
     slow = [s for s in up if s not in fast]
     down = [s for s in servers if not is_up(s, now)]
-    fast.sort(key=lambda s: (call_cost(s, methods), s.latency_s or 0.0))
+    fast.sort(key=lambda s: (call_cost(s, methods, wei), s.latency_s or 0.0))
     slow.sort(key=lambda s: s.latency_s or 0.0)
     down.sort(key=lambda s: s.down_until)
     return fast + slow + down

@@ -63,6 +63,7 @@ from rpcpay.wallet.keys import ClientKey
 from rpcpay.wallet.market import (
     Rail,
     ServerTerms,
+    WeiPrices,
     cheaper_rail,
     rank_servers,
     with_access_info,
@@ -295,8 +296,10 @@ class PayingProxy:
     # -- choosing and paying -----------------------------------------------------------------
 
     def ranked(self, methods: list[str]) -> list[Server]:
+        # With cheques on, servers compare in wei, each by its cheaper rail.
+        wei = WeiPrices(self.hash_value_wei, True) if self._cheques is not None else None
         order = rank_servers([s.terms for s in self.servers], methods, self.max_latency,
-                             self.clock())  # fmt: skip
+                             self.clock(), wei)  # fmt: skip
         by_url = {s.url: s for s in self.servers}
         return [by_url[t.url] for t in order]
 
