@@ -38,8 +38,10 @@ def stock_web3_session(port: int) -> dict[str, object]:
     }
 
 
-async def test_proxy_pays_by_cheque_where_cheaper(net: Net, tmp_path: Path) -> None:
-    key = ClientKey()
+async def run_proxy(
+    net: Net, tmp_path: Path, key: ClientKey, stamper_url: str
+) -> tuple[dict[str, object], str]:
+    """Run the proxy process paying ``net``'s gateway; stock web3.py and curl through it."""
     port = free_port()
     proxy = subprocess.Popen(
         [*RPCPAY, "wallet", "--wallet-file", str(tmp_path / "wallet.json"),
@@ -47,8 +49,7 @@ async def test_proxy_pays_by_cheque_where_cheaper(net: Net, tmp_path: Path) -> N
          "--listen", f"127.0.0.1:{port}", "--server", net.url,
          "--lottery-contract", "0x" + net.contract.hex(), "--chain-url", net.node.url,
          "--payer-key-file", str(write_key(tmp_path / "payer.key", net.payer_key)),
-         "--lottery-file", str(tmp_path / "lottery.json"),
-         "--stamper-url", f"http://127.0.0.1:{net.stamper.port}",
+         "--lottery-file", str(tmp_path / "lottery.json"), "--stamper-url", stamper_url,
          "--prize", str(100 * CHEQUE_CREDITS * PRICE), "--reveal-blocks", str(REVEAL_IN),
          "--cheque-wei", str(CHEQUE_CREDITS * PRICE), "--hash-value-wei", str(HASH_VALUE_WEI),
          "--log-level", "warning"],
@@ -70,16 +71,34 @@ async def test_proxy_pays_by_cheque_where_cheaper(net: Net, tmp_path: Path) -> N
         await asyncio.to_thread(stop_process, proxy, 10)
     stderr = (await asyncio.to_thread(proxy.communicate))[1].decode()
     assert "Traceback" not in stderr, stderr[-3000:]
-    status = json.loads(next(line for line in stderr.splitlines() if '"listening"' in line))
-    (server,) = status["servers"]
-    assert server["credit_price_wei"] == PRICE and server["pays_by"] == "cheque"
     assert seen["chain_id"] == 1337
     assert isinstance(seen["block"], int) and seen["block"] >= 1
     logs = seen["logs"]
     assert isinstance(logs, list) and logs, "the contract's deposit events"
     assert seen["curl"] == {"jsonrpc": "2.0", "id": "c", "result": "0x539"}
+    return seen, stderr
+
+
+async def test_proxy_pays_by_cheque_where_cheaper(net: Net, tmp_path: Path) -> None:
+    key = ClientKey()
+    _, stderr = await run_proxy(net, tmp_path, key, f"http://127.0.0.1:{net.stamper.port}")
+    status = json.loads(next(line for line in stderr.splitlines() if '"listening"' in line))
+    (server,) = status["servers"]
+    assert server["credit_price_wei"] == PRICE and server["pays_by"] == "cheque"
+    assert "mining instead" not in stderr
     # Paid by cheques only: not one hash, whole cheques of credits, the calls' prices spent.
     account = net.gateway.ledger.get(key.public)
     assert account is not None and account.nonces_good == 0
     assert account.credits_total > 0 and account.credits_total % CHEQUE_CREDITS == 0
+    assert account.credits_total - account.balance == 3 + GET_LOGS_PRICE
+
+
+async def test_proxy_mines_when_a_cheque_cannot_be_paid(net: Net, tmp_path: Path) -> None:
+    """No stamper answers: each cheque fails, the proxy mines instead, the clients never
+    notice."""
+    key = ClientKey()
+    _, stderr = await run_proxy(net, tmp_path, key, f"http://127.0.0.1:{free_port()}")
+    assert "cheque not paid, mining instead" in stderr
+    account = net.gateway.ledger.get(key.public)
+    assert account is not None and account.nonces_good > 0
     assert account.credits_total - account.balance == 3 + GET_LOGS_PRICE

@@ -46,6 +46,7 @@ from typing import Any, Final
 import aiohttp
 from aiohttp import web
 
+from rpcpay.errors import RpcPayError
 from rpcpay.gateway.binary_costs import BINARY_RULES
 from rpcpay.gateway.envelope import Call, Invalid, parse_request
 from rpcpay.gateway.jsoncodec import decode_json, encode_json
@@ -114,7 +115,8 @@ class ServerFailed(Exception):
 class SerialFunder:
     """Funds one server's client, by the rail ``rail()`` names: mining, one funding at a time
     across the proxy (one miner), or a cheque, one at a time for this server; and not at all
-    when another call funded the same server meanwhile. Counts its rounds and cheques."""
+    when another call funded the same server meanwhile; a cheque that fails is replaced by
+    mining. Counts its rounds, cheques paid and cheques failed."""
 
     def __init__(
         self,
@@ -129,21 +131,35 @@ class SerialFunder:
         self.rail = rail
         self.rounds = 0
         self.cheques = 0
+        self.cheque_failures = 0
         self._cheque_lock = asyncio.Lock()
 
     async def __call__(self, client: PayingClient, info: AccessInfo) -> None:
-        use_cheque = self.cheque is not None and self.rail() == "cheque"
-        async with self._cheque_lock if use_cheque else self.lock:
+        if self.cheque is not None and self.rail() == "cheque":
+            async with self._cheque_lock:
+                fresh = await client.access_info()
+                # Another call earned credits while this one waited: try them first.
+                if fresh.credits > info.credits:
+                    return
+                self.rounds += 1
+                try:
+                    await self.cheque(client, fresh)
+                    self.cheques += 1
+                    return
+                except (ClientError, RpcPayError, aiohttp.ClientError, OSError) as exc:
+                    # A cheque that cannot be paid now (stamper down, payer unfunded): the
+                    # call is still owed an answer, and hashes still pay.
+                    self.cheque_failures += 1
+                    log.warning("cheque not paid, mining instead",
+                                extra={"server": client.url, "error": str(exc)})  # fmt: skip
+                info = fresh
+        async with self.lock:
             fresh = await client.access_info()
             # Another call earned credits while this one waited: try them first.
             if fresh.credits > info.credits:
                 return
             self.rounds += 1
-            if use_cheque and self.cheque is not None:
-                self.cheques += 1
-                await self.cheque(client, fresh)
-            else:
-                await self.inner(client, fresh)
+            await self.inner(client, fresh)
 
 
 @dataclass
@@ -259,6 +275,7 @@ class PayingProxy:
                 "credit_price_wei": s.terms.credit_price_wei,
                 "pays_by": cheaper_rail(s.terms, self.hash_value_wei, s.funder.cheque is not None),
                 "cheques": s.funder.cheques,
+                "cheque_failures": s.funder.cheque_failures,
             }
             for s in self.servers
         ]
