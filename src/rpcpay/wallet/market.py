@@ -9,7 +9,7 @@ Pure rules over frozen ``ServerTerms`` (the proxy keeps one per server and repla
   payer and the server sells credits for cheques; then a credit by cheque costs
   ``credit_price_wei`` and a credit by mining ``hashes_per_credit * hash_value_wei`` (the
   user's value of one hash), and the strictly cheaper one is used (a tie mines: no stamper
-  fee, no prize locked). A server that takes cheques but no hashes is paid by cheque. The
+  fee, no prize locked). A server known to take cheques but no hashes is paid by cheque. The
   stamper's fee (``fee_bps``, 1% by default) is not in the comparison.
 - A **method's price** in credits is learned: from a paywall refusal's ``item_price``, or
   from the balance a lone call used; until then it is ``default_price`` (1, monerod's and
