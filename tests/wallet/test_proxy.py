@@ -191,3 +191,27 @@ async def test_bad_input_reaches_no_server(
     finally:
         await proxy.close()
         funder.close()
+
+
+def test_cheque_settings_are_checked_before_listening(tmp_path: Path) -> None:
+    base = [sys.executable, "-m", "rpcpay", "wallet", "--wallet-file", str(tmp_path / "w.json"),
+            "proxy", "--listen", "127.0.0.1:0", "--server", "http://127.0.0.1:9"]  # fmt: skip
+    done = subprocess.run(
+        [*base, "--lottery-contract", "0x1234"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2 and "20-byte address" in done.stderr
+    done = subprocess.run(
+        [*base, "--hash-value-wei", "-1"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2 and "--hash-value-wei" in done.stderr
+    # A chain nobody answers at: a clear error before the proxy listens.
+    done = subprocess.run(
+        [*base, "--lottery-contract", "0x" + "11" * 20, "--chain-url", "http://127.0.0.1:9",
+         "--payer-key-file", str(tmp_path / "payer.key")],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "127.0.0.1:9" in done.stderr and "Traceback" not in done.stderr
+    assert "listening" not in done.stderr

@@ -3,25 +3,33 @@
 Pure rules over frozen ``ServerTerms`` (the proxy keeps one per server and replaces it):
 
 - A server's **price of a credit** is in hashes: ``diff / credits_per_hash_found`` from its
-  ``rpc_access_info`` (0 for a server that does not charge). ``lottery_info``'s
-  ``credit_price_wei`` is kept for display; the proxy pays with hashes.
+  ``rpc_access_info`` (0 for a server that does not charge); in wei, ``credit_price_wei``
+  from its ``lottery_info`` (``None``: it takes no cheques).
+- **How to earn a credit** (``cheaper_rail``): the proxy mines unless it was given a lottery
+  payer and the server sells credits for cheques; then a credit by cheque costs
+  ``credit_price_wei`` and a credit by mining ``hashes_per_credit * hash_value_wei`` (the
+  user's value of one hash), and the strictly cheaper one is used (a tie mines: no stamper
+  fee, no prize locked). A server known to take cheques but no hashes is paid by cheque. The
+  stamper's fee (``fee_bps``, 1% by default) is not in the comparison.
 - A **method's price** in credits is learned: from a paywall refusal's ``item_price``, or
   from the balance a lone call used; until then it is ``default_price`` (1, monerod's and
   the gateway's default).
 - **Latency** is an exponentially weighted mean (``LATENCY_WEIGHT`` for the newest sample)
   of free probes and of paid calls that did not have to earn credits first.
 - **Choice** (``rank_servers``): servers that are up and whose latency is unknown or within
-  the bound, cheapest call first (ties: faster first); then the up servers over the bound,
-  fastest first; then the servers marked down, soonest back first, as a last resort. The
+  the bound, cheapest call first (in hashes; with cheques on, in wei by each server's
+  cheaper rail, ``credit_cost_wei``; ties: faster first); then the up servers over the
+  bound, fastest first; then the servers marked down, soonest back first, as a last resort. The
   proxy tries them in that order: the next one is the failover.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Final
+from typing import Final, Literal
 
 LATENCY_WEIGHT: Final = 0.3
+Rail = Literal["mine", "cheque"]
 DOWN_FOR_S: Final = 30.0
 """How long a server that erred or refused is passed over (a successful probe ends it)."""
 
@@ -45,6 +53,14 @@ class ServerTerms:
         return dict(self.prices)
 
 
+@dataclass(frozen=True, slots=True)
+class WeiPrices:
+    """Compare servers in wei: what a hash is worth, and whether cheques can be paid."""
+
+    hash_value_wei: float
+    cheques: bool
+
+
 def hashes_per_credit(terms: ServerTerms) -> float:
     """What one credit costs at this server, in hashes (0: it does not charge)."""
     if terms.credits_per_hash <= 0:
@@ -57,9 +73,41 @@ def method_price(terms: ServerTerms, method: str) -> int:
     return next((p for m, p in terms.prices if m == method), terms.default_price)
 
 
-def call_cost(terms: ServerTerms, methods: list[str]) -> float:
-    """Hashes the calls cost here."""
-    return sum(method_price(terms, m) for m in methods) * hashes_per_credit(terms)
+def call_cost(terms: ServerTerms, methods: list[str], wei: WeiPrices | None = None) -> float:
+    """What the calls cost here: in hashes, or (given ``wei``) in wei by the cheaper rail."""
+    credits = sum(method_price(terms, m) for m in methods)
+    if wei is None:
+        return credits * hashes_per_credit(terms)
+    return credits * credit_cost_wei(terms, wei.hash_value_wei, wei.cheques)
+
+
+def mining_cost_wei(terms: ServerTerms, hash_value_wei: float) -> float | None:
+    """What one credit costs here by mining, in wei (``None``: this server takes no hashes)."""
+    if terms.credits_per_hash <= 0:
+        return None
+    return hashes_per_credit(terms) * hash_value_wei
+
+
+def cheaper_rail(terms: ServerTerms, hash_value_wei: float, cheques: bool) -> Rail:
+    """How to earn this server's next credit: by mining or by lottery cheque, whichever costs
+    less (``cheques``: the proxy has a lottery payer)."""
+    # Without a payer, or at a server that sells no credits for cheques, only hashes pay.
+    if not cheques or terms.credit_price_wei is None:
+        return "mine"
+    mining = mining_cost_wei(terms, hash_value_wei)
+    # A server that takes no hashes (as far as the proxy knows) is paid by cheque.
+    if mining is None:
+        return "cheque" if terms.known else "mine"
+    # The strictly cheaper rail; a tie mines (no stamper fee, no prize locked up).
+    return "cheque" if terms.credit_price_wei < mining else "mine"
+
+
+def credit_cost_wei(terms: ServerTerms, hash_value_wei: float, cheques: bool) -> float:
+    """What one credit costs here in wei, earned by the rail ``cheaper_rail`` picks."""
+    mining = mining_cost_wei(terms, hash_value_wei)
+    if cheaper_rail(terms, hash_value_wei, cheques) == "cheque" and terms.credit_price_wei:
+        return float(terms.credit_price_wei)
+    return 0.0 if mining is None else mining
 
 
 def with_access_info(terms: ServerTerms, diff: int, credits_per_hash: int) -> ServerTerms:
@@ -97,14 +145,19 @@ def is_up(terms: ServerTerms, now: float) -> bool:
 
 
 def rank_servers(
-    servers: list[ServerTerms], methods: list[str], max_latency_s: float, now: float
+    servers: list[ServerTerms],
+    methods: list[str],
+    max_latency_s: float,
+    now: float,
+    wei: WeiPrices | None = None,
 ) -> list[ServerTerms]:
-    """Every server, in the order the proxy should try them for these calls."""
+    """Every server, in the order the proxy should try them for these calls (cheapest in
+    hashes, or given ``wei`` in wei by each server's cheaper rail)."""
     up = [s for s in servers if is_up(s, now)]
     fast = [s for s in up if s.latency_s is None or s.latency_s <= max_latency_s]
     slow = [s for s in up if s not in fast]
     down = [s for s in servers if not is_up(s, now)]
-    fast.sort(key=lambda s: (call_cost(s, methods), s.latency_s or 0.0))
+    fast.sort(key=lambda s: (call_cost(s, methods, wei), s.latency_s or 0.0))
     slow.sort(key=lambda s: s.latency_s or 0.0)
     down.sort(key=lambda s: s.down_until)
     return fast + slow + down

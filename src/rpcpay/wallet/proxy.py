@@ -5,13 +5,13 @@ monero-wallet-cli) talks to the proxy on loopback; the proxy pays the remote gat
 and answers as a free node would.
 
 - **JSON-RPC** (``POST /`` or ``/json_rpc``, single calls and batches): each call goes through
-  a ``PayingClient`` for the chosen server, signed, and funded by mining when refused; the
-  answer keeps the caller's id. Calls the paying protocol itself defines (``rpc_access_*``)
-  are answered by the proxy as a monerod without payment answers them: the caller has
-  nothing to pay.
+  a ``PayingClient`` for the chosen server, signed, and funded (mining or a cheque, below)
+  when refused; the answer keeps the caller's id. Calls the paying protocol itself defines
+  (``rpc_access_*``) are answered by the proxy as a monerod without payment answers them:
+  the caller has nothing to pay.
 - **Monero's JSON endpoints** (``/get_info``, ``/get_transactions``, …): the body gets a
-  fresh ``client`` field and goes to the same path; a "PAYMENT REQUIRED" status is mined
-  for and the call sent again.
+  fresh ``client`` field and goes to the same path; a "PAYMENT REQUIRED" status is paid
+  for (mined, or by cheque) and the call sent again.
 - **Monero's epee endpoints** (the ``*.bin`` paths that speak epee; monerod's
   ``/get_transaction_pool_hashes.bin`` is JSON and handled as such): the same, with
   ``client`` inserted in the epee section (``rpcpay.wire.epee``); the answer's bytes are
@@ -19,12 +19,16 @@ and answers as a free node would.
 - **The market** (``rpcpay.wallet.market``): the proxy asks every server's free
   ``rpc_access_info`` (and ``lottery_info``) at start and every ``probe_interval``; it
   learns per-call prices from refusals and balances, measures latency, sends each call to
-  the cheapest server within ``max_latency``, and on an unreachable server, a failed
-  backend or a refusal it cannot pay, moves to the next (the failed one is passed over for
-  ``DOWN_FOR_S`` or until a probe answers). The server's own JSON-RPC errors (a revert)
+  the cheapest server (in hashes) within ``max_latency``, and on an unreachable server, a
+  failed backend or a refusal it cannot pay, moves to the next (the failed one is passed
+  over for ``DOWN_FOR_S`` or until a probe answers). The server's own JSON-RPC errors (a revert)
   are answers, returned as they are.
 - **Credits per server**: one client key, one ``PayingClient`` (balance) per server; all
   servers' mining shares one light-mode miner, one funding at a time.
+- **Mining or cheques** (``cheaper_rail``): given ``cheques`` (a funder per server URL, a
+  ``ChequeFunder`` in ``rpcpay wallet proxy``), each refusal is paid by the rail that is
+  cheaper at that server right now: a lottery cheque at its ``credit_price_wei`` or hashes
+  valued at ``hash_value_wei`` each. Without ``cheques`` the proxy only mines.
 
 Listening off loopback gives anyone free calls paid by this wallet: the command refuses it
 unless told ``--allow-remote``.
@@ -42,6 +46,7 @@ from typing import Any, Final
 import aiohttp
 from aiohttp import web
 
+from rpcpay.errors import RpcPayError
 from rpcpay.gateway.binary_costs import BINARY_RULES
 from rpcpay.gateway.envelope import Call, Invalid, parse_request
 from rpcpay.gateway.jsoncodec import decode_json, encode_json
@@ -57,7 +62,10 @@ from rpcpay.wallet.client import (
 )
 from rpcpay.wallet.keys import ClientKey
 from rpcpay.wallet.market import (
+    Rail,
     ServerTerms,
+    WeiPrices,
+    cheaper_rail,
     rank_servers,
     with_access_info,
     with_failure,
@@ -105,15 +113,46 @@ class ServerFailed(Exception):
 
 
 class SerialFunder:
-    """Funds one server's client at a time across the proxy (one miner), and not at all when
-    another call funded the same server meanwhile. Counts its rounds per server."""
+    """Funds one server's client, by the rail ``rail()`` names: mining, one funding at a time
+    across the proxy (one miner), or a cheque, one at a time for this server; and not at all
+    when another call funded the same server meanwhile; a cheque that fails is replaced by
+    mining. Counts its rounds, cheques paid and cheques failed."""
 
-    def __init__(self, inner: Funder, lock: asyncio.Lock) -> None:
+    def __init__(
+        self,
+        inner: Funder,
+        lock: asyncio.Lock,
+        cheque: Funder | None = None,
+        rail: Callable[[], Rail] = lambda: "mine",
+    ) -> None:
         self.inner = inner
         self.lock = lock
+        self.cheque = cheque
+        self.rail = rail
         self.rounds = 0
+        self.cheques = 0
+        self.cheque_failures = 0
+        self._cheque_lock = asyncio.Lock()
 
     async def __call__(self, client: PayingClient, info: AccessInfo) -> None:
+        if self.cheque is not None and self.rail() == "cheque":
+            async with self._cheque_lock:
+                fresh = await client.access_info()
+                # Another call earned credits while this one waited: try them first.
+                if fresh.credits > info.credits:
+                    return
+                self.rounds += 1
+                try:
+                    await self.cheque(client, fresh)
+                    self.cheques += 1
+                    return
+                except (ClientError, RpcPayError, aiohttp.ClientError, OSError) as exc:
+                    # A cheque that cannot be paid now (stamper down, payer unfunded): the
+                    # call is still owed an answer, and hashes still pay.
+                    self.cheque_failures += 1
+                    log.warning("cheque not paid, mining instead",
+                                extra={"server": client.url, "error": str(exc)})  # fmt: skip
+                info = fresh
         async with self.lock:
             fresh = await client.access_info()
             # Another call earned credits while this one waited: try them first.
@@ -153,6 +192,8 @@ class PayingProxy:
         max_latency: float = 1.0,
         probe_interval: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
+        cheques: Callable[[str], Funder] | None = None,
+        hash_value_wei: float = 0.0,
     ) -> None:
         # A proxy needs somewhere to send calls.
         if not servers:
@@ -164,6 +205,8 @@ class PayingProxy:
         self.probe_interval = probe_interval
         self.clock = clock
         self._funder = funder
+        self._cheques = cheques
+        self.hash_value_wei = hash_value_wei
         self._urls = [u.rstrip("/") for u in servers]
         self.servers: list[Server] = []
         self._runner: web.ServerRunner | None = None
@@ -175,10 +218,13 @@ class PayingProxy:
         """Probe the servers, open the listener; the port it listens on."""
         lock = asyncio.Lock()
         for url in self._urls:
-            funder = SerialFunder(self._funder, lock)
+            cheque = self._cheques(url) if self._cheques is not None else None
+            funder = SerialFunder(self._funder, lock, cheque)
             client = PayingClient(url, self.key, funder=funder, max_funding_rounds=FUNDING_ROUNDS)
             http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
-            self.servers.append(Server(ServerTerms(url), client, funder, http))
+            server = Server(ServerTerms(url), client, funder, http)
+            funder.rail = self._rail_for(server)
+            self.servers.append(server)
         await self.probe_all()
         runner = web.ServerRunner(web.Server(self.handle, access_log=None))
         await runner.setup()
@@ -192,6 +238,12 @@ class PayingProxy:
         )
         return self.port
 
+    def _rail_for(self, server: Server) -> Callable[[], Rail]:
+        def rail() -> Rail:
+            return cheaper_rail(server.terms, self.hash_value_wei, server.funder.cheque is not None)
+
+        return rail
+
     async def close(self) -> None:
         if self._prober is not None:
             self._prober.cancel()
@@ -201,6 +253,9 @@ class PayingProxy:
         for server in self.servers:
             await server.client.close()
             await server.http.close()
+            aclose = getattr(server.funder.cheque, "aclose", None)
+            if aclose is not None:
+                await aclose()
 
     def describe(self) -> list[dict[str, JSON]]:
         """Each server as the proxy sees it (for logs and the status line)."""
@@ -218,6 +273,9 @@ class PayingProxy:
                 "credits": s.client.credits,
                 "prices": s.terms.method_prices,
                 "credit_price_wei": s.terms.credit_price_wei,
+                "pays_by": cheaper_rail(s.terms, self.hash_value_wei, s.funder.cheque is not None),
+                "cheques": s.funder.cheques,
+                "cheque_failures": s.funder.cheque_failures,
             }
             for s in self.servers
         ]
@@ -255,8 +313,10 @@ class PayingProxy:
     # -- choosing and paying -----------------------------------------------------------------
 
     def ranked(self, methods: list[str]) -> list[Server]:
+        # With cheques on, servers compare in wei, each by its cheaper rail.
+        wei = WeiPrices(self.hash_value_wei, True) if self._cheques is not None else None
         order = rank_servers([s.terms for s in self.servers], methods, self.max_latency,
-                             self.clock())  # fmt: skip
+                             self.clock(), wei)  # fmt: skip
         by_url = {s.url: s for s in self.servers}
         return [by_url[t.url] for t in order]
 
@@ -412,9 +472,9 @@ class PayingProxy:
         await self._earn(server, price if isinstance(price, int) else 1)
 
     async def _earn(self, server: Server, price: int) -> None:
-        """Mine for a refused call, unless the balance already covers its price: then a
-        concurrent call's id overtook this one's and the refusal was for its timestamp (at
-        most ``RACE_RETRIES`` times in a row, then mine anyway)."""
+        """Earn credits for a refused call (mining or a cheque), unless the balance already
+        covers its price: then a concurrent call's id overtook this one's and the refusal was
+        for its timestamp (at most ``RACE_RETRIES`` times in a row, then earn anyway)."""
         info = await server.client.access_info()
         if info.credits >= price and server.races < RACE_RETRIES:
             server.races += 1
