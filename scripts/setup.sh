@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Prepare a machine for rpcpay development and CI (idempotent).
 #   - Debian packages: monero (monerod 0.18, the reference peer), librandomx0, librandomx-dev,
-#     wrk (the load generator of bench/flood_latency.py)
+#     wrk (the load generator of bench/flood_latency.py), postgresql (the shared ledger's
+#     engine; tests start private clusters with its initdb, never the system service)
 #   - .venv in the repo root with the project installed editable, with its dev extras
 #   - anvil (npm @foundry-rs/anvil, pinned) in .tools/anvil, for the end-to-end chain tests
 set -euo pipefail
@@ -14,7 +15,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 missing=()
-for pkg in monero librandomx0 librandomx-dev wrk; do
+for pkg in monero librandomx0 librandomx-dev wrk postgresql; do
     if ! dpkg -s "$pkg" >/dev/null 2>&1; then
         missing+=("$pkg")
     fi
@@ -22,8 +23,18 @@ done
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "setup: installing Debian packages: ${missing[*]}"
     $SUDO apt-get update -qq
+    # policy-rc.d answering 101 keeps the postgresql package from starting its system
+    # service (tests run private clusters); an operator's own policy-rc.d is left alone.
+    made_policy=""
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        $SUDO sh -c 'printf "#!/bin/sh\nexit 101\n" >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d'
+        made_policy="yes"
+    fi
+    status=0
     $SUDO env DEBIAN_FRONTEND=noninteractive \
-        apt-get install -y -qq --no-install-recommends "${missing[@]}"
+        apt-get install -y -qq --no-install-recommends "${missing[@]}" || status=$?
+    [ -z "$made_policy" ] || $SUDO rm -f /usr/sbin/policy-rc.d
+    [ "$status" -eq 0 ] || exit "$status"
 else
     echo "setup: Debian packages present"
 fi
