@@ -34,10 +34,10 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 from rpcpay.errors import LedgerError
 from rpcpay.ledger.account import Account
@@ -45,6 +45,8 @@ from rpcpay.ledger.account import Account
 SCHEMA_VERSION = 2
 """``PRAGMA user_version`` of the layout below; 0 means a new, empty file. Version 1
 had only ``accounts``; opening it adds ``cheques`` (version 2) in place."""
+
+T = TypeVar("T")
 
 _TWO_64 = 2**64
 _I64_MAX = 2**63 - 1
@@ -252,6 +254,24 @@ class SqliteLedgerStore:
                 raise
         except sqlite3.Error as exc:
             raise LedgerError(f"cannot write ledger {self.path}: {exc}") from exc
+
+    def transaction(self, work: Callable[[sqlite3.Connection], tuple[T, bool]]) -> T:
+        """Run ``work`` inside ``BEGIN IMMEDIATE``: it returns (result, commit?). Rolled back
+        if it says so or raises. Other writers (processes, or stores on the same file) wait
+        up to the 5 s busy timeout for the write lock, then this raises ``LedgerError``."""
+        db = self._conn()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                result, commit = work(db)
+                db.execute("COMMIT" if commit else "ROLLBACK")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise LedgerError(f"cannot write ledger {self.path}: {exc}") from exc
+        return result
 
     def save_with_cheque(self, account: Account, cheque: ChequeRow) -> bool:
         """Record a credited cheque and upsert its client's account in ONE transaction.
