@@ -13,6 +13,9 @@ and runs again (now finding the row to lock). That, serialization failures and d
 are retried, ``MAX_ATTEMPTS`` times in all, with a short random pause. A lost connection
 is NOT retried: whether the commit happened is unknown, so the caller gets
 ``LedgerError`` and the client a clean error; the unique rows make a client's retry safe.
+Only a commit whose reply was lost with the connection is ambiguous: it may have applied
+although the caller saw ``LedgerError`` (at most the calls in flight when the server went
+away; the client then paid for a call it was refused, and never the other way round).
 
 Schema: ``rpcpay_schema`` holds the layout's version (``SCHEMA_VERSION``). Opening a
 store creates the tables, or checks the version, under a transaction-scoped advisory lock
@@ -26,6 +29,7 @@ a call waits for a free connection up to ``acquire_timeout_s``, then ``LedgerErr
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import fields
@@ -98,7 +102,13 @@ _UPDATE = (
 )
 _INSERT_CHEQUE = f"INSERT INTO cheques ({_CHEQUE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
 _RETRYABLE = (asyncpg.SerializationError, asyncpg.DeadlockDetectedError)
-_FAILURES = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+_FAILURES = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    OSError,
+    TimeoutError,
+)
 
 
 class _InsertRace(Exception):
@@ -200,15 +210,26 @@ class PostgresLedgerStore:
         return cls(pool, acquire_timeout_s)
 
     async def run(self, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
-        """Run ``work`` on a pooled connection; driver and network errors are LedgerError."""
+        """Run ``work`` on a pooled connection; driver and network errors are LedgerError.
+
+        Once ``work`` has returned, its outcome stands: a connection that breaks while it is
+        handed back (the server went away after the commit) is dropped by the pool, and the
+        result is still returned.
+        """
         # A closed store cannot be used again.
         if self._closed:
             raise LedgerError("ledger store is closed")
         try:
-            async with self._pool.acquire(timeout=self._acquire_timeout_s) as conn:
-                return await work(conn)
+            conn = await self._pool.acquire(timeout=self._acquire_timeout_s)
+        except _FAILURES as exc:
+            raise LedgerError(f"ledger database unavailable: {type(exc).__name__}: {exc}") from exc
+        try:
+            return await work(conn)
         except _FAILURES as exc:
             raise LedgerError(f"ledger database failed: {type(exc).__name__}: {exc}") from exc
+        finally:
+            with contextlib.suppress(*_FAILURES):
+                await self._pool.release(conn)
 
     async def _transact(self, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         """Run ``work`` in one transaction, again on a conflict, ``MAX_ATTEMPTS`` at most."""
