@@ -22,6 +22,10 @@ store creates the tables, or checks the version, under a transaction-scoped advi
 so that instances starting together do not race. Every u64 is a ``numeric(20)`` domain
 checked to ``[0, 2**64 - 1]``: stored exactly, compared and summed correctly by SQL.
 
+Cost (bench/ledger_store.py, one task, fsync on): p50 0.53 ms per charge, 0.29 ms of this
+process's CPU; four round trips (BEGIN, SELECT ... FOR UPDATE, UPDATE, COMMIT). The pool
+skips asyncpg's reset query on release, which was a fifth.
+
 Pool: ``pool_size`` connections per store (per process), opened lazily up to that bound;
 a call waits for a free connection up to ``acquire_timeout_s``, then ``LedgerError``.
 """
@@ -195,7 +199,11 @@ class PostgresLedgerStore:
             raise ValueError("pool_size must be at least 1")
         try:
             pool = await asyncpg.create_pool(
-                url, min_size=1, max_size=pool_size, timeout=acquire_timeout_s
+                url,
+                min_size=1,
+                max_size=pool_size,
+                timeout=acquire_timeout_s,
+                reset=_roll_back_if_open,
             )
         except (*_FAILURES, ValueError) as exc:
             raise LedgerError(f"cannot connect to the ledger database: {exc}") from exc
@@ -324,6 +332,14 @@ class PostgresLedgerStore:
             await asyncio.wait_for(self._pool.close(), timeout=10)
         except (TimeoutError, *_FAILURES):
             self._pool.terminate()
+
+
+async def _roll_back_if_open(conn: asyncpg.Connection) -> None:
+    """The pool's reset on release. asyncpg's default runs ``RESET ALL`` and more, one extra
+    round trip per call; this store keeps no session state (no LISTEN, no session locks,
+    no prepared cursors), so only a transaction a cancelled call left open needs undoing."""
+    if conn.is_in_transaction():
+        await conn.execute("ROLLBACK")
 
 
 class _Refused(Exception):

@@ -12,8 +12,12 @@ process) can change it between the read and the write. Waiting for that lock is 
 busy handler, bounded by the store's 5 s busy timeout, after which ``LedgerError`` is
 raised: there are no serialization failures to retry in this engine.
 
-Cost: a hop to the thread and back is about 30-60 µs on the 2-core CI machine, next to an
-fsync'd commit of 0.1-2 ms; it buys an event loop that never stalls on the disk.
+Cost, measured by bench/ledger_store.py on the 2-core CI machine (one charging task, p50
+per charge, against ``SqliteLedgerStore`` called straight from the loop): 0.065 ms against
+0.020 ms with ``synchronous=normal``, 0.22 ms against 0.12 ms with ``full``; the hop to the
+thread and back is the difference. That disk fsyncs in about 0.1 ms; on a disk whose fsync
+takes milliseconds, the direct call would stall every connection of the process for that
+long, while here only the charging request waits.
 """
 
 from __future__ import annotations
