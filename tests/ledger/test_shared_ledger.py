@@ -5,6 +5,7 @@ from __future__ import annotations
 from rpcpay.ledger.account import PaymentRefusal, ShareOutcome
 from rpcpay.ledger.shared_ledger import SharedLedger
 from rpcpay.ledger.sqlite_store import ChequeRow
+from rpcpay.ledger.transactional import RecordNonce
 from tests.ledger.conftest import MakeStore
 
 T0 = 1_700_000_000
@@ -80,3 +81,16 @@ async def test_blank_accounts_leave_nothing_and_idle_ones_are_forgotten(
     clock.now += 121
     assert await two.forget_idle() == 1
     assert await one.accounts() == []
+
+
+async def test_a_nonce_sent_to_both_instances_is_credited_once(make_store: MakeStore) -> None:
+    clock = Clock()
+    one, two = await two_ledgers(make_store, clock)
+    await one.adjust_balance(A, 1_000)
+    nonce = RecordNonce(b"job", 7, T0 + 60)
+    acct, outcome = await one.record_submitted_share(A, nonce, ShareOutcome.GOOD, 10)
+    assert outcome is ShareOutcome.GOOD and acct.balance == 1_010
+    acct, outcome = await two.record_submitted_share(A, nonce, ShareOutcome.GOOD, 10)
+    assert outcome is ShareOutcome.DUPE and acct.balance == 810
+    clock.now += 61
+    assert await two.forget_nonces() == 1

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import asyncio
 
+from rpcpay.ledger.account import ShareOutcome, apply_share
 from rpcpay.ledger.sqlite_store import ChequeRow
 from rpcpay.ledger.transactional import (
     RecordCheque,
+    RecordNonce,
+    Step,
     TransactionalStore,
     adjust_step,
     credit_step,
@@ -83,3 +86,27 @@ async def test_a_cheque_presented_everywhere_at_once_is_credited_once(
         assert sum(a is not None for a in applied) == 1
     acct = await stores[0].get(CLIENTS[0])
     assert acct is not None and acct.balance == 500
+
+
+async def test_a_nonce_sent_everywhere_at_once_is_credited_once(make_store: MakeStore) -> None:
+    stores = await instances(make_store)
+
+    def booked(outcome: ShareOutcome) -> Step[ShareOutcome]:
+        return lambda acct: (apply_share(acct, outcome, 1_000), outcome)
+
+    await stores[0].apply(CLIENTS[0], adjust_step(100_000), now=T0)
+    for nonce in range(5):
+        join = RecordNonce(b"job", nonce, T0 + 60)
+        outcomes = await asyncio.gather(
+            *(
+                stores[i % INSTANCES].apply_with_nonce(
+                    CLIENTS[0], join, booked(ShareOutcome.GOOD), booked(ShareOutcome.DUPE), now=T0
+                )
+                for i in range(9)
+            )
+        )
+        assert sorted(a.outcome.value for a in outcomes) == ["dupe"] * 8 + ["good"]
+    acct = await stores[1].get(CLIENTS[0])
+    assert acct is not None
+    assert (acct.nonces_good, acct.nonces_dupe) == (5, 40)
+    assert acct.credits_total == 5 * 1_000  # each nonce earned once

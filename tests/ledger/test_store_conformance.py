@@ -9,11 +9,13 @@ from __future__ import annotations
 import pytest
 
 from rpcpay.errors import LedgerError
-from rpcpay.ledger.account import U64_MAX, Account, PaymentRefusal, ShareOutcome
+from rpcpay.ledger.account import U64_MAX, Account, PaymentRefusal, ShareOutcome, apply_share
 from rpcpay.ledger.sqlite_store import ChequeRow
 from rpcpay.ledger.transactional import (
     CreditHeld,
     RecordCheque,
+    RecordNonce,
+    Step,
     adjust_step,
     claim_step,
     credit_step,
@@ -235,3 +237,48 @@ async def test_a_closed_store_refuses_calls(make_store: MakeStore) -> None:
         await store.get(A)
     with pytest.raises(LedgerError):
         await store.apply(A, adjust_step(1), now=T0)
+
+
+def booked(outcome: ShareOutcome) -> Step[ShareOutcome]:
+    return lambda acct: (apply_share(acct, outcome, 10), outcome)
+
+
+async def test_a_nonce_counts_once_across_instances(make_store: MakeStore) -> None:
+    one, two = await make_store(), await make_store()
+    n = RecordNonce(b"job-1", 42, T0 + 600)
+    fresh, dupe = booked(ShareOutcome.GOOD), booked(ShareOutcome.DUPE)
+    first = await one.apply_with_nonce(A, n, fresh, dupe, now=T0)
+    again = await two.apply_with_nonce(A, n, fresh, dupe, now=T0)
+    assert (first.outcome, again.outcome) == (ShareOutcome.GOOD, ShareOutcome.DUPE)
+    # The same nonce in another job, or from another client, is a different share.
+    other_job = await two.apply_with_nonce(A, RecordNonce(b"job-2", 42, T0), fresh, dupe, now=T0)
+    other_client = await one.apply_with_nonce(B, n, fresh, dupe, now=T0)
+    assert other_job.outcome is other_client.outcome is ShareOutcome.GOOD
+    acct = await one.get(A)
+    assert acct is not None
+    # +10, then -200 clamped at 0, then +10.
+    assert (acct.balance, acct.nonces_good, acct.nonces_dupe) == (10, 2, 1)
+
+
+async def test_expired_nonces_are_forgotten(make_store: MakeStore) -> None:
+    store = await make_store()
+    fresh, dupe = booked(ShareOutcome.GOOD), booked(ShareOutcome.DUPE)
+    await store.apply_with_nonce(A, RecordNonce(b"old", 1, T0 + 10), fresh, dupe, now=T0)
+    await store.apply_with_nonce(A, RecordNonce(b"new", 1, T0 + 100), fresh, dupe, now=T0)
+    await store.apply_with_nonce(A, RecordNonce(b"max", 1, U64_MAX), fresh, dupe, now=T0)
+    assert await store.forget_nonces(T0 + 10) == 0
+    assert await store.forget_nonces(T0 + 11) == 1
+    # Forgotten, the old nonce would count again (its job has expired by then).
+    again = await store.apply_with_nonce(A, RecordNonce(b"old", 1, T0 + 10), fresh, dupe, now=T0)
+    assert again.outcome is ShareOutcome.GOOD
+    kept = await store.apply_with_nonce(A, RecordNonce(b"new", 1, T0 + 100), fresh, dupe, now=T0)
+    assert kept.outcome is ShareOutcome.DUPE
+
+
+def test_a_nonce_join_checks_its_fields() -> None:
+    with pytest.raises(ValueError):
+        RecordNonce(b"", 1, T0)
+    with pytest.raises(ValueError):
+        RecordNonce(b"x" * 65, 1, T0)
+    with pytest.raises(ValueError):
+        RecordNonce(b"job", U64_MAX + 1, T0)

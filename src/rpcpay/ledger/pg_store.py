@@ -50,6 +50,7 @@ from rpcpay.ledger.transactional import (
     ChequeJoin,
     CreditHeld,
     RecordCheque,
+    RecordNonce,
     Step,
     idle_thresholds,
     settle,
@@ -59,7 +60,8 @@ R = TypeVar("R")
 T = TypeVar("T")
 
 SCHEMA_VERSION = 1
-"""The version of the layout below, recorded in ``rpcpay_schema``."""
+"""The version of the layout below, recorded in ``rpcpay_schema``. (Not yet released: the
+first release's layout is version 1; later ones will migrate from it in ``_migrate``.)"""
 
 _MIGRATION_LOCK = 0x7270_6370_6179_0001  # an advisory lock id: b"rpcpay" + 1
 _COLUMNS = tuple(f.name for f in fields(Account))
@@ -90,6 +92,14 @@ _CREATE = (
         outcome text
     )""",
     "CREATE INDEX cheques_by_lottery ON cheques (lottery)",
+    """CREATE TABLE nonces (
+        client bytea NOT NULL CHECK (length(client) = 32),
+        job_id bytea NOT NULL CHECK (length(job_id) BETWEEN 1 AND 64),
+        nonce u64 NOT NULL,
+        expires u64 NOT NULL,
+        PRIMARY KEY (client, job_id, nonce)
+    )""",
+    "CREATE INDEX nonces_by_expiry ON nonces (expires)",
     "CREATE TABLE rpcpay_schema (version integer NOT NULL)",
 )
 
@@ -263,19 +273,41 @@ class PostgresLedgerStore:
             # A refused cheque writes nothing (the transaction rolls back).
             if cheque is not None and not await _join_cheque(conn, cheque):
                 raise _Refused
-            row = await conn.fetchrow(_SELECT + " WHERE client = $1 FOR UPDATE", client)
-            old = None if row is None else _account(row)
-            new, outcome, write = settle(client, old, step, now)
-            if write and old is not None:
-                await conn.execute(_UPDATE, *_params(new))
-            elif write and _affected(await conn.execute(_INSERT, *_params(new))) != 1:
-                raise _InsertRace
-            return Applied(outcome, new, stored=write or old is not None)
+            return await _settle_in(conn, client, step, now)
 
         try:
             return await self._transact(work)
         except _Refused:
             return None
+
+    async def apply_with_nonce(
+        self, client: bytes, nonce: RecordNonce, fresh: Step[R], dupe: Step[R], *, now: int
+    ) -> Applied[R]:
+        """Record ``nonce`` and run ``fresh`` (``dupe`` if it was recorded), one transaction.
+        A concurrent insert of the same nonce waits for the first to commit, then conflicts:
+        the second submission is the duplicate."""
+
+        async def work(conn: asyncpg.Connection) -> Applied[R]:
+            status = await conn.execute(
+                "INSERT INTO nonces (client, job_id, nonce, expires) VALUES ($1, $2, $3, $4) "
+                "ON CONFLICT DO NOTHING",
+                client,
+                nonce.job_id,
+                nonce.nonce,
+                nonce.expires,
+            )
+            # A nonce whose row was there already is a duplicate, whoever recorded it.
+            step = fresh if _affected(status) == 1 else dupe
+            return await _settle_in(conn, client, step, now)
+
+        return await self._transact(work)
+
+    async def forget_nonces(self, now: int) -> int:
+        """Delete the nonces of jobs expired before ``now``; how many."""
+        status = await self.run(
+            lambda c: c.execute("DELETE FROM nonces WHERE expires < $1::numeric", now)
+        )
+        return _affected(status)
 
     async def apply(self, client: bytes, step: Step[R], *, now: int) -> Applied[R]:
         """Run ``step`` on ``client``'s account in one committed transaction."""
@@ -332,6 +364,21 @@ class PostgresLedgerStore:
             await asyncio.wait_for(self._pool.close(), timeout=10)
         except (TimeoutError, *_FAILURES):
             self._pool.terminate()
+
+
+async def _settle_in(
+    conn: asyncpg.Connection, client: bytes, step: Step[R], now: int
+) -> Applied[R]:
+    """Lock and read the account, run ``step``, write the result if it must be written."""
+    row = await conn.fetchrow(_SELECT + " WHERE client = $1 FOR UPDATE", client)
+    old = None if row is None else _account(row)
+    new, outcome, write = settle(client, old, step, now)
+    if write and old is not None:
+        await conn.execute(_UPDATE, *_params(new))
+    # A row another process inserted since our read: run the whole transaction again.
+    elif write and _affected(await conn.execute(_INSERT, *_params(new))) != 1:
+        raise _InsertRace
+    return Applied(outcome, new, stored=write or old is not None)
 
 
 async def _roll_back_if_open(conn: asyncpg.Connection) -> None:

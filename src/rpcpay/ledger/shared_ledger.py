@@ -12,6 +12,10 @@ they are not remembered in memory either, which is what monerod's two-minute
 ``flush_by_age`` does to them, only sooner: such an account has nothing to lose, and a
 per-process memory of it would differ between processes. ``get`` is None for them.
 
+Submitted shares carry their nonce (``record_submitted_share``): the nonce row is inserted
+in the share's transaction, so a nonce sent to two processes at once is credited once and
+booked as a duplicate by the other.
+
 Not yet called by the gateway: the gateway still runs ``Ledger`` on a ``SqliteLedgerStore``
 (issue 11's paid-call pipeline is where this is to be wired in).
 """
@@ -21,6 +25,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from rpcpay.ledger import account as rules
 from rpcpay.ledger.account import (
     DEFAULT_FLUSH_AGE,
     DEFAULT_ZERO_FLUSH_AGE,
@@ -33,6 +38,8 @@ from rpcpay.ledger.sqlite_store import ChequeRow
 from rpcpay.ledger.transactional import (
     CreditHeld,
     RecordCheque,
+    RecordNonce,
+    Step,
     TransactionalStore,
     adjust_step,
     claim_step,
@@ -42,6 +49,11 @@ from rpcpay.ledger.transactional import (
     share_step,
     touch_step,
 )
+
+
+def booked_share_step(outcome: ShareOutcome, credits_per_hash_found: int) -> Step[ShareOutcome]:
+    """``apply_share`` as a step that reports the outcome it booked."""
+    return lambda acct: (rules.apply_share(acct, outcome, credits_per_hash_found), outcome)
 
 
 class SharedLedger:
@@ -72,6 +84,25 @@ class SharedLedger:
         """Book a judged share: credit a good one, penalise a bad or duplicate one."""
         step = share_step(outcome, credits_per_hash_found)
         return (await self.store.apply(client, step, now=self._now())).account
+
+    async def record_submitted_share(
+        self, client: bytes, nonce: RecordNonce, outcome: ShareOutcome, credits_per_hash_found: int
+    ) -> tuple[Account, ShareOutcome]:
+        """Book a judged share with its nonce recorded in the same transaction: if any
+        process recorded that nonce for that job before, it is booked as ``DUPE`` instead.
+        Returns the account and the outcome booked."""
+        applied = await self.store.apply_with_nonce(
+            client,
+            nonce,
+            booked_share_step(outcome, credits_per_hash_found),
+            booked_share_step(ShareOutcome.DUPE, credits_per_hash_found),
+            now=self._now(),
+        )
+        return applied.account, applied.outcome
+
+    async def forget_nonces(self) -> int:
+        """Delete the recorded nonces of expired jobs; how many."""
+        return await self.store.forget_nonces(self._now())
 
     async def credit_cheque(self, client: bytes, credits: int, cheque: ChequeRow) -> Account | None:
         """Credit a cheque and record it in one transaction; None if it was recorded before."""

@@ -41,6 +41,8 @@ from rpcpay.ledger.sqlite_store import (
     SqliteLedgerStore,
     _cheque_params,
     account_to_row,
+    decode_u64,
+    encode_u64,
     row_to_account,
 )
 from rpcpay.ledger.transactional import (
@@ -48,6 +50,7 @@ from rpcpay.ledger.transactional import (
     ChequeJoin,
     CreditHeld,
     RecordCheque,
+    RecordNonce,
     Step,
     settle,
 )
@@ -71,6 +74,16 @@ def _join_cheque(db: sqlite3.Connection, cheque: ChequeJoin) -> bool:
     return cursor.rowcount == 1
 
 
+def _settle_in(db: sqlite3.Connection, client: bytes, step: Step[R], now: int) -> Applied[R]:
+    """Read the account, run ``step``, write the result if it must be written."""
+    row = db.execute(_SELECT + " WHERE client = ?", (client,)).fetchone()
+    old = None if row is None else row_to_account(row)
+    new, outcome, write = settle(client, old, step, now)
+    if write:
+        db.execute(_UPSERT, account_to_row(new))
+    return Applied(outcome, new, stored=write or old is not None)
+
+
 def _apply_in(
     db: sqlite3.Connection,
     client: bytes,
@@ -82,12 +95,33 @@ def _apply_in(
     # A refused cheque writes nothing, not even the cheque.
     if cheque is not None and not _join_cheque(db, cheque):
         return None, False
-    row = db.execute(_SELECT + " WHERE client = ?", (client,)).fetchone()
-    old = None if row is None else row_to_account(row)
-    new, outcome, write = settle(client, old, step, now)
-    if write:
-        db.execute(_UPSERT, account_to_row(new))
-    return Applied(outcome, new, stored=write or old is not None), True
+    return _settle_in(db, client, step, now), True
+
+
+def _apply_nonce_in(
+    db: sqlite3.Connection,
+    client: bytes,
+    nonce: RecordNonce,
+    fresh: Step[R],
+    dupe: Step[R],
+    now: int,
+) -> tuple[Applied[R], bool]:
+    """The body of one ``apply_with_nonce`` transaction."""
+    cursor = db.execute(
+        "INSERT OR IGNORE INTO nonces (client, job_id, nonce, expires) VALUES (?, ?, ?, ?)",
+        (client, nonce.job_id, encode_u64(nonce.nonce), encode_u64(nonce.expires)),
+    )
+    # A nonce whose row was there already is a duplicate, whoever recorded it.
+    step = fresh if cursor.rowcount == 1 else dupe
+    return _settle_in(db, client, step, now), True
+
+
+def _forget_nonces_in(db: sqlite3.Connection, now: int) -> tuple[int, bool]:
+    """Delete expired nonces (compared in Python: u64 columns do not compare in SQLite)."""
+    rows = db.execute("SELECT client, job_id, nonce, expires FROM nonces").fetchall()
+    doomed = [(c, j, n) for c, j, n, e in rows if decode_u64(e) < now]
+    db.executemany("DELETE FROM nonces WHERE client = ? AND job_id = ? AND nonce = ?", doomed)
+    return len(doomed), True
 
 
 def _forget_in(db: sqlite3.Connection, now: int, idle_s: int, zero_idle_s: int) -> tuple[int, bool]:
@@ -150,6 +184,18 @@ class ThreadedSqliteStore:
         return await self.run(
             lambda s: s.transaction(lambda db: _apply_in(db, client, step, cheque, now))
         )
+
+    async def apply_with_nonce(
+        self, client: bytes, nonce: RecordNonce, fresh: Step[R], dupe: Step[R], *, now: int
+    ) -> Applied[R]:
+        """Record ``nonce`` and run ``fresh`` (``dupe`` if it was recorded), one transaction."""
+        return await self.run(
+            lambda s: s.transaction(lambda db: _apply_nonce_in(db, client, nonce, fresh, dupe, now))
+        )
+
+    async def forget_nonces(self, now: int) -> int:
+        """Delete the nonces of jobs expired before ``now``; how many."""
+        return await self.run(lambda s: s.transaction(lambda db: _forget_nonces_in(db, now)))
 
     async def get(self, client: bytes) -> Account | None:
         """The stored account of ``client``, or None."""

@@ -42,9 +42,9 @@ from typing import Literal, TypeVar
 from rpcpay.errors import LedgerError
 from rpcpay.ledger.account import Account
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """``PRAGMA user_version`` of the layout below; 0 means a new, empty file. Version 1
-had only ``accounts``; opening it adds ``cheques`` (version 2) in place."""
+had only ``accounts``, version 2 no ``nonces``; opening either adds what it lacks in place."""
 
 T = TypeVar("T")
 
@@ -81,6 +81,18 @@ CREATE TABLE cheques (
 ) WITHOUT ROWID
 """
 _INDEX_CHEQUES = "CREATE INDEX cheques_by_lottery ON cheques (lottery)"
+
+# A share's nonce, recorded in the transaction that books the share: the primary key is
+# what makes a nonce count once across every process on this file.
+_CREATE_NONCES = """
+CREATE TABLE nonces (
+    client BLOB NOT NULL CHECK (length(client) = 32),
+    job_id BLOB NOT NULL,
+    nonce INTEGER NOT NULL,
+    expires INTEGER NOT NULL,
+    PRIMARY KEY (client, job_id, nonce)
+) WITHOUT ROWID
+"""
 _INSERT_CHEQUE = (
     "INSERT INTO cheques (cheque_id, lottery, wire, client, credits, reveal_block, received) "
     "VALUES (?, ?, ?, ?, ?, ?, ?)"
@@ -199,6 +211,9 @@ class SqliteLedgerStore:
             if version in (0, 1):
                 db.execute(_CREATE_CHEQUES)
                 db.execute(_INDEX_CHEQUES)
+            # Version 2 lacks the shared record of submitted nonces.
+            if version in (0, 1, 2):
+                db.execute(_CREATE_NONCES)
                 db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             # Anything but the current schema is a file we do not understand.
             elif version != SCHEMA_VERSION:

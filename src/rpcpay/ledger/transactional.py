@@ -11,6 +11,11 @@ process may change any account at any time. So the seam is aperture's ``ExecTx``
     #   retried on a serialization failure, deadlock or lost first-insert race,
     #   at most ``MAX_ATTEMPTS`` times; then ``LedgerError``.
 
+A share's nonce is recorded in its account's transaction too (``apply_with_nonce``): the
+step for a new nonce runs if its row was inserted, the step for a duplicate if another
+process (or an earlier call) recorded it, so the same nonce sent to two processes at once
+is credited once and the other submission is booked as a duplicate.
+
 A step is a pure function of the account (``pay_step``, ``share_step``... adapt the rules of
 ``rpcpay.ledger.account``), so running it again on a retry is harmless. When ``apply``
 returns, the transaction has committed: what it reports may be told to the client.
@@ -79,6 +84,28 @@ class CreditHeld:
 
 
 ChequeJoin = RecordCheque | CreditHeld
+
+MAX_JOB_ID_LENGTH = 64
+
+
+@dataclass(frozen=True, slots=True)
+class RecordNonce:
+    """A share's nonce for one job of the client: recorded once across every process.
+
+    ``expires`` (unix seconds) is when the job can no longer be submitted, after which the
+    row is only clutter (``forget_nonces``)."""
+
+    job_id: bytes
+    nonce: int
+    expires: int
+
+    def __post_init__(self) -> None:
+        # A job id is a short opaque key.
+        if not 0 < len(self.job_id) <= MAX_JOB_ID_LENGTH:
+            raise ValueError(f"job id must be 1 to {MAX_JOB_ID_LENGTH} bytes")
+        # The nonce and the expiry are u64s.
+        if not (0 <= self.nonce <= rules.U64_MAX and 0 <= self.expires <= rules.U64_MAX):
+            raise ValueError("nonce and expires must be u64s")
 
 
 def must_write(old: Account | None, new: Account) -> bool:
@@ -221,6 +248,17 @@ class TransactionalStore(Protocol):
         self, client: bytes, step: Step[R], cheque: ChequeJoin, *, now: int
     ) -> Applied[R] | None:
         """Like ``apply``, with ``cheque`` joined; None, nothing written, if it is refused."""
+        ...
+
+    async def apply_with_nonce(
+        self, client: bytes, nonce: RecordNonce, fresh: Step[R], dupe: Step[R], *, now: int
+    ) -> Applied[R]:
+        """Record ``nonce`` and run ``fresh``, or run ``dupe`` if it was recorded before;
+        one transaction either way."""
+        ...
+
+    async def forget_nonces(self, now: int) -> int:
+        """Delete the nonces of jobs expired before ``now``; how many."""
         ...
 
     async def get(self, client: bytes) -> Account | None:
