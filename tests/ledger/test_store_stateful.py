@@ -5,7 +5,7 @@ goes to either. The model keeps each client's numbers with its own arithmetic, p
 flows that made them, and whether a row must exist (the account held a credit once).
 Restarts close an instance and open a new one. After every step the database must hold
 exactly the model's stored accounts: nothing acknowledged is lost, nothing applied twice,
-a cheque credits once, and a blank account leaves no row.
+a cheque or a share's nonce credits once, and a blank account leaves no row.
 """
 
 from __future__ import annotations
@@ -19,10 +19,12 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
-from rpcpay.ledger.account import Account, PaymentRefusal, ShareOutcome
+from rpcpay.ledger.account import Account, PaymentRefusal, ShareOutcome, apply_share
 from rpcpay.ledger.sqlite_store import ChequeRow
 from rpcpay.ledger.transactional import (
     RecordCheque,
+    RecordNonce,
+    Step,
     TransactionalStore,
     adjust_step,
     credit_step,
@@ -90,6 +92,7 @@ class StoreMachine(RuleBasedStateMachine):
         self.now = T0
         self.models: dict[bytes, Model] = {}
         self.credited: set[bytes] = set()
+        self.nonces: set[tuple[bytes, bytes, int]] = set()
         self.stores: list[TransactionalStore] = [self.run(self.BACKEND.open(self.location))]
         self.stores.append(self.run(self.BACKEND.open(self.location)))
 
@@ -216,6 +219,39 @@ class StoreMachine(RuleBasedStateMachine):
         m.clamp("balance", m.balance + credits)
         m.clamp("credits_total", m.credits_total + credits)
         assert applied is not None
+        self.after(m, applied.account)
+
+    @rule(
+        which=st.integers(0, 1),
+        client=st.sampled_from(CLIENTS),
+        job=st.sampled_from([b"j1", b"j2"]),
+        nonce=st.integers(0, 3),
+        cphf=st.integers(0, 50),
+    )
+    def submit(self, which: int, client: bytes, job: bytes, nonce: int, cphf: int) -> None:
+        def booked(outcome: ShareOutcome) -> Step[ShareOutcome]:
+            return lambda acct: (apply_share(acct, outcome, cphf), outcome)
+
+        join = RecordNonce(job, nonce, T0 + 10**9)
+        applied = self.run(
+            self.stores[which].apply_with_nonce(
+                client, join, booked(ShareOutcome.GOOD), booked(ShareOutcome.DUPE), now=self.now
+            )
+        )
+        m = self.model(client)
+        # A nonce counts once per client and job, on whichever instance it arrives.
+        if (client, job, nonce) in self.nonces:
+            assert applied.outcome is ShareOutcome.DUPE
+            m.nonces_dupe += 1
+            m.flows["fined"] += 20 * cphf
+            m.clamp("balance", m.balance - 20 * cphf)
+        else:
+            self.nonces.add((client, job, nonce))
+            assert applied.outcome is ShareOutcome.GOOD
+            m.nonces_good += 1
+            m.flows["earned"] += cphf
+            m.clamp("credits_total", m.credits_total + cphf)
+            m.clamp("balance", m.balance + cphf)
         self.after(m, applied.account)
 
     @rule(which=st.integers(0, 1), client=st.sampled_from(CLIENTS))
