@@ -223,6 +223,7 @@ def test_version_1_file_gains_the_cheques_table(tmp_path: Path) -> None:
     db = sqlite3.connect(path)
     db.execute("DROP TABLE cheques")
     db.execute("DROP TABLE nonces")
+    db.execute("DROP TABLE leases")
     db.execute("PRAGMA user_version = 1")
     db.commit()
     db.close()
@@ -231,13 +232,14 @@ def test_version_1_file_gains_the_cheques_table(tmp_path: Path) -> None:
     store.close()
 
 
-def test_version_2_file_gains_the_nonces_table(tmp_path: Path) -> None:
+def test_version_2_file_gains_the_nonces_and_leases_tables(tmp_path: Path) -> None:
     path = tmp_path / "l.db"
     store = SqliteLedgerStore(path)
     store.save(sample(1))
     store.close()
     db = sqlite3.connect(path)
     db.execute("DROP TABLE nonces")
+    db.execute("DROP TABLE leases")
     db.execute("PRAGMA user_version = 2")
     db.commit()
     db.close()
@@ -247,6 +249,7 @@ def test_version_2_file_gains_the_nonces_table(tmp_path: Path) -> None:
     db = sqlite3.connect(path)
     assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
     assert db.execute("SELECT count(*) FROM nonces").fetchone()[0] == 0
+    assert db.execute("SELECT count(*) FROM leases").fetchone()[0] == 0
     db.close()
 
 

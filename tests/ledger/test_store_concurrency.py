@@ -110,3 +110,15 @@ async def test_a_nonce_sent_everywhere_at_once_is_credited_once(make_store: Make
     assert acct is not None
     assert (acct.nonces_good, acct.nonces_dupe) == (5, 40)
     assert acct.credits_total == 5 * 1_000  # each nonce earned once
+
+
+async def test_one_of_many_takers_gets_a_lease(make_store: MakeStore) -> None:
+    stores = await instances(make_store)
+    for round_ in range(5):
+        taken = await asyncio.gather(
+            *(
+                stores[i % INSTANCES].cheques.take_lease(f"claim:{round_}", f"gw-{i}", T0, 60)
+                for i in range(9)
+            )
+        )
+        assert sum(taken) == 1

@@ -282,3 +282,20 @@ def test_a_nonce_join_checks_its_fields() -> None:
         RecordNonce(b"x" * 65, 1, T0)
     with pytest.raises(ValueError):
         RecordNonce(b"job", U64_MAX + 1, T0)
+
+
+async def test_one_holder_of_a_lease_at_a_time(make_store: MakeStore) -> None:
+    one, two = await make_store(), await make_store()
+    name = "claim:" + LOTTERY.hex()
+    assert await one.cheques.take_lease(name, "gw-a", T0, 30)
+    assert not await two.cheques.take_lease(name, "gw-b", T0 + 30, 30)
+    assert await one.cheques.take_lease(name, "gw-a", T0 + 30, 30)  # renewed to T0 + 60
+    assert not await two.cheques.take_lease(name, "gw-b", T0 + 60, 30)
+    # A holder that went silent loses the lease when it runs out.
+    assert await two.cheques.take_lease(name, "gw-b", T0 + 61, 30)
+    assert not await one.cheques.take_lease(name, "gw-a", T0 + 61, 30)
+    await one.cheques.release_lease(name, "gw-a")  # not its own: nothing happens
+    assert not await one.cheques.take_lease(name, "gw-a", T0 + 62, 30)
+    await two.cheques.release_lease(name, "gw-b")
+    assert await one.cheques.take_lease(name, "gw-a", T0 + 62, U64_MAX)
+    assert not await two.cheques.take_lease(name, "gw-b", U64_MAX - 1, 30)

@@ -42,7 +42,7 @@ from typing import Any, TypeVar
 import asyncpg
 
 from rpcpay.errors import LedgerError
-from rpcpay.ledger.account import DEFAULT_FLUSH_AGE, DEFAULT_ZERO_FLUSH_AGE, Account
+from rpcpay.ledger.account import DEFAULT_FLUSH_AGE, DEFAULT_ZERO_FLUSH_AGE, U64_MAX, Account
 from rpcpay.ledger.sqlite_store import ChequeRow
 from rpcpay.ledger.transactional import (
     MAX_ATTEMPTS,
@@ -100,6 +100,7 @@ _CREATE = (
         PRIMARY KEY (client, job_id, nonce)
     )""",
     "CREATE INDEX nonces_by_expiry ON nonces (expires)",
+    "CREATE TABLE leases (name text PRIMARY KEY, holder text NOT NULL, until u64 NOT NULL)",
     "CREATE TABLE rpcpay_schema (version integer NOT NULL)",
 )
 
@@ -488,3 +489,22 @@ class PostgresChequeBook:
             )
         )
         return {bytes(r[0]): str(r[1]) for r in rows}
+
+    async def take_lease(self, name: str, holder: str, now: int, ttl_s: int) -> bool:
+        # One statement: a concurrent taker waits on the row, then sees it held.
+        return (
+            await self._execute(
+                "INSERT INTO leases (name, holder, until) VALUES ($1, $2, $3) "
+                "ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, "
+                "until = excluded.until WHERE leases.holder = excluded.holder "
+                "OR leases.until < $4::numeric",
+                name,
+                holder,
+                min(now + ttl_s, U64_MAX),
+                now,
+            )
+            == 1
+        )
+
+    async def release_lease(self, name: str, holder: str) -> None:
+        await self._execute("DELETE FROM leases WHERE name = $1 AND holder = $2", name, holder)

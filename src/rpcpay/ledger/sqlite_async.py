@@ -135,6 +135,23 @@ def _forget_in(db: sqlite3.Connection, now: int, idle_s: int, zero_idle_s: int) 
     return len(doomed), True
 
 
+def _take_lease_in(
+    db: sqlite3.Connection, name: str, holder: str, now: int, ttl_s: int
+) -> tuple[bool, bool]:
+    """Take or renew a lease (decided in Python: u64 columns do not compare in SQLite)."""
+    row = db.execute("SELECT holder, until FROM leases WHERE name = ?", (name,)).fetchone()
+    # Another holder's lease that has not run out keeps the name.
+    if row is not None and row[0] != holder and decode_u64(row[1]) >= now:
+        return False, False
+    until = encode_u64(min(now + ttl_s, rules.U64_MAX))
+    db.execute(
+        "INSERT INTO leases (name, holder, until) VALUES (?, ?, ?) ON CONFLICT (name) "
+        "DO UPDATE SET holder = excluded.holder, until = excluded.until",
+        (name, holder, until),
+    )
+    return True, True
+
+
 class ThreadedSqliteStore:
     """Accounts and cheques in one SQLite file, served from a thread of their own."""
 
@@ -273,3 +290,15 @@ class ThreadedSqliteChequeBook:
 
     async def outcomes(self) -> dict[bytes, str]:
         return await self._store.run(lambda s: s.outcomes())
+
+    async def take_lease(self, name: str, holder: str, now: int, ttl_s: int) -> bool:
+        return await self._store.run(
+            lambda s: s.transaction(lambda db: _take_lease_in(db, name, holder, now, ttl_s))
+        )
+
+    async def release_lease(self, name: str, holder: str) -> None:
+        def release(db: sqlite3.Connection) -> tuple[None, bool]:
+            db.execute("DELETE FROM leases WHERE name = ? AND holder = ?", (name, holder))
+            return None, True
+
+        await self._store.run(lambda s: s.transaction(release))

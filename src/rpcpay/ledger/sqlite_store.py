@@ -44,7 +44,8 @@ from rpcpay.ledger.account import Account
 
 SCHEMA_VERSION = 3
 """``PRAGMA user_version`` of the layout below; 0 means a new, empty file. Version 1
-had only ``accounts``, version 2 no ``nonces``; opening either adds what it lacks in place."""
+had only ``accounts``, version 2 no ``nonces`` nor ``leases``; opening either adds what it
+lacks in place."""
 
 T = TypeVar("T")
 
@@ -91,6 +92,15 @@ CREATE TABLE nonces (
     nonce INTEGER NOT NULL,
     expires INTEGER NOT NULL,
     PRIMARY KEY (client, job_id, nonce)
+) WITHOUT ROWID
+"""
+
+# Who may act alone for everyone on this file (e.g. claim a lottery's win), until when.
+_CREATE_LEASES = """
+CREATE TABLE leases (
+    name TEXT PRIMARY KEY NOT NULL,
+    holder TEXT NOT NULL,
+    until INTEGER NOT NULL
 ) WITHOUT ROWID
 """
 _INSERT_CHEQUE = (
@@ -211,9 +221,10 @@ class SqliteLedgerStore:
             if version in (0, 1):
                 db.execute(_CREATE_CHEQUES)
                 db.execute(_INDEX_CHEQUES)
-            # Version 2 lacks the shared record of submitted nonces.
+            # Version 2 lacks the shared record of submitted nonces, and the leases.
             if version in (0, 1, 2):
                 db.execute(_CREATE_NONCES)
+                db.execute(_CREATE_LEASES)
                 db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             # Anything but the current schema is a file we do not understand.
             elif version != SCHEMA_VERSION:

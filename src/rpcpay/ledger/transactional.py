@@ -231,6 +231,16 @@ class ChequeBook(Protocol):
         """Each closed lottery's outcome."""
         ...
 
+    async def take_lease(self, name: str, holder: str, now: int, ttl_s: int) -> bool:
+        """Hold ``name`` (e.g. "claim:<lottery>") until ``now + ttl_s`` if it is free, expired
+        or ``holder``'s already (then renewed); False if another holder has it. One claimer
+        at a time across every process, and a crashed holder's lease runs out."""
+        ...
+
+    async def release_lease(self, name: str, holder: str) -> None:
+        """Give ``name`` up, if ``holder`` holds it."""
+        ...
+
 
 class TransactionalStore(Protocol):
     """Accounts shared by any number of processes; every change is one transaction."""
