@@ -19,7 +19,9 @@ away; the client then paid for a call it was refused, and never the other way ro
 
 Schema: ``rpcpay_schema`` holds the layout's version (``SCHEMA_VERSION``). Opening a
 store creates the tables, or checks the version, under a transaction-scoped advisory lock
-so that instances starting together do not race. Every u64 is a ``numeric(20)`` domain
+so that instances starting together do not race. Tables: ``accounts``, ``cheques``,
+``nonces`` (a share's nonce, unique per client and job) and ``leases`` (one claimer at a
+time), the same as the SQLite file's. Every u64 is a ``numeric(20)`` domain
 checked to ``[0, 2**64 - 1]``: stored exactly, compared and summed correctly by SQL.
 
 Cost (bench/ledger_store.py, one task, fsync on): p50 0.53 ms per charge, 0.29 ms of this
