@@ -11,6 +11,7 @@ Reported per driver and concurrency: charges per second, p50 and p99 latency per
 and the client process's CPU seconds per 1,000 charges (what the gateway itself would
 spend). Each level ends with asyncpg's throughput over psycopg's.
 
+    .venv/bin/pip install "psycopg[binary,pool]"       # the contender (asyncpg comes with [dev])
     .venv/bin/python bench/ledger_driver.py            # 3 rounds of 4 s per cell
     .venv/bin/python bench/ledger_driver.py --rounds 1 --seconds 2
 """
@@ -81,8 +82,7 @@ async def _asyncpg_charger(url: str, size: int) -> tuple[Charge, Callable[[], Aw
     async def charge(client: bytes, ts: int) -> None:
         async with pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
-                "SELECT balance, credits_used, last_ts FROM accounts WHERE client = $1 "
-                "FOR UPDATE",
+                "SELECT balance, credits_used, last_ts FROM accounts WHERE client = $1 FOR UPDATE",
                 client,
             )
             assert row is not None
@@ -106,8 +106,7 @@ async def _psycopg_charger(url: str, size: int) -> tuple[Charge, Callable[[], Aw
     async def charge(client: bytes, ts: int) -> None:
         async with pool.connection() as conn, conn.transaction():
             cur = await conn.execute(
-                "SELECT balance, credits_used, last_ts FROM accounts WHERE client = %s "
-                "FOR UPDATE",
+                "SELECT balance, credits_used, last_ts FROM accounts WHERE client = %s FOR UPDATE",
                 (client,),
             )
             row = await cur.fetchone()
@@ -199,8 +198,7 @@ def main(argv: list[str] | None = None) -> int:
                     )
     print()
     print(
-        f"{'clients':>7} {'driver':8} {'charges/s':>10} {'p50 ms':>7} {'p99 ms':>7} "
-        f"{'CPU s/1k':>8}"
+        f"{'clients':>7} {'driver':8} {'charges/s':>10} {'p50 ms':>7} {'p99 ms':>7} {'CPU s/1k':>8}"
     )
     for clients in levels:
         rates: dict[str, float] = {}

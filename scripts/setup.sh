@@ -3,7 +3,9 @@
 #   - Debian packages: monero (monerod 0.18, the reference peer), librandomx0, librandomx-dev,
 #     nginx (the reverse proxy in tests/gateway/test_client_address.py), openssl (self-signed
 #     certificates for the TLS tests), systemd (systemd-analyze verify of contrib/rpcpay.service),
-#     chromium and chromium-driver (the dashboard test), wrk (bench/flood_latency.py, bench/observability_overhead.py)
+#     chromium and chromium-driver (the dashboard test), wrk (bench/flood_latency.py,
+#     bench/observability_overhead.py), postgresql (the shared ledger's engine; tests start
+#     private clusters with its initdb, never the system service)
 #   - .venv in the repo root with the project installed editable, with its dev and lottery
 #     extras
 #   - anvil (npm @foundry-rs/anvil, pinned) in .tools/anvil, for the end-to-end chain tests
@@ -17,7 +19,8 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 missing=()
-for pkg in monero librandomx0 librandomx-dev nginx openssl systemd chromium chromium-driver wrk; do
+for pkg in monero librandomx0 librandomx-dev nginx openssl systemd chromium chromium-driver wrk \
+    postgresql; do
     if ! dpkg -s "$pkg" >/dev/null 2>&1; then
         missing+=("$pkg")
     fi
@@ -25,8 +28,18 @@ done
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "setup: installing Debian packages: ${missing[*]}"
     $SUDO apt-get update -qq
+    # policy-rc.d answering 101 keeps the postgresql package from starting its system
+    # service (tests run private clusters); an operator's own policy-rc.d is left alone.
+    made_policy=""
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        $SUDO sh -c 'printf "#!/bin/sh\nexit 101\n" >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d'
+        made_policy="yes"
+    fi
+    status=0
     $SUDO env DEBIAN_FRONTEND=noninteractive \
-        apt-get install -y -qq --no-install-recommends "${missing[@]}"
+        apt-get install -y -qq --no-install-recommends "${missing[@]}" || status=$?
+    [ -z "$made_policy" ] || $SUDO rm -f /usr/sbin/policy-rc.d
+    [ "$status" -eq 0 ] || exit "$status"
 else
     echo "setup: Debian packages present"
 fi

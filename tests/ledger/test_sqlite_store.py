@@ -222,12 +222,35 @@ def test_version_1_file_gains_the_cheques_table(tmp_path: Path) -> None:
     SqliteLedgerStore(path).close()
     db = sqlite3.connect(path)
     db.execute("DROP TABLE cheques")
+    db.execute("DROP TABLE nonces")
+    db.execute("DROP TABLE leases")
     db.execute("PRAGMA user_version = 1")
     db.commit()
     db.close()
     store = SqliteLedgerStore(path)
     assert store.hold_cheque(_cheque_row(None)) is True
     store.close()
+
+
+def test_version_2_file_gains_the_nonces_and_leases_tables(tmp_path: Path) -> None:
+    path = tmp_path / "l.db"
+    store = SqliteLedgerStore(path)
+    store.save(sample(1))
+    store.close()
+    db = sqlite3.connect(path)
+    db.execute("DROP TABLE nonces")
+    db.execute("DROP TABLE leases")
+    db.execute("PRAGMA user_version = 2")
+    db.commit()
+    db.close()
+    store = SqliteLedgerStore(path)
+    assert store.load(key(1)) == sample(1)
+    store.close()
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    assert db.execute("SELECT count(*) FROM nonces").fetchone()[0] == 0
+    assert db.execute("SELECT count(*) FROM leases").fetchone()[0] == 0
+    db.close()
 
 
 def test_a_held_cheque_is_credited_once_or_withheld(store: SqliteLedgerStore) -> None:

@@ -4,6 +4,13 @@
 - ``store``: the ``LedgerStore`` protocol (SQLite now, PostgreSQL later).
 - ``sqlite_store``: ``SqliteLedgerStore``.
 - ``ledger``: ``Ledger``, the object the gateway calls.
+- ``transactional``: the async seam for many processes on one ledger: a pure rule applied
+  in one transaction (``TransactionalStore.apply``), and the ``ChequeBook``.
+- ``sqlite_async``: ``ThreadedSqliteStore`` (SQLite on a thread of its own).
+- ``pg_store``: ``PostgresLedgerStore`` (asyncpg; the optional ``rpcpay[postgres]`` extra,
+  so it is not imported here).
+- ``shared_ledger``: ``SharedLedger``, the ``Ledger``'s calls over a ``TransactionalStore``
+  (not yet wired into the gateway).
 """
 
 from rpcpay.ledger.account import (

@@ -34,17 +34,20 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 from rpcpay.errors import LedgerError
 from rpcpay.ledger.account import Account
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """``PRAGMA user_version`` of the layout below; 0 means a new, empty file. Version 1
-had only ``accounts``; opening it adds ``cheques`` (version 2) in place."""
+had only ``accounts``, version 2 no ``nonces`` nor ``leases``; opening either adds what it
+lacks in place."""
+
+T = TypeVar("T")
 
 _TWO_64 = 2**64
 _I64_MAX = 2**63 - 1
@@ -79,6 +82,27 @@ CREATE TABLE cheques (
 ) WITHOUT ROWID
 """
 _INDEX_CHEQUES = "CREATE INDEX cheques_by_lottery ON cheques (lottery)"
+
+# A share's nonce, recorded in the transaction that books the share: the primary key is
+# what makes a nonce count once across every process on this file.
+_CREATE_NONCES = """
+CREATE TABLE nonces (
+    client BLOB NOT NULL CHECK (length(client) = 32),
+    job_id BLOB NOT NULL,
+    nonce INTEGER NOT NULL,
+    expires INTEGER NOT NULL,
+    PRIMARY KEY (client, job_id, nonce)
+) WITHOUT ROWID
+"""
+
+# Who may act alone for everyone on this file (e.g. claim a lottery's win), until when.
+_CREATE_LEASES = """
+CREATE TABLE leases (
+    name TEXT PRIMARY KEY NOT NULL,
+    holder TEXT NOT NULL,
+    until INTEGER NOT NULL
+) WITHOUT ROWID
+"""
 _INSERT_CHEQUE = (
     "INSERT INTO cheques (cheque_id, lottery, wire, client, credits, reveal_block, received) "
     "VALUES (?, ?, ?, ?, ?, ?, ?)"
@@ -197,6 +221,10 @@ class SqliteLedgerStore:
             if version in (0, 1):
                 db.execute(_CREATE_CHEQUES)
                 db.execute(_INDEX_CHEQUES)
+            # Version 2 lacks the shared record of submitted nonces, and the leases.
+            if version in (0, 1, 2):
+                db.execute(_CREATE_NONCES)
+                db.execute(_CREATE_LEASES)
                 db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             # Anything but the current schema is a file we do not understand.
             elif version != SCHEMA_VERSION:
@@ -262,6 +290,24 @@ class SqliteLedgerStore:
                 raise
         except sqlite3.Error as exc:
             raise LedgerError(f"cannot write ledger {self.path}: {exc}") from exc
+
+    def transaction(self, work: Callable[[sqlite3.Connection], tuple[T, bool]]) -> T:
+        """Run ``work`` inside ``BEGIN IMMEDIATE``: it returns (result, commit?). Rolled back
+        if it says so or raises. Other writers (processes, or stores on the same file) wait
+        up to the 5 s busy timeout for the write lock, then this raises ``LedgerError``."""
+        db = self._conn()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                result, commit = work(db)
+                db.execute("COMMIT" if commit else "ROLLBACK")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise LedgerError(f"cannot write ledger {self.path}: {exc}") from exc
+        return result
 
     def save_with_cheque(self, account: Account, cheque: ChequeRow) -> bool:
         """Record a credited cheque and upsert its client's account in ONE transaction.

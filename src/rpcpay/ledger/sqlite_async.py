@@ -1,0 +1,304 @@
+"""``TransactionalStore`` on one SQLite file, without blocking the event loop.
+
+Every call runs on one dedicated thread that owns the ``SqliteLedgerStore`` (its
+connection is created there, as ``sqlite3`` wants), so an fsync of the WAL waits on that
+thread while the event loop goes on serving. One thread per store keeps the calls in
+order and needs no locking in Python; SQLite itself serializes writers across threads and
+processes.
+
+Transactions: a step runs inside ``BEGIN IMMEDIATE``, which takes the write lock before
+the account is read, so no other writer (another store on the same file, another
+process) can change it between the read and the write. Waiting for that lock is SQLite's
+busy handler, bounded by the store's 5 s busy timeout, after which ``LedgerError`` is
+raised: there are no serialization failures to retry in this engine.
+
+Cost, measured by bench/ledger_store.py on the 2-core CI machine (one charging task, p50
+per charge, against ``SqliteLedgerStore`` called straight from the loop): 0.065 ms against
+0.020 ms with ``synchronous=normal``, 0.22 ms against 0.12 ms with ``full``; the hop to the
+thread and back is the difference. That disk fsyncs in about 0.1 ms; on a disk whose fsync
+takes milliseconds, the direct call would stall every connection of the process for that
+long, while here only the charging request waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from pathlib import Path
+from typing import Literal, TypeVar
+
+from rpcpay.errors import LedgerError
+from rpcpay.ledger import account as rules
+from rpcpay.ledger.account import DEFAULT_FLUSH_AGE, DEFAULT_ZERO_FLUSH_AGE, Account
+from rpcpay.ledger.sqlite_store import (
+    _INSERT_CHEQUE,
+    _SELECT,
+    _UPSERT,
+    ChequeRow,
+    SqliteLedgerStore,
+    _cheque_params,
+    account_to_row,
+    decode_u64,
+    encode_u64,
+    row_to_account,
+)
+from rpcpay.ledger.transactional import (
+    Applied,
+    ChequeJoin,
+    CreditHeld,
+    RecordCheque,
+    RecordNonce,
+    Step,
+    settle,
+)
+
+R = TypeVar("R")
+T = TypeVar("T")
+
+
+def _join_cheque(db: sqlite3.Connection, cheque: ChequeJoin) -> bool:
+    """Write the cheque's side of a credit; False if the cheque book refuses it."""
+    # A cheque is recorded once: a second insert of its id changes nothing.
+    if isinstance(cheque, RecordCheque):
+        sql = _INSERT_CHEQUE.replace("INSERT", "INSERT OR IGNORE", 1)
+        return db.execute(sql, _cheque_params(cheque.cheque)).rowcount == 1
+    # A held cheque is released once, and only while it is still pending.
+    assert isinstance(cheque, CreditHeld)
+    cursor = db.execute(
+        "UPDATE cheques SET outcome = NULL WHERE cheque_id = ? AND outcome = 'pending'",
+        (cheque.cheque_id,),
+    )
+    return cursor.rowcount == 1
+
+
+def _settle_in(db: sqlite3.Connection, client: bytes, step: Step[R], now: int) -> Applied[R]:
+    """Read the account, run ``step``, write the result if it must be written."""
+    row = db.execute(_SELECT + " WHERE client = ?", (client,)).fetchone()
+    old = None if row is None else row_to_account(row)
+    new, outcome, write = settle(client, old, step, now)
+    if write:
+        db.execute(_UPSERT, account_to_row(new))
+    return Applied(outcome, new, stored=write or old is not None)
+
+
+def _apply_in(
+    db: sqlite3.Connection,
+    client: bytes,
+    step: Step[R],
+    cheque: ChequeJoin | None,
+    now: int,
+) -> tuple[Applied[R] | None, bool]:
+    """The body of one ``apply`` transaction: (what to return, commit?)."""
+    # A refused cheque writes nothing, not even the cheque.
+    if cheque is not None and not _join_cheque(db, cheque):
+        return None, False
+    return _settle_in(db, client, step, now), True
+
+
+def _apply_nonce_in(
+    db: sqlite3.Connection,
+    client: bytes,
+    nonce: RecordNonce,
+    fresh: Step[R],
+    dupe: Step[R],
+    now: int,
+) -> tuple[Applied[R], bool]:
+    """The body of one ``apply_with_nonce`` transaction."""
+    cursor = db.execute(
+        "INSERT OR IGNORE INTO nonces (client, job_id, nonce, expires) VALUES (?, ?, ?, ?)",
+        (client, nonce.job_id, encode_u64(nonce.nonce), encode_u64(nonce.expires)),
+    )
+    # A nonce whose row was there already is a duplicate, whoever recorded it.
+    step = fresh if cursor.rowcount == 1 else dupe
+    return _settle_in(db, client, step, now), True
+
+
+def _forget_nonces_in(db: sqlite3.Connection, now: int) -> tuple[int, bool]:
+    """Delete expired nonces (compared in Python: u64 columns do not compare in SQLite)."""
+    rows = db.execute("SELECT client, job_id, nonce, expires FROM nonces").fetchall()
+    doomed = [(c, j, n) for c, j, n, e in rows if decode_u64(e) < now]
+    db.executemany("DELETE FROM nonces WHERE client = ? AND job_id = ? AND nonce = ?", doomed)
+    return len(doomed), True
+
+
+def _forget_in(db: sqlite3.Connection, now: int, idle_s: int, zero_idle_s: int) -> tuple[int, bool]:
+    """Delete the idle rows (decided in Python: u64 columns do not compare in SQLite)."""
+    doomed = [
+        (acct.client,)
+        for acct in map(row_to_account, db.execute(_SELECT).fetchall())
+        if rules.is_forgettable(acct, now, idle_s, zero_idle_s)
+    ]
+    db.executemany("DELETE FROM accounts WHERE client = ?", doomed)
+    return len(doomed), True
+
+
+def _take_lease_in(
+    db: sqlite3.Connection, name: str, holder: str, now: int, ttl_s: int
+) -> tuple[bool, bool]:
+    """Take or renew a lease (decided in Python: u64 columns do not compare in SQLite)."""
+    row = db.execute("SELECT holder, until FROM leases WHERE name = ?", (name,)).fetchone()
+    # Another holder's lease that has not run out keeps the name.
+    if row is not None and row[0] != holder and decode_u64(row[1]) >= now:
+        return False, False
+    until = encode_u64(min(now + ttl_s, rules.U64_MAX))
+    db.execute(
+        "INSERT INTO leases (name, holder, until) VALUES (?, ?, ?) ON CONFLICT (name) "
+        "DO UPDATE SET holder = excluded.holder, until = excluded.until",
+        (name, holder, until),
+    )
+    return True, True
+
+
+class ThreadedSqliteStore:
+    """Accounts and cheques in one SQLite file, served from a thread of their own."""
+
+    def __init__(self, executor: ThreadPoolExecutor, store: SqliteLedgerStore) -> None:
+        self._executor = executor
+        self._store = store
+        self._closed = False
+        self.path = store.path
+        self.cheques = ThreadedSqliteChequeBook(self)
+
+    @classmethod
+    async def open(
+        cls, path: Path, *, synchronous: Literal["normal", "full"] = "full"
+    ) -> ThreadedSqliteStore:
+        """Open (creating or migrating) the ledger at ``path`` on a new thread."""
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-sqlite")
+        loop = asyncio.get_running_loop()
+        try:
+            store = await loop.run_in_executor(
+                executor, partial(SqliteLedgerStore, path, synchronous=synchronous)
+            )
+        except BaseException:
+            executor.shutdown(wait=False)
+            raise
+        return cls(executor, store)
+
+    async def run(self, call: Callable[[SqliteLedgerStore], T]) -> T:
+        """Run ``call`` with the synchronous store, on the store's thread."""
+        # A closed store cannot be used again.
+        if self._closed:
+            raise LedgerError(f"ledger {self.path} is closed")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, call, self._store)
+
+    async def apply(self, client: bytes, step: Step[R], *, now: int) -> Applied[R]:
+        """Run ``step`` on ``client``'s account in one ``BEGIN IMMEDIATE`` transaction."""
+        applied = await self.run(
+            lambda s: s.transaction(lambda db: _apply_in(db, client, step, None, now))
+        )
+        assert applied is not None  # only a refused cheque makes None
+        return applied
+
+    async def apply_with_cheque(
+        self, client: bytes, step: Step[R], cheque: ChequeJoin, *, now: int
+    ) -> Applied[R] | None:
+        """``apply`` with the cheque's row in the same transaction; None if it is refused."""
+        return await self.run(
+            lambda s: s.transaction(lambda db: _apply_in(db, client, step, cheque, now))
+        )
+
+    async def apply_with_nonce(
+        self, client: bytes, nonce: RecordNonce, fresh: Step[R], dupe: Step[R], *, now: int
+    ) -> Applied[R]:
+        """Record ``nonce`` and run ``fresh`` (``dupe`` if it was recorded), one transaction."""
+        return await self.run(
+            lambda s: s.transaction(lambda db: _apply_nonce_in(db, client, nonce, fresh, dupe, now))
+        )
+
+    async def forget_nonces(self, now: int) -> int:
+        """Delete the nonces of jobs expired before ``now``; how many."""
+        return await self.run(lambda s: s.transaction(lambda db: _forget_nonces_in(db, now)))
+
+    async def get(self, client: bytes) -> Account | None:
+        """The stored account of ``client``, or None."""
+        return await self.run(lambda s: s.load(client))
+
+    async def accounts(self) -> list[Account]:
+        """Every stored account."""
+        return await self.run(lambda s: list(s.iter_accounts()))
+
+    async def count(self) -> int:
+        """How many accounts are stored."""
+        return await self.run(lambda s: s.count())
+
+    async def forget_idle(
+        self,
+        now: int,
+        idle_s: int = DEFAULT_FLUSH_AGE,
+        zero_idle_s: int = DEFAULT_ZERO_FLUSH_AGE,
+    ) -> int:
+        """Delete the idle accounts in one transaction; how many."""
+        return await self.run(
+            lambda s: s.transaction(lambda db: _forget_in(db, now, idle_s, zero_idle_s))
+        )
+
+    async def close(self) -> None:
+        """Close the file on its thread, then end the thread. Idempotent."""
+        # Closing twice is allowed and does nothing.
+        if self._closed:
+            return
+        try:
+            await self.run(lambda s: s.close())
+        finally:
+            self._closed = True
+            self._executor.shutdown(wait=False)
+
+
+class ThreadedSqliteChequeBook:
+    """The cheque book of a ``ThreadedSqliteStore`` (its file, its thread)."""
+
+    def __init__(self, store: ThreadedSqliteStore) -> None:
+        self._store = store
+
+    async def hold_pending(self, cheque: ChequeRow) -> bool:
+        return await self._store.run(lambda s: s.hold_pending(cheque))
+
+    async def withhold_pending(self, cheque_id: bytes, outcome: str) -> None:
+        await self._store.run(lambda s: s.withhold_pending(cheque_id, outcome))
+
+    async def pending_cheque(self, cheque_id: bytes) -> ChequeRow | None:
+        return await self._store.run(lambda s: s.pending_cheque(cheque_id))
+
+    async def pending_cheques(self) -> list[ChequeRow]:
+        return await self._store.run(lambda s: s.pending_cheques())
+
+    async def hold_cheque(self, cheque: ChequeRow) -> bool:
+        return await self._store.run(lambda s: s.hold_cheque(cheque))
+
+    async def hold_evidence(self, cheque: ChequeRow, outcome: str) -> None:
+        await self._store.run(lambda s: s.hold_evidence(cheque, outcome))
+
+    async def hold_evidence_outcome(self, cheque_id: bytes, outcome: str) -> None:
+        await self._store.run(lambda s: s.hold_evidence_outcome(cheque_id, outcome))
+
+    async def cheques_with_outcome(self, outcome: str) -> list[ChequeRow]:
+        return await self._store.run(lambda s: s.cheques_with_outcome(outcome))
+
+    async def cheques_of(self, lottery: bytes) -> list[ChequeRow]:
+        return await self._store.run(lambda s: s.cheques_of(lottery))
+
+    async def open_lotteries(self) -> list[tuple[bytes, int]]:
+        return await self._store.run(lambda s: s.open_lotteries())
+
+    async def close_lottery(self, lottery: bytes, outcome: str) -> None:
+        await self._store.run(lambda s: s.close_lottery(lottery, outcome))
+
+    async def outcomes(self) -> dict[bytes, str]:
+        return await self._store.run(lambda s: s.outcomes())
+
+    async def take_lease(self, name: str, holder: str, now: int, ttl_s: int) -> bool:
+        return await self._store.run(
+            lambda s: s.transaction(lambda db: _take_lease_in(db, name, holder, now, ttl_s))
+        )
+
+    async def release_lease(self, name: str, holder: str) -> None:
+        def release(db: sqlite3.Connection) -> tuple[None, bool]:
+            db.execute("DELETE FROM leases WHERE name = ? AND holder = ?", (name, holder))
+            return None, True
+
+        await self._store.run(lambda s: s.transaction(release))
