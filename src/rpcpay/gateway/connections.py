@@ -306,13 +306,31 @@ class Tarpit:
         await asyncio.sleep(self.delay_s)
 
 
+class InFlight:
+    """The tasks of the requests being handled now.
+
+    aiohttp cancels a handler still running when the shutdown grace ends, but does not wait
+    for it; a cancelled paid call refunds its charge on the way out, so the gateway must let
+    those handlers finish before it closes the ledger (``drain``)."""
+
+    def __init__(self) -> None:
+        self.tasks: set[asyncio.Task[object]] = set()
+
+    async def drain(self, timeout_s: float) -> None:
+        """Wait up to ``timeout_s`` for every handler still running to end."""
+        pending = [t for t in self.tasks if not t.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=timeout_s)
+
+
 def guard_requests(
     handler: Handler,
     limits: ConnectionLimits,
     address: Callable[[web.BaseRequest], str] = peer_address,
+    inflight: InFlight | None = None,
 ) -> Handler:
     """``handler`` behind the body-read timeout and the refusal tarpit (keyed by ``address``),
-    telling its connection when it is busy."""
+    telling its connection when it is busy, with its task in ``inflight`` while it runs."""
     tarpit = Tarpit(
         limits.refusal_burst, limits.refusals_per_second, limits.refusal_delay_s, address
     )
@@ -321,6 +339,9 @@ def guard_requests(
         connection = request.protocol
         if isinstance(connection, GuardedHandler):
             connection.request_started()
+        task = asyncio.current_task()
+        if inflight is not None and task is not None:
+            inflight.tasks.add(task)
         try:
             try:
                 # The whole body, within the body timeout (read() keeps it for the handler).
@@ -335,6 +356,8 @@ def guard_requests(
             await tarpit.after(request, response)
             return response
         finally:
+            if inflight is not None and task is not None:
+                inflight.tasks.discard(task)
             if isinstance(connection, GuardedHandler):
                 connection.request_done()
 

@@ -26,6 +26,7 @@ from rpcpay.gateway.client_address import TrustedProxies
 from rpcpay.gateway.connections import (
     ConnectionLimits,
     GuardedServer,
+    InFlight,
     check_connection_limits,
     guard_requests,
 )
@@ -59,6 +60,8 @@ log = logging.getLogger("rpcpay.gateway")
 
 HOUSEKEEPING_INTERVAL_S = 60.0
 LISTEN_BACKLOG = 1024
+SHUTDOWN_DRAIN_S = 5.0
+"""How long close() waits, after the grace, for cancelled handlers to finish refunding."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +191,7 @@ class RunningGateway:
     admin: AdminHandler | None = None
     observed: ObservedHandler | None = None
     history: History | None = None
+    inflight: InFlight = field(default_factory=InFlight)
 
     def swap_core(self, core: GatewayCore) -> None:
         """Serve from ``core`` from now on (a SIGHUP reload's prices and proxies)."""
@@ -211,6 +215,8 @@ class RunningGateway:
             await self.history.close()
         # Listeners stop together, so shutdown takes one grace period, not one per listener.
         await asyncio.gather(*(runner.cleanup() for runner in self.runners))
+        # Handlers cancelled past the grace refund their charges as they unwind.
+        await self.inflight.drain(SHUTDOWN_DRAIN_S)
         if self.cheques is not None:
             await self.cheques.close()
         await self.jobs.close()
@@ -241,6 +247,7 @@ def _server(
     max_body: int,
     limits: ConnectionLimits,
     address: Callable[[web.BaseRequest], str] = peer_address,
+    inflight: InFlight | None = None,
 ) -> web.Server:
     """aiohttp's low-level server: every path goes to one handler, with no router or
     middleware in the hot path of a paid call, behind the connection bounds. ``address`` names
@@ -255,7 +262,7 @@ def _server(
         )
 
     return GuardedServer(
-        guard_requests(handler_fn, limits, address),
+        guard_requests(handler_fn, limits, address, inflight),
         limits=limits,
         request_factory=make_request,
         access_log=None,
@@ -462,8 +469,9 @@ async def _assemble(
     observed = ObservedHandler(public.handle, config.proxies, sinks) if sinks else None
     if observed is not None:
         handle = observed.handle
+    inflight = InFlight()
     runner, public_port = await _listen(
-        _server(handle, config.max_body_bytes, config.connections, public.peer),
+        _server(handle, config.max_body_bytes, config.connections, public.peer, inflight),
         config.bind_ip,
         config.bind_port,
         config.shutdown_grace_s,
@@ -521,6 +529,7 @@ async def _assemble(
         admin,
         observed,
         history,
+        inflight,
     )
 
 
