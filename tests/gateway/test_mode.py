@@ -16,7 +16,8 @@ import pytest
 from aiohttp import web
 
 from rpcpay.errors import ConfigError
-from rpcpay.gateway.mode import check_upstream_url, mode_of_answer, told_mode
+from rpcpay.gateway.mode import mode_of_answer, told_mode
+from rpcpay.gateway.preflight import check_http_url
 from tests.gateway.conftest import ToyBackend, post, rpc
 from tests.support.monerod import TEST_ADDRESS, MonerodProcess, free_port
 from tests.support.processes import stop_process
@@ -53,7 +54,7 @@ def test_monero_flags_decide_and_conflicts_are_refused() -> None:
     assert mode_of_answer(200, b'{"hash": "ab", "height": 3, "status": "OK"}') == "monero"
     assert mode_of_answer(404, b"Unknown endpoint") == "jsonrpc"
     assert mode_of_answer(200, b'{"jsonrpc": "2.0", "error": {}}') == "jsonrpc"
-    check_upstream_url("https://host.example/v3/KEY")
+    check_http_url("--upstream", "https://host.example/v3/KEY")
 
 
 def _serve(upstream: str, data_dir: Path, port: int, *extra: str) -> subprocess.Popen[bytes]:

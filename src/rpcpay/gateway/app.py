@@ -33,6 +33,7 @@ from rpcpay.gateway.costs import (
 from rpcpay.gateway.info_cache import InfoCache
 from rpcpay.gateway.jsoncodec import decode_json, encode_json
 from rpcpay.gateway.observe import note_call
+from rpcpay.gateway.param_checks import is_uint
 from rpcpay.gateway.payment import Charge, PaymentService
 from rpcpay.gateway.paywall import JsonRpcPaywall
 from rpcpay.gateway.protocol import (
@@ -52,6 +53,7 @@ from rpcpay.gateway.protocol import (
 )
 from rpcpay.gateway.tracking import Tracker
 from rpcpay.gateway.upstream import Upstream, UpstreamReply
+from rpcpay.ledger.account import U64_MAX
 from rpcpay.lottery.cheque import STAMPED_CHEQUE_LENGTH
 from rpcpay.lottery.gossip import FROM_HEADER, GOSSIP_PATH, split_batch
 
@@ -83,10 +85,6 @@ class GatewayCore:
 
 def json_response(document: JSON, status: int = 200) -> web.Response:
     return web.Response(body=encode_json(document), status=status, content_type="application/json")
-
-
-def _is_uint(value: JSON, limit: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= limit
 
 
 async def read_json_body(request: web.BaseRequest) -> JSON:
@@ -236,7 +234,7 @@ class PublicHandler:
         elif method == "rpc_access_submit_nonce":
             nonce, cookie = params.get("nonce", 0), params.get("cookie", 0)
             # nonce and cookie are u32 numbers.
-            if not _is_uint(nonce, U32_MAX) or not _is_uint(cookie, U32_MAX):
+            if not is_uint(nonce, U32_MAX) or not is_uint(cookie, U32_MAX):
                 raise RpcFault(INVALID_PARAMS, "Invalid params")
             result = await payment.submit_nonce(client, nonce, cookie, peer)
         else:
@@ -248,7 +246,7 @@ class PublicHandler:
         """rpc_access_pay: a third party's paywall debits the client's credits."""
         paying_for, amount = params.get("paying_for", ""), params.get("payment", 0)
         # paying_for is a label and payment a u64 amount.
-        if not isinstance(paying_for, str) or not _is_uint(amount, 2**64 - 1):
+        if not isinstance(paying_for, str) or not is_uint(amount, U64_MAX):
             raise RpcFault(INVALID_PARAMS, "Invalid params")
         payment = self.core.payment
         # The client id must verify before anything else (error, not status).

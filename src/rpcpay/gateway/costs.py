@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any, Final
 
 from rpcpay.errors import ConfigError
-from rpcpay.gateway.param_checks import U64_MAX, bad_number
+from rpcpay.gateway.param_checks import bad_number, is_uint
+from rpcpay.ledger.account import U64_MAX
 
 JSON = Any
 
@@ -84,7 +85,7 @@ def _list_len(params: Mapping[str, JSON], name: str) -> int:
 def _uint(params: Mapping[str, JSON], name: str) -> int:
     value = params.get(name, 0)
     # A numeric parameter must be a u64 integer (bool is not a number here).
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= U64_MAX:
+    if not is_uint(value, U64_MAX):
         raise PriceError(f"'{name}' must be an integer from 0 to {U64_MAX}")
     return value
 

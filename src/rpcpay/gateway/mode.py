@@ -1,6 +1,7 @@
 """What the upstream is: monerod or any JSON-RPC service. Never a silent guess.
 
-- ``--upstream`` must be an ``http://`` or ``https://`` URL with a host (``check_upstream_url``).
+- ``--upstream`` must be an ``http://`` or ``https://`` URL with a host
+  (``preflight.check_http_url``, checked with the other flags).
 - Told (``--upstream-kind``), the gateway believes it; ``--upstream-kind jsonrpc`` together with
   a Monero-only flag is refused, since that flag would do nothing.
 - ``--rpc-payment-address`` or any other Monero-only flag (``MONERO_ONLY_FLAGS``) means monero.
@@ -19,7 +20,6 @@ from collections.abc import Awaitable, Callable
 from typing import Final, Literal
 
 from rpcpay.errors import ConfigError, UpstreamError
-from rpcpay.gateway.preflight import check_http_url
 from rpcpay.gateway.upstream import Upstream
 
 log = logging.getLogger("rpcpay.gateway")
@@ -35,11 +35,6 @@ MONERO_ONLY_FLAGS: Final = (
     "--cache-mb",
     "--cache-margin",
 )
-
-
-def check_upstream_url(url: str) -> None:
-    """Refuse an upstream that is not an http(s) URL with a host, in one line."""
-    check_http_url("--upstream", url)
 
 
 def told_mode(kind: Kind, monero_flags: tuple[str, ...]) -> Mode | None:

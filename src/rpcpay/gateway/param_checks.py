@@ -11,12 +11,13 @@ monerod's default and is not checked.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Any, Final, TypeGuard
+
+from rpcpay.ledger.account import U64_MAX
 
 JSON = Any
 
 U8_MAX: Final = 2**8 - 1
-U64_MAX: Final = 2**64 - 1
 
 _U64: Final = U64_MAX
 
@@ -48,7 +49,7 @@ OBJECT_LISTS: Final[Mapping[str, tuple[str, tuple[str, ...]]]] = {
 }
 
 
-def is_uint(value: JSON, limit: int) -> bool:
+def is_uint(value: JSON, limit: int) -> TypeGuard[int]:
     """An integer (not a bool) in ``0..limit``."""
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= limit
 

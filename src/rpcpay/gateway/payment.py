@@ -37,7 +37,7 @@ from rpcpay.gateway.protocol import (
 from rpcpay.gateway.sessions import ClientSession, SessionTable
 from rpcpay.gateway.shares import VERDICT_ERRORS, Admission, Verdict, admit_share
 from rpcpay.gateway.tracking import HashRate
-from rpcpay.ledger.account import ShareOutcome
+from rpcpay.ledger.account import U64_MAX, ShareOutcome
 from rpcpay.ledger.ledger import Ledger
 from rpcpay.pow.difficulty import check_hash
 from rpcpay.wire.block import set_nonce
@@ -46,7 +46,6 @@ from rpcpay.wire.client_id import ClientAuth
 log = logging.getLogger("rpcpay.payment")
 
 U32 = 0xFFFFFFFF
-U64_MAX = 2**64 - 1
 
 
 class Hasher(Protocol):

@@ -36,13 +36,13 @@ from rpcpay.gateway.info_cache import InfoCache
 from rpcpay.gateway.jobs import JobSource
 from rpcpay.gateway.limits import AbuseGuard, AbuseLimits
 from rpcpay.gateway.metrics import GatewayMetrics, MeteredLedger, MeteredUpstream, TimedHasher
-from rpcpay.gateway.mode import check_upstream_url, detect_mode
+from rpcpay.gateway.mode import detect_mode
 from rpcpay.gateway.monerod_jobs import MonerodJobSource
 from rpcpay.gateway.observe import AccessLog, CallSink, ObservedHandler
 from rpcpay.gateway.ops_pages import OpsPages
 from rpcpay.gateway.payment import Hasher, PaymentService, PaymentSettings, is_loopback
 from rpcpay.gateway.peers import peer_address
-from rpcpay.gateway.preflight import prepare_data_dir
+from rpcpay.gateway.preflight import check_http_url, prepare_data_dir
 from rpcpay.gateway.reload import reload_gateway
 from rpcpay.gateway.synthetic_jobs import SyntheticJobSource
 from rpcpay.gateway.tls import server_tls_context
@@ -130,7 +130,7 @@ def check_config(config: GatewayConfig) -> None:
     # Upstream and shutdown bounds are positive seconds.
     if not 0 < config.upstream_timeout_s <= 3600 or not 0 < config.shutdown_grace_s <= 3600:
         raise ConfigError("--upstream-timeout and --shutdown-grace must be 0 to 3600 seconds")
-    check_upstream_url(config.upstream)
+    check_http_url("--upstream", config.upstream)
 
 
 def check_lottery(settings: LotterySettings) -> None:
