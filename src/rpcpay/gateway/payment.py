@@ -296,7 +296,7 @@ class PaymentService:
             True, STATUS_OK, result.credits, top_hash, auth.public_key, amount, auth.timestamp_us
         )
 
-    def charge_more(self, first: Charge, amount: int) -> Charge:
+    async def charge_more(self, first: Charge, amount: int) -> Charge:
         """monerod's second, same-timestamp charge (``CHECK_PAYMENT_SAME_TS``) for a call
         whose first charge passed: the client id was verified then, so it is not again."""
         # Nothing more to pay, or a call that was free in the first place.
@@ -318,7 +318,7 @@ class PaymentService:
             first.timestamp_us,
         )
 
-    def refund(self, charge: Charge) -> int:
+    async def refund(self, charge: Charge) -> int:
         """Give back a charge whose call the upstream failed to answer; the new balance."""
         if charge.client is None or charge.amount == 0:
             return charge.credits
