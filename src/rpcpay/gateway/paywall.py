@@ -19,6 +19,10 @@ Contract (docs/gateway.md, "The paywall for JSON-RPC backends"):
   cheap one.
 - Notifications are forwarded and charged like calls, and get no answer (HTTP 204 when
   nothing at all is left to answer).
+
+The paywall is a pipeline envelope (``rpcpay.gateway.pipeline``): the charge, the refund and
+the tracking are the pipeline's; here are the parsing, the pricing, the splice and the
+answers' shapes.
 """
 
 from __future__ import annotations
