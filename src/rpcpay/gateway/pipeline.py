@@ -27,16 +27,24 @@ The base owns the money and its order, and an envelope may not change it:
      envelope's ``failed`` answers with the balance after the refund;
    - the call is shed by its slot (``Shed``): ``shed`` answers (default: as ``failed``);
    - the envelope finds the call unservable after the charge (``CallRefused``: its answer);
-   - the call is cancelled (shutdown past its grace): the refund runs as a task of its own,
-     which a second cancellation cannot stop and ``InFlight.drain`` waits for.
+   - the call is cancelled (shutdown past its grace) while it is fetched or its second
+     charge is made: the first charge is refunded in a task of its own, which a second
+     cancellation cannot stop and ``InFlight.drain`` waits for. (A second charge the store
+     committed just before the cancellation landed is not known here and stays charged.)
    Never refunded: an answer the upstream gave with its own error (it did the work), and
    the first charge when the second is refused (monerod keeps it too).
 4. The second, same-timestamp charge (``PaymentService.charge_more``) of ``price_after``;
-   refused, the envelope's ``refuse`` answers with the balance left.
+   refused, the envelope's ``refuse`` answers with the balance left (noted ``unpaid`` and
+   tracked with the first charge's credits, which it kept).
 5. Stamp (only charged or admitted calls), then track: ``observe.note_call`` (the access log
    and the metrics) and the ``Tracker`` behind rpc_access_tracking.
 
-Refusals before the charge (bad input, unknown method) are the fronts' and are not tracked.
+Refusals before the charge (bad input, unknown method) are the fronts'; they and refused
+first charges are noted for the access log but not tracked.
+
+The seams are for issue 14 (free tier, paid priority): ``Seams(free_tier, slots)`` is given
+to ``PublicHandler``. A call's class is ``paid`` when its charge debited a verified client,
+and ``free`` for everything else (free methods, free loopback, the free tier's admissions).
 """
 
 from __future__ import annotations
@@ -265,7 +273,11 @@ class Pipeline(Generic[R, A]):
         if charge is not None:
             more = self.price_after(call, answer)
             if more > 0:
-                final = await payment.charge_more(charge, more)
+                try:
+                    final = await payment.charge_more(charge, more)
+                except asyncio.CancelledError:  # the client will never see the answer
+                    await self._refund_despite_cancel(charge)
+                    raise
                 if not final.ok:
                     # The first charge stands (monerod keeps it); the answer is withheld.
                     note_call(outcome="unpaid", credits=paid)
