@@ -274,3 +274,35 @@ async def test_a_shed_call_is_refunded_and_never_forwarded(
         assert answer["credits"] == 7  # paid calls still pass
     assert slots.entered == [("free", "127.0.0.1"), ("paid", "127.0.0.1")]
     assert len(toy_backend.requests) == 1
+
+
+class ClosedSlots:
+    """Slots that never open (a queue that never moves)."""
+
+    def slot(self, klass: CallClass, address: str) -> AbstractAsyncContextManager[object]:
+        return self._never()
+
+    @asynccontextmanager
+    async def _never(self) -> AsyncIterator[object]:
+        await asyncio.Event().wait()
+        yield None
+
+
+async def test_waiting_for_a_slot_counts_against_the_upstream_timeout(
+    toy_backend: ToyBackend, tmp_path: Path
+) -> None:
+    gateway = await start_gateway(
+        gateway_config(toy_backend.url, tmp_path / "gw", upstream_timeout_s=0.5)
+    )
+    try:
+        handler = PublicHandler(gateway.core, gateway.inflight, Seams(slots=ClosedSlots()))
+        key = ClientKey()
+        await fund(gateway, key, 100)
+        async with listener(handler) as port:
+            started = time.monotonic()
+            _, answer = await post(port, "/", rpc("eth_blockNumber", [], client=key.client_id()))
+            assert time.monotonic() - started < 5
+        assert answer["error"]["code"] == -32003 and answer["credits"] == 100, answer
+        assert toy_backend.requests == []
+    finally:
+        await gateway.close()
