@@ -9,6 +9,7 @@ import json
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -176,6 +177,28 @@ class AdmitEveryone:
         return Admitted(Charge(True, "OK", 0, refused.top_hash))
 
 
+@dataclass(frozen=True, slots=True)
+class FromAllowance(Admitted):
+    """An admission that took the price from an allowance, and hears when to give it back."""
+
+    given_back: list[int] = field(default_factory=list)
+
+    async def refund(self) -> int:
+        self.given_back.append(self.charge.amount)
+        return 0
+
+
+class AdmitFromAllowance:
+    def __init__(self) -> None:
+        self.admitted: list[FromAllowance] = []
+
+    async def admit(self, call: PaidCall[Any], refused: Charge) -> Admitted | None:
+        assert call.upfront is not None
+        admitted = FromAllowance(Charge(True, "OK", 0, refused.top_hash, None, call.upfront))
+        self.admitted.append(admitted)
+        return admitted
+
+
 class RecordingSlots:
     """Slots that record who asked, and shed free calls when ``shed_free`` is set."""
 
@@ -306,3 +329,17 @@ async def test_waiting_for_a_slot_counts_against_the_upstream_timeout(
         assert toy_backend.requests == []
     finally:
         await gateway.close()
+
+
+async def test_a_free_call_the_upstream_fails_is_given_back_to_its_admission(
+    priced_gateway: RunningGateway, toy_backend: ToyBackend
+) -> None:
+    free_tier = AdmitFromAllowance()
+    handler = PublicHandler(priced_gateway.core, priced_gateway.inflight, Seams(free_tier))
+    toy_backend.failing = True
+    async with listener(handler) as port:
+        _, answer = await post(
+            port, "/", rpc("eth_blockNumber", [], client=ClientKey().client_id())
+        )
+    assert answer["error"]["code"] == -32003, answer
+    assert [a.given_back for a in free_tier.admitted] == [[3]]
