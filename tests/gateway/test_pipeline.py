@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,16 +65,24 @@ async def fund(gateway: RunningGateway, key: ClientKey, amount: int) -> int:
     return int(answer["result"]["credits"])
 
 
-def balance(gateway: RunningGateway, key: ClientKey) -> int:
-    account = gateway.ledger.get(key.public)
-    return account.balance if account is not None else 0
+async def balance(gateway: RunningGateway, key: ClientKey) -> int:
+    """The client's balance, asked of the admin listener (as an operator would)."""
+    return await fund(gateway, key, 0)
 
 
-async def until(check: Callable[[], bool], limit_s: float = 10.0) -> None:
+async def until(check: Callable[[], Awaitable[bool]], limit_s: float = 10.0) -> None:
     deadline = time.monotonic() + limit_s
-    while not check():
+    while not await check():
         assert time.monotonic() < deadline, "condition not met in time"
         await asyncio.sleep(0.02)
+
+
+async def has_balance(gateway: RunningGateway, key: ClientKey, credits: int) -> bool:
+    return await balance(gateway, key) == credits
+
+
+async def handler_done(task: asyncio.Task[object]) -> bool:
+    return task.done()
 
 
 async def paid_call(port: int, key: ClientKey, method: str = "eth_blockNumber") -> JSON:
@@ -98,7 +106,7 @@ async def test_a_call_cancelled_mid_forward_by_shutdown_is_refunded(
     key = ClientKey()
     await fund(gateway, key, 100)
     calls = [asyncio.create_task(paid_call(gateway.public_port, key)) for _ in range(3)]
-    await until(lambda: balance(gateway, key) == 97)  # charged, all three waiting upstream
+    await until(lambda: has_balance(gateway, key, 97))  # charged, all three waiting upstream
     await gateway.close()  # past the grace aiohttp cancels them; drain waits for refunds
     assert await asyncio.gather(*calls) == [None, None, None]
     store = SqliteLedgerStore(data_dir / "ledger.sqlite3", synchronous="normal")
@@ -115,10 +123,13 @@ async def test_a_refund_survives_a_second_cancellation(hung: HungBackend, tmp_pa
     payment = gateway.core.payment
     real_refund = payment.refund
     finished: list[int] = []
+    started, release = asyncio.Event(), asyncio.Event()
 
     async def slow_refund(charge: Charge) -> int:
-        # A refund that awaits before it writes, as an async store's does.
-        await asyncio.sleep(0.2)
+        # A refund that awaits before it writes, as an async store's does (held here until
+        # the test lets it go).
+        started.set()
+        await release.wait()
         credits = await real_refund(charge)
         finished.append(credits)
         return credits
@@ -128,17 +139,18 @@ async def test_a_refund_survives_a_second_cancellation(hung: HungBackend, tmp_pa
         key = ClientKey()
         await fund(gateway, key, 100)
         call = asyncio.create_task(paid_call(gateway.public_port, key))
-        await until(lambda: balance(gateway, key) == 99)
+        await until(lambda: has_balance(gateway, key, 99))
         handlers = [t for t in gateway.inflight.tasks if not t.done()]
         assert len(handlers) == 1
         handlers[0].cancel()
-        await asyncio.sleep(0.05)  # the refund has started ...
+        await asyncio.wait_for(started.wait(), 10)  # the refund has started ...
         handlers[0].cancel()  # ... and the handler is cancelled again, before it ends
-        await until(handlers[0].done)
+        await until(lambda: handler_done(handlers[0]))
         assert finished == []  # the handler is gone; its refund is not done yet
+        release.set()
         await gateway.inflight.drain(5.0)  # what shutdown waits for
         assert finished == [100]
-        assert balance(gateway, key) == 100
+        assert await balance(gateway, key) == 100
         call.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await call
@@ -158,7 +170,7 @@ async def test_the_forward_is_bounded_by_the_upstream_timeout(
         assert time.monotonic() - started < 5
         assert answer["error"]["code"] == -32003, answer
         assert answer["credits"] == 100  # refunded before the client heard
-        assert balance(gateway, key) == 100
+        assert await balance(gateway, key) == 100
     finally:
         await gateway.close()
 
