@@ -246,8 +246,11 @@ class Pipeline(Generic[R, A]):
         """The HTTP answer when the upstream failed; ``credits``: the balance, refunded."""
         raise NotImplementedError
 
-    def shed(self, call: PaidCall[R], charge: Charge | None, credits: int) -> web.Response:
-        """The HTTP answer when the call's slot shed it (default: as an upstream failure)."""
+    def shed(
+        self, call: PaidCall[R], charge: Charge | None, credits: int, klass: CallClass
+    ) -> web.Response:
+        """The HTTP answer when the call's slot shed it, refunded (default: as an upstream
+        failure; issue 14 answers a shed free call "busy" in the envelope's protocol)."""
         return self.failed(call, charge, credits)
 
     # -- the one path ------------------------------------------------------------------------
@@ -283,7 +286,7 @@ class Pipeline(Generic[R, A]):
         except Shed:
             note_call(outcome="shed")
             credits = await self._refund(charge, admission)
-            return self.shed(call, charge, credits)
+            return self.shed(call, charge, credits, klass)
         except CallRefused as refused:
             await self._refund(charge, admission)
             return refused.response
