@@ -1,13 +1,15 @@
 """monerod's epee binary endpoints (``*.bin``): what wallets sync with.
 
 Each request is decoded with our own epee codec; its ``client`` field is read and removed
-before the request goes upstream; the call is charged as monerod 0.18 charges it (a pipeline
-envelope: ``rpcpay.gateway.pipeline`` owns the charge, the refunds and the second charge of
-/get_blocks.bin and /get_hashes.bin); and the answer gets the client's ``credits`` and the
-chain's ``top_hash``. Settled blocks, hashes
+before the request goes upstream; the call is charged as monerod 0.18 charges it; and the
+answer gets the client's ``credits`` and the chain's ``top_hash``. Settled blocks, hashes
 and outputs come from the ``ChainCache`` when it holds them, so paid reads of old blocks
 don't reach the upstream; answers built from the cache are byte for byte what the upstream
 would send.
+
+``BinaryHandler`` is a pipeline envelope (``rpcpay.gateway.pipeline``): it decodes, prices
+(including what /get_blocks.bin and /get_hashes.bin owe for the items in their answers),
+stamps and encodes; the charges, refunds and tracking are the pipeline's.
 """
 
 from __future__ import annotations
