@@ -422,7 +422,7 @@ def main() -> int:
                 gw.stop()
             gateways.clear()
             if not args.no_shares:
-                measure_shares(args, tmp, plain, cluster, configs, shares, share_cpu)
+                measure_shares(args, tmp, cluster, configs, shares, share_cpu)
         finally:
             for gw in gateways:
                 gw.stop()
@@ -437,7 +437,6 @@ def main() -> int:
 def measure_shares(
     args: argparse.Namespace,
     tmp: Path,
-    plain: Any,
     cluster: Any,
     configs: list[Config],
     shares: dict[str, list[WrkResult]],
@@ -446,6 +445,10 @@ def measure_shares(
     """Shares credited/s per configuration: fresh gateways at difficulty 1, wrk miners."""
     conns = args.share_connections
     started: list[tuple[Config, GatewayProcess, list[int]]] = []
+    # Block difficulty far above 1, so no share is also a block: blocks would move the
+    # chain (new jobs) and make monerod verify them, which is not what is measured here.
+    upstream = start_monerod(tmp / "shares-upstream", fixed_difficulty=2**40)
+    plain = upstream
     try:
         for n, config in enumerate(configs):
             url = None
@@ -482,6 +485,7 @@ def measure_shares(
     finally:
         for _config, gw, _pids in started:
             gw.stop()
+        upstream.stop()
 
 
 def job_cookie(public_url: str, key: Signer) -> int:
