@@ -102,7 +102,9 @@ class Target:
     name: str
     url: str
     pids: list[int]
-    admin_url: str | None = None  # a gateway's admin listener (for /metrics)
+    #: A gateway's admin listener, for /metrics; None for monerod, and for --workers, whose
+    #: workers share the admin port but each count in a registry of their own.
+    metrics_url: str | None = None
 
 
 @dataclass
@@ -250,12 +252,12 @@ def phase(
     write_bodies(
         base, [get_info_bodies(keys[n], budget) for n in range(conns)], "/json_rpc", OK_MARKER
     )
-    hist_before = scrape_pay_histogram(target.admin_url) if target.admin_url else {}
+    hist_before = scrape_pay_histogram(target.metrics_url) if target.metrics_url else {}
     cpu_before = tree_cpu_s(target.pids)
     result = run_wrk(target.url, base, conns, seconds)
     cell.server_cpu_s += tree_cpu_s(target.pids) - cpu_before
-    if target.admin_url:
-        after = scrape_pay_histogram(target.admin_url)
+    if target.metrics_url:
+        after = scrape_pay_histogram(target.metrics_url)
         for bound, count in after.items():
             delta = count - hist_before.get(bound, 0.0)
             if delta < 0:  # another worker's registry answered: not comparable
@@ -398,7 +400,8 @@ def main() -> int:
                 for key in keys:
                     fund(gw.admin_url, key.public_hex, FUNDING)
                 pids.insert(0, gw.process.pid)
-                targets.append(Target(config.name, gw.public_url, pids, gw.admin_url))
+                metrics = None if "--workers" in config.flags else gw.admin_url
+                targets.append(Target(config.name, gw.public_url, pids, metrics))
             for conns in args.connections:
                 for t in targets:
                     cells[(t.name, conns)] = Cell(t.name, conns)
