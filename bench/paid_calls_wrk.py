@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import re
 import subprocess
 import sys
@@ -132,14 +133,16 @@ class Cell:
 
 
 def serve_flags() -> set[str]:
-    """The flags this checkout's ``rpcpay serve --help`` lists."""
+    """The flags this checkout's ``rpcpay serve --help`` lists (the gateways run its src/)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO / "src"), env.get("PYTHONPATH")) if p)
     out = subprocess.run(
         [sys.executable, "-m", "rpcpay", "serve", "--help"],
         capture_output=True,
         text=True,
         check=False,
         timeout=60,
-        cwd=REPO,
+        env=env,
     )
     return set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", out.stdout))
 
