@@ -71,8 +71,6 @@ OK_MARKER = '"status"%s*:%s*"OK"'
 PRIOR_PER_CONNECTION = {1: 4000.0, 4: 2500.0}
 PRIOR_DEFAULT = 900.0
 BODY_MARGIN = 1.6
-#: The gateway's first ledger-time bucket (LEDGER_BUCKETS in rpcpay.gateway.metrics).
-FIRST_LEDGER_BUCKET_S = 0.0001
 SHARE_LIMIT_FLAGS = (
     "--bad-shares-burst", "1000000000", "--bad-shares-per-second", "1000000000",
     "--new-clients-burst", "1000000000", "--new-clients-per-second", "1000000000",
@@ -520,12 +518,13 @@ def warm_up_verifier(public_url: str) -> None:
     raise RuntimeError(f"no share was credited while warming up {public_url}: {answer}")
 
 
-def ms(value: float | None) -> str:
+def ms(value: float | None, buckets: dict[float, float]) -> str:
     """Milliseconds; a quantile inside the first bucket is shown as "<" its bound."""
     if value is None:
         return "n/a"
-    if value <= FIRST_LEDGER_BUCKET_S:
-        return f"<{FIRST_LEDGER_BUCKET_S * 1000:.3f}"
+    first = min(buckets)
+    if value <= first:
+        return f"<{first * 1000:.3f}"
     return f"{value * 1000:.3f}"
 
 
@@ -559,8 +558,8 @@ def report(
                 f"{cell.server_cpu_s / max(cell.ok, 1) * 1e6:.0f}",
                 not_ok,
                 wrapped,
-                ms(p50) if name != REFERENCE else "-",
-                ms(p99) if name != REFERENCE else "-",
+                ms(p50, cell.pay_hist) if name != REFERENCE else "-",
+                ms(p99, cell.pay_hist) if name != REFERENCE else "-",
             ]
         )
         doc["cells"].append(
