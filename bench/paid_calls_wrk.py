@@ -71,6 +71,7 @@ OK_MARKER = '"status"%s*:%s*"OK"'
 PRIOR_PER_CONNECTION = {1: 4000.0, 4: 2500.0}
 PRIOR_DEFAULT = 900.0
 BODY_MARGIN = 1.6
+WORKER_METRICS_SETTLE_S = 1.5
 SHARE_LIMIT_FLAGS = (
     "--bad-shares-burst", "1000000000", "--bad-shares-per-second", "1000000000",
     "--new-clients-burst", "1000000000", "--new-clients-per-second", "1000000000",
@@ -103,9 +104,11 @@ class Target:
     name: str
     url: str
     pids: list[int]
-    #: A gateway's admin listener, for /metrics; None for monerod, and for --workers, whose
-    #: workers share the admin port but each count in a registry of their own.
+    #: A gateway's admin listener, for /metrics (None for monerod).
     metrics_url: str | None = None
+    #: --workers: a scrape must carry every worker's series (labelled ``worker``), which
+    #: the others publish once a second, so the scrape after a phase waits for them.
+    workers: bool = False
 
 
 @dataclass
@@ -205,10 +208,13 @@ def share_bodies(key: Signer, cookie: int, count: int) -> Iterator[str]:
         )
 
 
-def scrape_pay_histogram(admin_url: str) -> dict[float, float]:
-    """Cumulative bucket counts of the ledger's per-charge time (le in seconds -> count)."""
+def scrape_pay_histogram(admin_url: str, workers: bool) -> dict[float, float] | None:
+    """Cumulative bucket counts of the ledger's per-charge time (le in seconds -> count),
+    summed over workers; None if a --workers gateway's scrape has one worker's series only."""
     with urllib.request.urlopen(admin_url + "/metrics", timeout=10) as response:
         text = response.read().decode()
+    if workers and 'worker="1"' not in text:
+        return None
     buckets: dict[float, float] = {}
     for line in text.splitlines():
         if not line.startswith("rpcpay_ledger_seconds_bucket{"):
@@ -255,17 +261,22 @@ def phase(
     write_bodies(
         base, [get_info_bodies(keys[n], budget) for n in range(conns)], "/json_rpc", OK_MARKER
     )
-    hist_before = scrape_pay_histogram(target.metrics_url) if target.metrics_url else {}
+    url = target.metrics_url
+    before = scrape_pay_histogram(url, target.workers) if url else None
     cpu_before = tree_cpu_s(target.pids)
     result = run_wrk(target.url, base, conns, seconds)
     cell.server_cpu_s += tree_cpu_s(target.pids) - cpu_before
-    if target.metrics_url:
-        after = scrape_pay_histogram(target.metrics_url)
-        for bound, count in after.items():
-            delta = count - hist_before.get(bound, 0.0)
-            if delta < 0:  # another worker's registry answered: not comparable
-                cell.hist_ok = False
-            cell.pay_hist[bound] = cell.pay_hist.get(bound, 0.0) + delta
+    if url:
+        if target.workers:
+            time.sleep(WORKER_METRICS_SETTLE_S)
+        after = scrape_pay_histogram(url, target.workers)
+        if before is None or after is None:
+            cell.hist_ok = False
+        else:
+            for bound, count in after.items():
+                delta = count - before.get(bound, 0.0)
+                cell.hist_ok = cell.hist_ok and delta >= 0
+                cell.pay_hist[bound] = cell.pay_hist.get(bound, 0.0) + delta
     cell.runs.append(result)
     return result
 
@@ -406,8 +417,8 @@ def main() -> int:
                 for key in keys:
                     fund(gw.admin_url, key.public_hex, FUNDING)
                 pids.insert(0, gw.process.pid)
-                metrics = None if "--workers" in config.flags else gw.admin_url
-                targets.append(Target(config.name, gw.public_url, pids, metrics))
+                workers = "--workers" in config.flags
+                targets.append(Target(config.name, gw.public_url, pids, gw.admin_url, workers))
             for conns in args.connections:
                 for t in targets:
                     cells[(t.name, conns)] = Cell(t.name, conns)
@@ -594,7 +605,7 @@ def report(
     print(
         "  ledger p50/p99: the gateway's /metrics rpcpay_ledger_seconds{op=pay} histogram, "
         "difference over each phase, interpolated within buckets (0.1, 0.25, 0.5, 1, 2.5 ms...);"
-        " n/a with --workers (each worker counts in its own registry)"
+        " with --workers summed over the workers' series, n/a if /metrics shows one worker only"
     )
 
     def rate(name: str, conns: int) -> float | None:
