@@ -68,8 +68,8 @@ CREDITS_PER_HASH = 100
 FUNDING = 10**15
 OK_MARKER = '"status"%s*:%s*"OK"'
 #: First-phase guess of one connection's calls/s (later phases size from what was sent).
-PRIOR_PER_CONNECTION = {1: 4000.0, 4: 2500.0}
-PRIOR_DEFAULT = 900.0
+PRIOR_PER_CONNECTION = {1: 4000.0, 4: 2000.0}
+PRIOR_DEFAULT = 600.0
 BODY_MARGIN = 1.6
 WORKER_METRICS_SETTLE_S = 1.5
 SHARE_LIMIT_FLAGS = (
