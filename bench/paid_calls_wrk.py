@@ -72,6 +72,15 @@ PRIOR_PER_CONNECTION = {1: 4000.0, 4: 2000.0}
 PRIOR_DEFAULT = 600.0
 BODY_MARGIN = 1.6
 WORKER_METRICS_SETTLE_S = 1.5
+#: The monerod the gateways front serves every gateway and worker here (each keeps its own
+#: upstream pool, idle connections included): monerod's defaults (25 connections per private
+#: address, 100 in all) would refuse some of them, and the calls would fail as "upstream
+#: unavailable". Operators with several workers or instances on one monerod need the same.
+UPSTREAM_LIMITS = (
+    "--rpc-max-connections", "2000",
+    "--rpc-max-connections-per-private-ip", "1000",
+    "--rpc-max-connections-per-public-ip", "1000",
+)  # fmt: skip
 SHARE_LIMIT_FLAGS = (
     "--bad-shares-burst", "1000000000", "--bad-shares-per-second", "1000000000",
     "--new-clients-burst", "1000000000", "--new-clients-per-second", "1000000000",
@@ -387,7 +396,7 @@ def main() -> int:
     shares: dict[str, list[WrkResult]] = {}
     share_cpu: dict[str, float] = {}
     with work_dir(args.keep_dir) as tmp:
-        plain = start_monerod(tmp / "plain")
+        plain = start_monerod(tmp / "plain", extra_args=UPSTREAM_LIMITS)
         paying = start_monerod(
             tmp / "paying", payment_address=TEST_ADDRESS, difficulty=DIFFICULTY,
             credits=CREDITS_PER_HASH,
@@ -467,7 +476,9 @@ def measure_shares(
     started: list[tuple[Config, GatewayProcess, list[int]]] = []
     # Block difficulty far above 1, so no share is also a block: blocks would move the
     # chain (new jobs) and make monerod verify them, which is not what is measured here.
-    upstream = start_monerod(tmp / "shares-upstream", fixed_difficulty=2**40)
+    upstream = start_monerod(
+        tmp / "shares-upstream", fixed_difficulty=2**40, extra_args=UPSTREAM_LIMITS
+    )
     plain = upstream
     try:
         for n, config in enumerate(configs):
