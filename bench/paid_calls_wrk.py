@@ -38,8 +38,10 @@ import json
 import math
 import os
 import re
+import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -343,6 +345,14 @@ def parse_args() -> argparse.Namespace:
         help="mining connections in the share phases (default 4)",
     )
     p.add_argument("--no-shares", action="store_true", help="skip the shares-credited phases")
+    p.add_argument(
+        "--pg-synchronous-commit",
+        choices=("on", "off"),
+        default="on",
+        help="the private cluster's synchronous_commit: off is a diagnostic only (it shows "
+        "what the commit's fsync costs; a PostgreSQL crash could then lose credits a client "
+        "was told it has) (default: on)",
+    )
     p.add_argument("--json", action="store_true", help="also print one JSON document at the end")
     p.add_argument("--keep-dir", action="store_true", help="keep the temporary directory (logs)")
     return p.parse_args()
@@ -391,6 +401,7 @@ def main() -> int:
         if reasons[c.name]:
             print(f"not available: {c.name}: {reasons[c.name]}", file=sys.stderr)
     wall = time.monotonic()
+    fsync_before = fsync_ms(Path(tempfile.gettempdir()))
     keys = [Signer() for _ in range(max(args.connections))]
     cells: dict[tuple[str, int], Cell] = {}
     shares: dict[str, list[WrkResult]] = {}
@@ -409,6 +420,9 @@ def main() -> int:
                 from tests.support.postgres import start_postgres
 
                 cluster = start_postgres()
+                if args.pg_synchronous_commit == "off":
+                    cluster.psql("ALTER SYSTEM SET synchronous_commit = off")
+                    cluster.psql("SELECT pg_reload_conf()")
             targets = [Target(REFERENCE, paying.url, [paying.process.pid])]
             for key in keys:
                 fund(paying.url, key.public_hex, FUNDING)
@@ -459,7 +473,8 @@ def main() -> int:
                 cluster.stop()
             paying.stop()
             plain.stop()
-    report(args, wanted, reasons, cells, shares, share_cpu, time.monotonic() - wall)
+    fsyncs = (fsync_before, fsync_ms(Path(tempfile.gettempdir())))
+    report(args, wanted, reasons, cells, shares, share_cpu, fsyncs, time.monotonic() - wall)
     return 0
 
 
@@ -540,6 +555,22 @@ def warm_up_verifier(public_url: str) -> None:
     raise RuntimeError(f"no share was credited while warming up {public_url}: {answer}")
 
 
+def fsync_ms(directory: Path, count: int = 40) -> float:
+    """Median time of an 8 KiB write + fdatasync in ``directory``: what a commit waits for."""
+    times = []
+    fd, path = tempfile.mkstemp(dir=directory, prefix="rpcpay-fsync-")
+    try:
+        for _ in range(count):
+            started = time.perf_counter()
+            os.pwrite(fd, b"x" * 8192, 0)
+            os.fdatasync(fd)
+            times.append(time.perf_counter() - started)
+    finally:
+        os.close(fd)
+        os.unlink(path)
+    return statistics.median(times) * 1000
+
+
 def ms(value: float | None, buckets: dict[float, float]) -> str:
     """Milliseconds; a quantile inside the first bucket is shown as "<" its bound."""
     if value is None:
@@ -557,6 +588,7 @@ def report(
     cells: dict[tuple[str, int], Cell],
     shares: dict[str, list[WrkResult]],
     share_cpu: dict[str, float],
+    fsyncs: tuple[float, float],
     wall_s: float,
 ) -> None:
     rows = []
@@ -670,7 +702,13 @@ def report(
         doc["shares"] = [
             {"configuration": r[0], "per_s": round(float(str(r[1])), 2)} for r in share_rows
         ]
-    print(f"\nwall time {wall_s:.0f} s")
+    print(
+        f"\ndisk: one 8 KiB write + fdatasync took {fsyncs[0]:.2f} ms (median) before the run, "
+        f"{fsyncs[1]:.2f} ms after (PostgreSQL fsyncs each commit; synchronous_commit "
+        f"{args.pg_synchronous_commit})"
+    )
+    doc["fsync_ms"] = fsyncs
+    print(f"wall time {wall_s:.0f} s")
     if args.json:
         print(json.dumps(doc))
 
