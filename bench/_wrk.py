@@ -31,9 +31,12 @@ def have_wrk() -> bool:
     return shutil.which("wrk") is not None
 
 
-def write_bodies(base: Path, per_thread: Sequence[Iterable[str]], path: str, marker: str) -> None:
-    """``base.N`` for thread N: the marker line, then one ``PATH<TAB>BODY`` line per body."""
-    for n, bodies in enumerate(per_thread):
+def write_bodies(
+    base: Path, per_thread: Sequence[Iterable[str]], path: str, marker: str, first: int = 0
+) -> None:
+    """``base.N`` for thread N (from ``first``): the marker line, then one ``PATH<TAB>BODY``
+    line per body."""
+    for n, bodies in enumerate(per_thread, start=first):
         with open(f"{base}.{n}", "w") as out:
             out.write(marker + "\n")
             for body in bodies:

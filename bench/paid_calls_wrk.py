@@ -45,6 +45,7 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -202,11 +203,16 @@ class Signer:
         return make_client_id(self.secret, self.block(1)[0])
 
 
-def get_info_bodies(key: Signer, count: int) -> Iterator[str]:
-    """``count`` paid get_info bodies, timestamps strictly increasing in send order."""
-    for ts in key.block(count):
-        client = make_client_id(key.secret, ts)
+def get_info_bodies(secret: bytes, timestamps: range) -> Iterator[str]:
+    """Paid get_info bodies, one per timestamp, in send order."""
+    for ts in timestamps:
+        client = make_client_id(secret, ts)
         yield '{"jsonrpc":"2.0","id":0,"method":"get_info","params":{"client":"' + client + '"}}'
+
+
+def write_get_info_file(base: Path, n: int, secret: bytes, timestamps: range) -> None:
+    """Thread ``n``'s body file (run in a signing process: ~18,000 ids/s per core)."""
+    write_bodies(base, [get_info_bodies(secret, timestamps)], "/json_rpc", OK_MARKER, first=n)
 
 
 def share_bodies(key: Signer, cookie: int, count: int) -> Iterator[str]:
@@ -265,12 +271,21 @@ def phase(
     seconds: int,
     tmp: Path,
     budget: int,
+    signers: Executor,
 ) -> WrkResult:
     """Sign, then measure one target at one connection count; adds to ``cell``."""
     conns = cell.connections
     base = tmp / "bodies"
-    write_bodies(
-        base, [get_info_bodies(keys[n], budget) for n in range(conns)], "/json_rpc", OK_MARKER
+    # Timestamps are handed out here, in order; the signing itself runs on every core.
+    blocks = [keys[n].block(budget) for n in range(conns)]
+    list(
+        signers.map(
+            write_get_info_file,
+            [base] * conns,
+            range(conns),
+            [k.secret for k in keys[:conns]],
+            blocks,
+        )
     )
     url = target.metrics_url
     before = scrape_pay_histogram(url, target.workers) if url else None
@@ -414,6 +429,7 @@ def main() -> int:
         )  # fmt: skip
         cluster = None
         gateways: list[GatewayProcess] = []
+        signers = ProcessPoolExecutor(os.cpu_count() or 1)
         try:
             plain.generate_blocks(20, TEST_ADDRESS)
             if any(c.store == "postgres" for c in configs):
@@ -452,7 +468,7 @@ def main() -> int:
                         cell = cells[(t.name, conns)]
                         previous = cell.runs[-1] if cell.runs else None
                         budget = budget_for(previous, conns, args.seconds)
-                        res = phase(t, cell, keys, args.seconds, tmp, budget)
+                        res = phase(t, cell, keys, args.seconds, tmp, budget, signers)
                         print(
                             f"round {r + 1} {t.name} x{conns}: {res.per_second:,.0f}/s "
                             f"not-OK {res.not_ok} errors {res.errors} wrapped {res.wrapped_threads}"
@@ -467,6 +483,7 @@ def main() -> int:
             if not args.no_shares:
                 measure_shares(args, tmp, cluster, configs, shares, share_cpu)
         finally:
+            signers.shutdown()
             for gw in gateways:
                 gw.stop()
             if cluster is not None:
