@@ -27,6 +27,7 @@ from tests.gateway.test_lottery_payee import (
     CONFIRMATIONS,
     balance_of,
     hexed,
+    none_pending,
     pay,
     start_payee,
     until,
@@ -128,7 +129,7 @@ async def test_tickets_stamped_to_k_gateways_buy_at_most_the_bound(
             if k >= 2:
                 # Every held cheque was withheld: only the bursts were credited.
                 assert credited <= credit_bound(k, 1, pace, DELAY), (k, credited)
-                assert all(d.store.pending_cheques() == [] for d in desks)
+                assert all([await none_pending(d) for d in desks])
                 await until(lambda s=stamper: w.chain.stamper(s.address).slashed)
             # The old rule's k x P is far above the new bound from k = 2 on.
             assert k == 1 or credited < k * PRIZE // 100
@@ -183,7 +184,7 @@ async def test_a_steady_payer_at_the_rate_is_never_held_and_a_faster_one_waits(
             start += 10 * minute
             now[0] += 60
         assert held >= 3000
-        await until(lambda: desk.store.pending_cheques() == [], timeout=HOLD * 4)
+        await until(lambda: none_pending(desk), timeout=HOLD * 4)
         assert balance_of(gw, client) == 6000 + 5000
     finally:
         await gw.close()
@@ -279,7 +280,7 @@ async def test_a_held_cheque_survives_a_restart_and_one_of_a_slashed_stamper_is_
     try:
         desk = gw.cheques
         assert desk is not None
-        await until(lambda: desk.store.pending_cheques() == [], timeout=HOLD * 6)
+        await until(lambda: none_pending(desk), timeout=HOLD * 6)
         # The first stamper's held cheque is credited; the slashed one's withheld.
         assert balance_of(gw, client) == 600 + 1000
     finally:

@@ -167,7 +167,7 @@ def dashboard_data(core: GatewayCore, history: History, blocks: BlockRecorder | 
     if desk is not None:
         with contextlib.suppress(LedgerError):
             data["lottery"] = {
-                "open_lotteries": len(desk.store.open_lotteries()),
+                "open_lotteries": desk.open_lottery_count(),
                 "claims": len(desk.claims),
                 "fraud_proofs": len(desk.proofs),
                 "recipient": desk.info()["recipient"],

@@ -216,7 +216,7 @@ class _StateCollector(Collector):
                 "rpcpay_lottery_fraud_proofs", "Fraud proofs filed", len(desk.proofs)
             )
             with contextlib.suppress(LedgerError):
-                held = len(desk.store.open_lotteries())
+                held = desk.open_lottery_count()
                 yield GaugeMetricFamily(
                     "rpcpay_lottery_open", "Lotteries holding our cheques", held
                 )

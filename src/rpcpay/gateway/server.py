@@ -354,7 +354,9 @@ def open_lottery(
             "gossip_peers": len(settings.gossip_peers),
         },
     )
-    return ChequeDesk(chain, key, store, ledger, settings)
+    from rpcpay.gateway.cheque_bridge import SyncChequeLedger, SyncChequeStore
+
+    return ChequeDesk(chain, key, SyncChequeStore(store), SyncChequeLedger(ledger, store), settings)
 
 
 async def start_gateway(
