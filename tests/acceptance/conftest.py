@@ -8,7 +8,7 @@ import asyncio
 import inspect
 import os
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,6 +56,11 @@ async def until(check: Callable[[], bool | Awaitable[bool]], timeout: float = 20
     while not await _holds(check):
         assert asyncio.get_running_loop().time() < deadline, "timed out"
         await asyncio.sleep(0.05)
+
+
+async def all_settled(desks: Sequence[ChequeDesk | None], lottery: bytes) -> bool:
+    """Whether every desk's store has closed ``lottery`` (for ``until``)."""
+    return all([d is not None and lottery in await d.store.cheques.outcomes() for d in desks])
 
 
 async def _holds(check: Callable[[], bool | Awaitable[bool]]) -> bool:

@@ -37,6 +37,7 @@ from tests.acceptance.conftest import (
     PARAMS,
     PRICE,
     LotteryNet,
+    all_settled,
     until,
 )
 from tests.gateway.conftest import post, rpc
@@ -152,7 +153,7 @@ async def test_three_gateways_a_claim_and_a_colluding_stamper_slashed(
         before = chain.balance(payer_key.address)
         receipt = chain.refund(payer_key, terms.id)
         assert chain.balance(payer_key.address) == before + prize - receipt.fee
-    await until(lambda: all(d is not None and terms.id in d.store.outcomes() for d in desks))
+    await until(lambda: all_settled(desks, terms.id))
     for i, d in enumerate(desks):
         assert d is not None
         assert (await d.store.cheques.outcomes())[terms.id] == (

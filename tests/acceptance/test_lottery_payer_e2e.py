@@ -31,6 +31,7 @@ from tests.acceptance.conftest import (
     PARAMS,
     PRICE,
     LotteryNet,
+    all_settled,
     rpc_chain,
     until,
 )
@@ -145,7 +146,7 @@ async def test_the_wallet_payer_pays_three_real_gateways(
                 payer.session = session
                 assert await payer.refund_due(chain.block_number()) == [terms.id]
             assert chain.balance(net.payer_key.address) > before + prize - 10**16
-        await until(lambda: all(terms.id in d.store.outcomes() for d in net.desks))
+        await until(lambda: all_settled(net.desks, terms.id))
         outcomes = [(await d.store.cheques.outcomes())[terms.id] for d in net.desks]
         assert outcomes == ["claimed" if i == winner else "lost" for i in range(3)]
     finally:
