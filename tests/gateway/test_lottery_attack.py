@@ -120,7 +120,10 @@ async def test_tickets_stamped_to_k_gateways_buy_at_most_the_bound(
             )
             credited = (
                 sum(
-                    balance_of(gw, client) for (gw, _), client in zip(targets, clients, strict=True)
+                    [
+                        await balance_of(gw, client)
+                        for (gw, _), client in zip(targets, clients, strict=True)
+                    ]
                 )
                 * PRICE
             )
@@ -143,7 +146,10 @@ async def test_tickets_stamped_to_k_gateways_buy_at_most_the_bound(
                     assert gw.cheques is not None
                     await gw.cheques.settle_once()
                 after = sum(
-                    balance_of(gw, client) for (gw, _), client in zip(targets, clients, strict=True)
+                    [
+                        await balance_of(gw, client)
+                        for (gw, _), client in zip(targets, clients, strict=True)
+                    ]
                 )
                 assert after * PRICE == credited <= credit_bound(k, 1, pace, DELAY)
     finally:
@@ -174,7 +180,7 @@ async def test_a_steady_payer_at_the_rate_is_never_held_and_a_faster_one_waits(
             assert result["held"] == 0 and result["credited"] == 100, (n, result)
             start += minute
             now[0] += 60 + (5 if n % 2 else -5)
-        assert balance_of(gw, client) == 6000
+        assert await balance_of(gw, client) == 6000
         # Ten minutes' worth a minute: the bucket empties, the rest waits for the hold.
         held = 0
         for _ in range(5):
@@ -185,7 +191,7 @@ async def test_a_steady_payer_at_the_rate_is_never_held_and_a_faster_one_waits(
             now[0] += 60
         assert held >= 3000
         await until(lambda: none_pending(desk), timeout=HOLD * 4)
-        assert balance_of(gw, client) == 6000 + 5000
+        assert await balance_of(gw, client) == 6000 + 5000
     finally:
         await gw.close()
 
@@ -268,9 +274,9 @@ async def test_a_held_cheque_survives_a_restart_and_one_of_a_slashed_stamper_is_
             cheque = w.cheque(t, key, DEFAULT_BURST_WEI, big, stamper=stamper)
             result = (await pay(gw.public_port, client, hexed(w, cheque)))["result"]
             assert result["held"] == 1000 and result["credited"] == 0, result
+        assert await balance_of(gw, client) == 600
     finally:
         await gw.close()
-    assert balance_of(gw, client) == 600
     # Someone proves the second stamper cheated (two overlapping stamps of its own).
     a = w.cheque(other, w.bob, 10**15, 10, stamper=stamper_keys[0])
     b = w.cheque(other, w.carol, 10**15 + 5, 10, stamper=stamper_keys[0])
@@ -282,6 +288,6 @@ async def test_a_held_cheque_survives_a_restart_and_one_of_a_slashed_stamper_is_
         assert desk is not None
         await until(lambda: none_pending(desk), timeout=HOLD * 6)
         # The first stamper's held cheque is credited; the slashed one's withheld.
-        assert balance_of(gw, client) == 600 + 1000
+        assert await balance_of(gw, client) == 600 + 1000
     finally:
         await gw.close()

@@ -76,7 +76,7 @@ async def test_junk_cheques_are_refused_with_codes_and_cost_bounded_reads(
                 answer = await pay(gw.public_port, client, cheque_hex)
                 assert answer["error"]["code"] == -40, (code, answer)
                 assert answer["error"]["message"].startswith(code + ":"), (code, answer)
-        assert balance_of(gw, client) == 10
+        assert await balance_of(gw, client) == 10
         # One unknown id, asked 20 times in one block: one chain read.
         assert reads.count(unknown.lottery) == 1
         # Many made-up ids: one read each, and the cache of unknown ids stays bounded.

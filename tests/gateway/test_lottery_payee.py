@@ -92,8 +92,8 @@ async def pay(
     return answer
 
 
-def balance_of(gateway: RunningGateway, client: ClientKey) -> int:
-    account = gateway.ledger.get(client.public)
+async def balance_of(gateway: RunningGateway, client: ClientKey) -> int:
+    account = await gateway.ledger.get(client.public)
     return 0 if account is None else account.balance
 
 
@@ -151,7 +151,7 @@ async def test_cheque_credits_at_the_price_and_mixes_with_hash_credits(
             assert call["credits"] == 59 - n
         _, call = await post(gw.public_port, "/", rpc("eth_call", [], client=client.client_id()))
         assert call["error"]["data"]["status"] == "PAYMENT REQUIRED"
-        account = gw.ledger.get(client.public)
+        account = await gw.ledger.get(client.public)
         assert account is not None and account.credits_total == 60
         assert account.credits_used == 60
         # lottery_info tells payers the price and where to pay.
@@ -173,7 +173,7 @@ async def test_every_bad_cheque_is_refused_clearly_and_credits_nothing(
         client = ClientKey()
         good = w.cheque(terms, w.alice, 0, VALUE)
         assert (await pay(gw.public_port, client, hexed(w, good)))["result"]["credited"] == 10
-        credited = balance_of(gw, client)
+        credited = await balance_of(gw, client)
         other_chain = Domain(chain_id=7, contract=w.chain.contract)
         other_contract = Domain(chain_id=w.domain.chain_id, contract=b"\x42" * 20)
         unknown = Cheque(b"\x09" * 32, w.alice.address, 0, VALUE)
@@ -208,7 +208,7 @@ async def test_every_bad_cheque_is_refused_clearly_and_credits_nothing(
             assert answer["error"]["code"] == -40, (code, answer)
             assert answer["error"]["message"].startswith(code + ":"), (code, answer)
             assert "credited" in answer["error"]["message"]
-            assert balance_of(gw, client) == credited, code
+            assert await balance_of(gw, client) == credited, code
         # A client id that does not verify is refused as every payment method refuses it.
         _, answer = await post(
             gw.public_port,
@@ -235,7 +235,7 @@ async def test_young_lottery_and_poor_stamper_are_refused(
         w.chain.mine(CONFIRMATIONS)
         answer = await pay(gw.public_port, client, hexed(w, w.cheque(young, w.alice, 0, VALUE)))
         assert answer["error"]["message"].startswith("stamper_deposit_low:")
-        assert balance_of(gw, client) == 0
+        assert await balance_of(gw, client) == 0
     finally:
         await gw.close()
 
@@ -252,7 +252,7 @@ async def test_overlap_is_refused_and_the_stamper_slashed_automatically(
         before = w.chain.balance(w.alice.address)
         answer = await pay(gw.public_port, client, hexed(w, w.cheque(terms, w.alice, 5, VALUE)))
         assert answer["error"]["message"].startswith("overlap:")
-        assert balance_of(gw, client) == 10
+        assert await balance_of(gw, client) == 10
         desk = gw.cheques
         assert desk is not None
         await until(lambda: len(desk.proofs) == 1)
@@ -284,13 +284,13 @@ async def test_credit_survives_restart_and_is_never_doubled(
         await gw.close()
     gw = await start_payee(w, toy_backend, data, w.alice)
     try:
-        assert balance_of(gw, client) == 10
+        assert await balance_of(gw, client) == 10
         answer = await pay(gw.public_port, client, cheque)
         assert answer["error"]["message"].startswith("duplicate:")
         # Also an overlapping cheque: the held range came back from the database.
         answer = await pay(gw.public_port, client, hexed(w, w.cheque(terms, w.alice, 1, VALUE)))
         assert answer["error"]["message"].startswith("overlap:")
-        assert balance_of(gw, client) == 10
+        assert await balance_of(gw, client) == 10
     finally:
         await gw.close()
 
@@ -391,7 +391,7 @@ async def test_gossip_catches_overlapping_stamps_to_two_gateways(
         await until(lambda: alice.cheques is not None and alice.cheques.gossip.pending() == 0)
         answer = await pay(bob.public_port, client, hexed(w, w.cheque(terms, w.bob, 0, VALUE)))
         assert answer["error"]["message"].startswith("overlap:"), answer
-        assert balance_of(bob, client) == 0 and balance_of(alice, client) == 10
+        assert await balance_of(bob, client) == 0 and await balance_of(alice, client) == 10
         await until(lambda: w.chain.stamper(w.stamper.address).slashed)
         desks = [gw.cheques for gw in gateways if gw.cheques is not None]
         await until(lambda: all(not d._filing for d in desks))
@@ -500,7 +500,7 @@ async def test_stamper_exposure_bounds_the_open_prizes_per_stamper(
         third = lottery(10**17, 4)
         answer = await pay(gw.public_port, client, hexed(w, w.cheque(third, w.alice, 0, VALUE)))
         assert answer["error"]["message"].startswith("stamper_exposure:"), answer
-        assert balance_of(gw, client) == 40
+        assert await balance_of(gw, client) == 40
         # Another stamper's lottery is its own exposure.
         w.chain.deposit_stamper(w.carol, DEPOSIT)
         other = w.lottery(prize=10**17, reveal_in=30, salt=b"\x05" * 32, stamper=w.carol)
@@ -513,7 +513,7 @@ async def test_stamper_exposure_bounds_the_open_prizes_per_stamper(
     try:
         answer = await pay(gw.public_port, client, hexed(w, w.cheque(third, w.alice, 0, VALUE)))
         assert answer["error"]["message"].startswith("stamper_exposure:"), answer
-        assert balance_of(gw, client) == 50
+        assert await balance_of(gw, client) == 50
     finally:
         await gw.close()
 
@@ -545,12 +545,12 @@ async def test_a_cheque_pays_only_the_account_its_payer_named(
             rpc("lottery_pay_cheque", {"client": thief.client_id(), "cheque": cheque}),
         )
         assert answer["error"]["message"].startswith("malformed:"), answer
-        assert balance_of(gw, thief) == 0
+        assert await balance_of(gw, thief) == 0
         desk = gw.cheques
         assert desk is not None and await desk.store.cheques.cheques_of(terms.id) == []
         # The rightful payer still redeems it, once.
         assert (await pay(gw.public_port, client, cheque))["result"]["credited"] == 10
-        assert balance_of(gw, client) == 10 and balance_of(gw, thief) == 0
+        assert await balance_of(gw, client) == 10 and await balance_of(gw, thief) == 0
     finally:
         await gw.close()
 
@@ -570,7 +570,7 @@ async def test_a_cheque_worth_more_than_an_account_holds_is_refused(
         big = w.cheque(terms, w.alice, 0, 2**64, stamper=whale)
         answer = await pay(gw.public_port, client, hexed(w, big))
         assert answer["error"]["message"].startswith("too_large:"), answer
-        assert balance_of(gw, client) == 0
+        assert await balance_of(gw, client) == 0
         # The largest that fits is credited; then even 1 more credit is too large.
         fits = w.cheque(terms, w.alice, 2**64, 2**64 - 1, stamper=whale)
         assert (await pay(gw.public_port, client, hexed(w, fits)))["result"]["credited"] == (
@@ -579,7 +579,7 @@ async def test_a_cheque_worth_more_than_an_account_holds_is_refused(
         more = w.cheque(terms, w.alice, 2**65 - 1, 1, stamper=whale)
         answer = await pay(gw.public_port, client, hexed(w, more))
         assert answer["error"]["message"].startswith("too_large:"), answer
-        assert balance_of(gw, client) == 2**64 - 1
+        assert await balance_of(gw, client) == 2**64 - 1
     finally:
         await gw.close()
 
@@ -610,7 +610,7 @@ async def test_overlap_evidence_is_stored_at_once_and_proven_after_a_restart(
             # The refused cheque is evidence (no client, no credit) before any proof.
             (row,) = await desk.store.cheques.cheques_with_outcome("evidence")
             assert row.cheque_id == cheque_hash(overlapping.cheque) and row.client is None
-            assert row.credits == 0 and balance_of(gw, client) == 10
+            assert row.credits == 0 and await balance_of(gw, client) == 10
             await until(lambda: not desk._filing)
             assert desk.proofs == [] and not w.chain.stamper(w.stamper.address).slashed
     finally:
@@ -627,6 +627,6 @@ async def test_overlap_evidence_is_stored_at_once_and_proven_after_a_restart(
         assert [r.cheque_id for r in await desk.store.cheques.cheques_with_outcome("proven")] == [
             cheque_hash(overlapping.cheque)
         ]
-        assert balance_of(gw, client) == 10
+        assert await balance_of(gw, client) == 10
     finally:
         await gw.close()

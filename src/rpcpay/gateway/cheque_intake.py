@@ -97,8 +97,15 @@ class ChequeRefused:
 class ChequeIntake:
     """Judges and credits payers' cheques (see the module docstring)."""
 
-    def __init__(self, core: PayeeCore, fraud: FraudFiler, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        core: PayeeCore,
+        fraud: FraudFiler,
+        clock: Callable[[], float],
+        on_credit: Callable[[int], None] | None = None,
+    ) -> None:
         self.core = core
+        self.on_credit = on_credit  # told the credits of each cheque credited (metrics)
         self.fraud = fraud
         self.clock = clock
         self.buckets: dict[bytes, Bucket] = {}
@@ -207,6 +214,7 @@ class ChequeIntake:
             # Released by someone else meanwhile (withheld: an overlap recorded just after).
             if account is None:
                 return self.refuse(ChequeRefusal.OVERLAP, core.domain, sc)
+            self._credited(credits)
             result = Credited(credits, account)
         else:
             # Beyond what an honest payer could have spent by now: credited after the hold.
@@ -248,6 +256,10 @@ class ChequeIntake:
         found = next(r for r, p in stamped if p is partner)
         await self.fraud.keep(lottery, row.wire, sc, Kept(partner, found.wire, found.cheque_id))
         return True
+
+    def _credited(self, credits: int) -> None:
+        if self.on_credit is not None:
+            self.on_credit(credits)
 
     def _forget_full(self, now: float) -> None:
         """A full bucket is what a new lottery starts with: forgetting it changes nothing."""
@@ -356,6 +368,7 @@ class ChequeIntake:
         if kept is not None:
             core.book.replace(Kept(kept.sc, kept.wire, cheque_id, None, pending=False))
         if account is not None:
+            self._credited(row.credits)
             log.info(
                 "held cheque credited",
                 extra={"client": row.client.hex()[:16], "credits": row.credits},

@@ -66,12 +66,13 @@ class ChequeDesk:
         gossip: GossipSender | None = None,
         clock: Callable[[], float] = time.monotonic,
         holder: str | None = None,
+        on_credit: Callable[[int], None] | None = None,
     ) -> None:
         sender = gossip or GossipSender(list(settings.gossip_peers), self_url=settings.public_url)
         self.holder = holder or process_name()
         self.core = PayeeCore(chain, key, store, ledger, settings, sender)
         self.fraud = FraudFiler(self.core, self._caught, self.holder)
-        self.intake = ChequeIntake(self.core, self.fraud, clock)
+        self.intake = ChequeIntake(self.core, self.fraud, clock, on_credit)
         self.gossip_in = GossipIntake(self.core, self.fraud, self.intake)
         self.claimer = Claimer(self.core, self._before_round, self.holder)
         self._claim_task: asyncio.Task[None] | None = None
