@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from rpcpay.chain import JsonRpcChain, dev_keys
 from rpcpay.chain.inprocess import DEV_BALANCE
 from rpcpay.gateway.cheque_fraud import CAUGHT_REFRESH_S
 from rpcpay.gateway.cheques import ChequeDesk, ChequeRefused, Credited, LotterySettings
+from rpcpay.gateway.server import RunningGateway, start_gateway
 from rpcpay.ledger.shared_ledger import SharedLedger
 from rpcpay.ledger.transactional import TransactionalStore
 from rpcpay.lottery.cheque import LotteryTerms, StampedCheque, encode_stamped
@@ -31,6 +33,14 @@ from rpcpay.lottery.eth import EthKey
 from rpcpay.lottery.gossip import GossipSender
 from rpcpay.wallet.keys import ClientKey
 from tests.chain.conftest import DEPOSIT, PARAMS, World, _populate, make_world
+from tests.gateway.conftest import ToyBackend, gateway_config
+from tests.gateway.test_lottery_payee import (
+    balance_of,
+    hexed,
+    lottery_settings,
+    pay,
+    write_key,
+)
 from tests.support.anvil import AnvilPool, anvil_pool
 from tests.support.ledger_stores import PostgresBackend, SqliteBackend, StoreBackend
 from tests.support.postgres import PostgresCluster, start_postgres
@@ -305,3 +315,50 @@ async def test_two_desks_on_one_database_send_one_claim(
         assert await balance(ledger, client) == terms.prize // PRICE
     for own in chains:
         own.close()
+
+
+# -- two whole gateways ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("engine", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def test_two_gateways_on_one_ledger_credit_a_cheque_once(
+    engine: str, request: pytest.FixtureRequest, toy_backend: ToyBackend, tmp_path: Path
+) -> None:
+    """``rpcpay serve`` twice on one ledger (one SQLite data directory, or one PostgreSQL
+    database with ``--ledger-url``), one payee key: a cheque sent to both at once over
+    HTTP is credited once, an overlapping pair sent at once is credited at most once, and
+    both gateways show the same balance."""
+    w = make_world()
+    terms = open_lottery(w)
+    extra: dict[str, Any] = {}
+    if engine == "postgres":
+        cluster: PostgresCluster = request.getfixturevalue("postgres_cluster")
+        extra["ledger_url"] = cluster.create_database("gw_" + uuid.uuid4().hex[:12])
+    gateways: list[RunningGateway] = []
+    try:
+        for name in ("a", "b"):
+            # SQLite: one data directory (its ledger file); PostgreSQL: one database.
+            data = tmp_path / ("gw" if engine == "sqlite" else name)
+            settings = lottery_settings(w, write_key(data / "lottery.key", w.alice))
+            config = gateway_config(toy_backend.url, data, lottery=settings, **extra)
+            gateways.append(await start_gateway(config, lottery_chain=w.chain))
+        client = ClientKey()
+        cheque = hexed(w, w.cheque(terms, w.alice, 0, VALUE))
+        answers = await asyncio.gather(*(pay(gw.public_port, client, cheque) for gw in gateways))
+        assert sorted("result" in a for a in answers) == [False, True], answers
+        (refused,) = [a for a in answers if "error" in a]
+        assert refused["error"]["message"].startswith("duplicate:"), refused
+        # Two different cheques for the same tickets, one to each gateway, at once.
+        pair = [w.cheque(terms, w.alice, VALUE, VALUE), w.cheque(terms, w.alice, VALUE + 1, VALUE)]
+        answers = await asyncio.gather(
+            *(
+                pay(gw.public_port, client, hexed(w, sc))
+                for gw, sc in zip(gateways, pair, strict=True)
+            )
+        )
+        assert sum("result" in a for a in answers) <= 1, answers
+        expected = 10 + 10 * sum("result" in a for a in answers)
+        assert [await balance_of(gw, client) for gw in gateways] == [expected, expected]
+    finally:
+        for gw in gateways:
+            await gw.close()
