@@ -36,7 +36,7 @@ from typing import Any
 
 from rpcpay.errors import ChainError, LedgerError
 from rpcpay.gateway.cheque_book import Kept
-from rpcpay.gateway.cheque_core import PayeeCore, row_range
+from rpcpay.gateway.cheque_core import REFRESH_S, PayeeCore, row_range
 from rpcpay.gateway.cheque_fraud import FraudFiler
 from rpcpay.ledger.account import Account
 from rpcpay.ledger.sqlite_store import ChequeRow
@@ -140,7 +140,8 @@ class ChequeIntake:
             # What the other processes on this database found and stored counts too.
             await self.fraud.learn_caught()
             stamper = await core.stamper(lottery.stamper, confirmed)
-            await core.refresh(lottery.id)
+            # A view at most REFRESH_S old is enough here: the exact look is after the insert.
+            await core.refresh(lottery.id, REFRESH_S)
             near = self._verified_overlaps(domain, lottery, sc)
         exposed = exposure_of(lottery.stamper, lottery.id, opened.values()) if lottery else 0
         verdict = check_cheque(
@@ -220,7 +221,9 @@ class ChequeIntake:
             # Beyond what an honest payer could have spent by now: credited after the hold.
             self.schedule(ok.cheque_id, core.settings.hold_s)
             result = Credited(0, current, held=credits)
-        core.book.add_ours(Kept(sc, wire, ok.cheque_id, None, pending=not at_once))
+        ours = Kept(sc, wire, ok.cheque_id, None, pending=not at_once)
+        if not core.book.add_ours(ours):
+            await self._met_gossip(lottery, ours)
         if core.open is not None:
             core.open[lottery.id] = lottery
         core.gossip.send(wire)
@@ -234,6 +237,22 @@ class ChequeIntake:
             },
         )
         return result
+
+    async def _met_gossip(self, lottery: LotteryState, ours: Kept) -> None:
+        """A peer's cheque for our tickets arrived while ours was being stored: a real pair
+        is evidence (the peer's cheque stored, the stamper caught, a held cheque of ours
+        never credited); forged ones are dropped. Ours then takes its place in the book."""
+        book = self.core.book
+        c = ours.sc.cheque
+        near = [k for k in book.overlapping(c.lottery, c.start, c.end) if not k.ours]
+        partner = find_fraud_partner(self.core.domain, lottery, ours.sc, [k.sc for k in near])
+        if partner is not None:
+            theirs = next(k for k in near if k.sc is partner)
+            self.spoil(c)
+            await self.fraud.keep(lottery, theirs.wire, theirs.sc, ours)
+        for kept in near:
+            book.remove(kept.cheque_id)
+        book.add_ours(ours)
 
     async def _overlapped(self, row: ChequeRow, lottery: LotteryState, sc: StampedCheque) -> bool:
         """Whether any other cheque stored for the lottery (by any process) shares a ticket
@@ -361,6 +380,10 @@ class ChequeIntake:
         current = await core.ledger.get(row.client)
         # The credits still fit the account (it may have grown during the hold).
         if not fits_account(0 if current is None else current.balance, row.credits):
+            await core.cheques.withhold_pending(cheque_id, WITHHELD)
+            return False
+        # Caught while this was being read (gossip arrived meanwhile): still never credited.
+        if lottery is None or lottery.stamper in core.caught or cheque_id in self.spoiled:
             await core.cheques.withhold_pending(cheque_id, WITHHELD)
             return False
         account = await core.ledger.credit_held(row.client, row.credits, cheque_id)
