@@ -206,6 +206,30 @@ async def test_an_overlap_recorded_by_the_other_desk_is_refused_and_catches_the_
         assert await balance(ledger, client) == 10
 
 
+async def test_the_exposure_rule_counts_lotteries_the_other_desk_opened(
+    backend: StoreBackend,
+) -> None:
+    """The stamper's burnt share (40% of its deposit) covers four prizes. Four lotteries are
+    opened at one desk; a fifth, presented at the other desk, whose view of the open
+    lotteries is a moment old, is still refused (``stamper_exposure``): the look after the
+    cheque is recorded counts what every process stored."""
+    w = make_world()
+    lotteries = [open_lottery(w, salt=bytes([i + 1]) * 32) for i in range(5)]
+    client = ClientKey()
+    async with desks_on(backend, w, w.alice) as ((a, b), ledger):
+        # b pays first, so its view of the open lotteries is loaded (with one in it) ...
+        first = await present(b, w, client, w.cheque(lotteries[0], w.alice, 0, VALUE))
+        assert isinstance(first, Credited), first
+        # ... then a opens three more, the most the stamper's burnt share covers.
+        for terms in lotteries[1:4]:
+            ok = await present(a, w, client, w.cheque(terms, w.alice, 0, VALUE))
+            assert isinstance(ok, Credited), ok
+        fifth = await present(b, w, client, w.cheque(lotteries[4], w.alice, 0, VALUE))
+        assert isinstance(fifth, ChequeRefused) and fifth.code == "stamper_exposure", fifth
+        assert await balance(ledger, client) == 40
+        assert len(await a.store.cheques.open_lotteries()) == 4
+
+
 SPAN = 40  # credits of ticket space one example's cheques fall in
 
 

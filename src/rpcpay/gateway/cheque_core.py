@@ -143,6 +143,7 @@ class PayeeCore:
     # Our open lotteries (cheques paid to us, not closed): what a colluding stamper could
     # steal from us. None until loaded.
     open: dict[bytes, LotteryState] | None = None
+    open_read: float | None = None  # monotonic time ``open`` was last read from the store
     chain_reads: int = 0
     refreshed: dict[bytes, float] = field(default_factory=dict)  # lottery -> monotonic time
 
@@ -156,21 +157,34 @@ class PayeeCore:
             min_value=self.settings.credit_price_wei,
         )
 
-    async def open_lotteries(self) -> dict[bytes, LotteryState]:
-        """Our open lotteries, read from the chain once per process, then kept up to date
-        as we credit and close; also loads the contract's burnt share into the policy."""
+    async def open_lotteries(self, max_age_s: float = REFRESH_S) -> dict[bytes, LotteryState]:
+        """Our open lotteries, whichever process was paid in them: read from the store at
+        most ``max_age_s`` ago (each new one's terms from the chain, once), and kept up to
+        date as this process credits and closes; the first call also loads the contract's
+        burnt share into the policy."""
+        now = time.monotonic()
+        fresh = self.open_read is not None and now - self.open_read < max_age_s
+        if self.open is not None and fresh:
+            return self.open
         if self.open is None:
             params = await asyncio.to_thread(self.chain.params)
             burnt = BPS - params.whistleblower_bps - params.compensation_bps
             self.policy = replace(self.policy, burnt_bps=burnt)
-            found: dict[bytes, LotteryState] = {}
-            for lottery_id, _reveal in await self.cheques.open_lotteries():
+        known = dict(self.open or {})
+        found: dict[bytes, LotteryState] = {}
+        for lottery_id, _reveal in await self.cheques.open_lotteries():
+            state = known.get(lottery_id) or self.lotteries.get(lottery_id)
+            if state is None:
                 state = await asyncio.to_thread(self.chain.lottery, lottery_id, None)
-                # A lottery reorged away holds nothing anyone can steal.
-                if state is not None:
-                    found[lottery_id] = state
-            if self.open is None:  # another request may have loaded it meanwhile
-                self.open = found
+            # A lottery reorged away holds nothing anyone can steal.
+            if state is not None:
+                found[lottery_id] = state
+        # A lottery this process credited while the store was read stays (it is stored).
+        for lottery_id, state in (self.open or {}).items():
+            if lottery_id not in known:
+                found.setdefault(lottery_id, state)
+        self.open = found
+        self.open_read = now
         return self.open
 
     async def head(self) -> tuple[int, int]:

@@ -46,6 +46,7 @@ from rpcpay.lottery.eth import checksum_address
 from rpcpay.lottery.pacing import Bucket, pace_cheque, refill
 from rpcpay.lottery.payee import credits_for, describe_refusal, fits_account
 from rpcpay.lottery.rules import (
+    BPS,
     Accepted,
     ChequeRefusal,
     Refused,
@@ -54,7 +55,7 @@ from rpcpay.lottery.rules import (
     exposure_of,
     find_fraud_partner,
 )
-from rpcpay.lottery.state import LotteryState
+from rpcpay.lottery.state import LotteryState, StamperState
 
 __all__ = ["WITHHELD", "ChequeIntake", "ChequeRefused", "Credited"]
 
@@ -62,6 +63,9 @@ log = logging.getLogger("rpcpay.lottery.payee")
 
 RETRY_S = 5.0
 """Seconds before a held cheque whose maturing failed on the chain or ledger is retried."""
+OVEREXPOSED = "exposure"
+"""``outcome`` of a cheque recorded held and then found to take the stamper's exposure past
+its burnt share, counting a lottery another process opened meanwhile: never credited."""
 OVERLAP_SPOILED = "overlap"
 """``outcome`` of a cheque recorded held and then found to overlap one another process
 (or request) recorded first: never credited, half of a fraud pair."""
@@ -162,7 +166,8 @@ class ChequeIntake:
         wrong_account = check_account_signature(domain, sc, lottery, client, account_sig)
         if wrong_account is not None:
             return self.refuse(wrong_account.reason, domain, sc)
-        return await self._accept(client, wire, sc, verdict, lottery)
+        assert stamper is not None
+        return await self._accept(client, wire, sc, verdict, lottery, stamper)
 
     def _verified_overlaps(
         self, domain: Domain, lottery: LotteryState, sc: StampedCheque
@@ -183,8 +188,22 @@ class ChequeIntake:
             good.append(kept)
         return good
 
+    async def _exposure_covered(self, lottery: LotteryState, stamper: StamperState) -> bool:
+        """Whether the stamper's burnt share still covers the prizes of our open lotteries it
+        stamps, as the store has them now (another process may have opened one meanwhile)."""
+        opened = await self.core.open_lotteries(max_age_s=0)
+        exposed = exposure_of(lottery.stamper, lottery.id, opened.values())
+        # The same comparison as ``check_cheque``'s STAMPER_EXPOSURE.
+        return stamper.deposit * self.core.policy.burnt_bps >= (exposed + lottery.prize) * BPS
+
     async def _accept(
-        self, client: bytes, wire: bytes, sc: StampedCheque, ok: Accepted, lottery: LotteryState
+        self,
+        client: bytes,
+        wire: bytes,
+        sc: StampedCheque,
+        ok: Accepted,
+        lottery: LotteryState,
+        stamper: StamperState,
     ) -> Credited | ChequeRefused:
         core = self.core
         credits = credits_for(ok.value, core.settings.credit_price_wei)
@@ -210,6 +229,10 @@ class ChequeIntake:
         if await self._overlapped(row, lottery, sc):
             await core.cheques.withhold_pending(ok.cheque_id, OVERLAP_SPOILED)
             return self.refuse(ChequeRefusal.OVERLAP, core.domain, sc)
+        # The exposure rule (T9) over the open lotteries every process stored, ours now in.
+        if not await self._exposure_covered(lottery, stamper):
+            await core.cheques.withhold_pending(ok.cheque_id, OVEREXPOSED)
+            return self.refuse(ChequeRefusal.STAMPER_EXPOSURE, core.domain, sc)
         if at_once:
             account = await core.ledger.credit_held(client, credits, ok.cheque_id)
             # Released by someone else meanwhile (withheld: an overlap recorded just after).
