@@ -235,11 +235,13 @@ class ChequeIntake:
             return self.refuse(ChequeRefusal.STAMPER_EXPOSURE, core.domain, sc)
         if at_once:
             account = await core.ledger.credit_held(client, credits, ok.cheque_id)
-            # Released by someone else meanwhile (withheld: an overlap recorded just after).
             if account is None:
-                return self.refuse(ChequeRefusal.OVERLAP, core.domain, sc)
-            self._credited(credits)
-            result = Credited(credits, account)
+                # Settled by another process meanwhile, as a held cheque is: credited (a
+                # zero hold) or withheld (its stamper was caught). "Held" says just that.
+                result = Credited(0, current, held=credits)
+            else:
+                self._credited(credits)
+                result = Credited(credits, account)
         else:
             # Beyond what an honest payer could have spent by now: credited after the hold.
             self.schedule(ok.cheque_id, core.settings.hold_s)
