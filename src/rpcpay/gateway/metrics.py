@@ -289,7 +289,7 @@ class MeteredLedger(SharedLedger):
         return account
 
     def lottery_credit(self, credits: int) -> None:
-        """Count a cheque's credit (booked by the cheque desk on its own connection)."""
+        """Count a cheque's credit (booked by the cheque desk, `ChequeDesk(on_credit=...)`)."""
         self._m.credits_earned.labels("lottery").inc(credits)
         self._m.lottery_cheques.inc()
 
