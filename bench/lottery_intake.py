@@ -34,7 +34,6 @@ from rpcpay.chain import ContractParams, InProcessChain
 from rpcpay.chain.inprocess import DEV_BALANCE, dev_keys
 from rpcpay.gateway.cheque_book import ChequeBook
 from rpcpay.gateway.cheques import ChequeDesk, LotterySettings
-from rpcpay.ledger.pg_store import PostgresLedgerStore
 from rpcpay.ledger.shared_ledger import SharedLedger
 from rpcpay.ledger.sqlite_async import ThreadedSqliteStore
 from rpcpay.ledger.transactional import TransactionalStore
@@ -129,6 +128,8 @@ async def run(args: argparse.Namespace) -> int:
             "rule off": await desk_for(chain, keys, await sqlite(root / "off"), 10**30, stores),
         }
         if pg_url is not None:
+            from rpcpay.ledger.pg_store import PostgresLedgerStore  # the rpcpay[postgres] extra
+
             pg = await PostgresLedgerStore.open(pg_url, pool_size=2)
             desks["rule on, PostgreSQL"] = await desk_for(chain, keys, pg, BURST_ON, stores)
         clocks = {name: [0.0] for name in desks}
