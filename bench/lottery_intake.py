@@ -5,21 +5,27 @@
    Keccak hash, a bisection, and keeping each cheque. Reference in the same run: decoding
    the same wire forms and hashing them (the floor any intake pays). Target: >= 5,000/s.
 2. **Payments** (``ChequeIntake.pay``: chain reads cached, check_cheque, the Credit
-   signature, the credit's SQLite commit) with the pacing rule on (default rate and
-   burst; each cheque is one minute's 100 gwei and the gateway's clock moves a minute per
-   cheque, so every cheque is credited at once) against the same with the rule off (a
-   bucket deeper than any cheque), rounds alternating. Target: rule on >= 0.95x rule off.
+   signature, then the store: the cheque recorded held, its lottery's stored cheques read
+   back for overlaps, the credit and the cheque's release in one transaction) with the
+   pacing rule on (default rate and burst; each cheque is one minute's 100 gwei and the
+   gateway's clock moves a minute per cheque, so every cheque is credited at once)
+   against the same with the rule off (a bucket deeper than any cheque), rounds
+   alternating. Target: rule on >= 0.95x rule off. With ``--postgres``, the rule-on
+   payments also run on a private PostgreSQL cluster (fsync on), alternating too.
 
-The chain is the in-process EVM (read once and cached by the payee). Synchronous SQLite
-``normal`` for the ledger, as the benchmarks of the gateway use.
+The chain is the in-process EVM (read once and cached by the payee). The ledger is the
+gateway's async store: ``ThreadedSqliteStore`` with ``synchronous=normal``, as the
+benchmarks of the gateway use, or ``PostgresLedgerStore``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 from _common import REPO, print_table  # noqa: F401  (REPO puts src/ on the path)
@@ -28,8 +34,9 @@ from rpcpay.chain import ContractParams, InProcessChain
 from rpcpay.chain.inprocess import DEV_BALANCE, dev_keys
 from rpcpay.gateway.cheque_book import ChequeBook
 from rpcpay.gateway.cheques import ChequeDesk, LotterySettings
-from rpcpay.ledger.ledger import Ledger
-from rpcpay.ledger.sqlite_store import SqliteLedgerStore
+from rpcpay.ledger.shared_ledger import SharedLedger
+from rpcpay.ledger.sqlite_async import ThreadedSqliteStore
+from rpcpay.ledger.transactional import TransactionalStore
 from rpcpay.lottery.cheque import Cheque, StampedCheque, decode_stamped, encode_stamped
 from rpcpay.lottery.eip712 import cheque_hash, sign_cheque, sign_credit, sign_stamp
 from rpcpay.lottery.gossip import MAX_BATCH, GossipSender
@@ -52,11 +59,21 @@ def world() -> tuple[InProcessChain, list, bytes]:  # type: ignore[type-arg]
     return chain, keys, terms.id
 
 
-def desk_for(chain: InProcessChain, keys: list, data: Path, burst: int) -> ChequeDesk:  # type: ignore[type-arg]
-    store = SqliteLedgerStore(data / "ledger.sqlite3", synchronous="normal")
+async def desk_for(
+    chain: InProcessChain,
+    keys: list,  # type: ignore[type-arg]
+    store: TransactionalStore,
+    burst: int,
+    stores: list[TransactionalStore],
+) -> ChequeDesk:
+    stores.append(store)
     settings = LotterySettings(contract=chain.contract, confirmations=1, reveal_margin=5,
                                burst_wei=burst)  # fmt: skip
-    return ChequeDesk(chain, keys[3], store, Ledger(store), settings, GossipSender([]))
+    return ChequeDesk(chain, keys[3], store, SharedLedger(store), settings, GossipSender([]))
+
+
+async def sqlite(data: Path) -> TransactionalStore:
+    return await ThreadedSqliteStore.open(data / "ledger.sqlite3", synchronous="normal")
 
 
 def signed(
@@ -71,10 +88,17 @@ def signed(
 async def run(args: argparse.Namespace) -> int:
     chain, keys, lottery = world()
     payee = keys[3].address
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
+    stores: list[TransactionalStore] = []
+    with contextlib.ExitStack() as stack:
+        root = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        pg_url = None
+        if args.postgres:
+            from tests.support.postgres import start_postgres
+
+            cluster = stack.enter_context(start_postgres())
+            pg_url = cluster.create_database("bench_" + uuid.uuid4().hex[:12])
         # --- gossip ---------------------------------------------------------------------
-        desk = desk_for(chain, keys, root / "g", 10**30)
+        desk = await desk_for(chain, keys, await sqlite(root), 10**30, stores)
         # Room for every round's cheques (the default bounds are 8,192 per sender).
         desk.core.book = ChequeBook(per_peer=10**6, per_recipient=10**6)
         n = args.gossip
@@ -97,8 +121,17 @@ async def run(args: argparse.Namespace) -> int:
                 cheque_hash(decode_stamped(w)[1].cheque)
             best_ref = min(best_ref, time.perf_counter() - start)
         # --- payments ---------------------------------------------------------------------
-        desks = {"rule on": desk_for(chain, keys, root / "on", BURST_ON),
-                 "rule off": desk_for(chain, keys, root / "off", 10**30)}  # fmt: skip
+        (root / "on").mkdir()
+        (root / "off").mkdir()
+        desks = {
+            "rule on": await desk_for(chain, keys, await sqlite(root / "on"), BURST_ON, stores),
+            "rule off": await desk_for(chain, keys, await sqlite(root / "off"), 10**30, stores),
+        }
+        if pg_url is not None:
+            from rpcpay.ledger.pg_store import PostgresLedgerStore  # the rpcpay[postgres] extra
+
+            pg = await PostgresLedgerStore.open(pg_url, pool_size=2)
+            desks["rule on, PostgreSQL"] = await desk_for(chain, keys, pg, BURST_ON, stores)
         clocks = {name: [0.0] for name in desks}
         for name, d in desks.items():
             d.intake.clock = lambda c=clocks[name]: c[0]
@@ -123,12 +156,19 @@ async def run(args: argparse.Namespace) -> int:
                     clocks[name][0] += 60
                     assert getattr(out, "held", None) == 0, out
                 best[name] = min(best[name], time.perf_counter() - start)
+        for d in [desk, *desks.values()]:
+            await d.close()
+        for store in stores:
+            await store.close()
     rows = [
         ["gossip intake, non-overlapping (receive)", best_in / n * 1e6, n / best_in],
         ["reference: decode + hash only", best_ref / n * 1e6, n / best_ref],
         ["lottery_pay_cheque, pacing rule on", best["rule on"] / m * 1e6, m / best["rule on"]],
         ["reference: the same, rule off", best["rule off"] / m * 1e6, m / best["rule off"]],
     ]
+    for name in desks:
+        if name not in ("rule on", "rule off"):
+            rows.append([f"lottery_pay_cheque, {name}", best[name] / m * 1e6, m / best[name]])
     print_table(f"payee intake, one core, best of {args.rounds} alternating rounds",
                 ["what", "µs per cheque", "cheques/s"], rows)  # fmt: skip
     rate = n / best_in
@@ -146,6 +186,11 @@ def main() -> int:
     parser.add_argument("--gossip", type=int, default=4096, help="gossiped cheques a round")
     parser.add_argument("--payments", type=int, default=200, help="payments a round per rule")
     parser.add_argument("--rounds", type=int, default=10, help="rounds; the best is reported")
+    parser.add_argument(
+        "--postgres",
+        action="store_true",
+        help="also pay on a private PostgreSQL cluster (Debian's postgresql, started here)",
+    )
     return asyncio.run(run(parser.parse_args()))
 
 

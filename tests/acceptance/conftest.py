@@ -5,9 +5,10 @@ JSON-RPC backend, each gossiping to the other two (``lottery_net``)."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,11 +50,22 @@ def rpc_chain(url: str) -> JsonRpcChain:
     return JsonRpcChain(url, chain_id=1337, poll_interval=0.001)
 
 
-async def until(check: Callable[[], bool], timeout: float = 20.0) -> None:
+async def until(check: Callable[[], bool | Awaitable[bool]], timeout: float = 20.0) -> None:
+    """Wait for ``check`` (plain or async) to hold."""
     deadline = asyncio.get_running_loop().time() + timeout
-    while not check():
+    while not await _holds(check):
         assert asyncio.get_running_loop().time() < deadline, "timed out"
         await asyncio.sleep(0.05)
+
+
+async def all_settled(desks: Sequence[ChequeDesk | None], lottery: bytes) -> bool:
+    """Whether every desk's store has closed ``lottery`` (for ``until``)."""
+    return all([d is not None and lottery in await d.store.cheques.outcomes() for d in desks])
+
+
+async def _holds(check: Callable[[], bool | Awaitable[bool]]) -> bool:
+    got = check()
+    return await got if inspect.isawaitable(got) else got
 
 
 @dataclass

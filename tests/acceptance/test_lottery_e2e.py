@@ -37,6 +37,7 @@ from tests.acceptance.conftest import (
     PARAMS,
     PRICE,
     LotteryNet,
+    all_settled,
     until,
 )
 from tests.gateway.conftest import post, rpc
@@ -112,7 +113,7 @@ async def test_three_gateways_a_claim_and_a_colluding_stamper_slashed(
                 assert reply["result"]["credited"] == PER_MINUTE // PRICE, reply
             await asyncio.sleep(INTERVAL_S)
     for gw in gateways:
-        account = gw.ledger.get(payer.client.public)
+        account = await gw.ledger.get(payer.client.public)
         assert account is not None and account.balance == ROUNDS * PER_MINUTE // PRICE
         # The credits pay for calls.
         _, call = await post(
@@ -125,19 +126,16 @@ async def test_three_gateways_a_claim_and_a_colluding_stamper_slashed(
         lambda: all(len(d.gossip._peers) == 2 and d.gossip.pending() == 0 for d in desks if d)
     )
     for d in desks:
-        assert d is not None and len(d.ours(terms.id)) == ROUNDS
-        assert 2 * (ROUNDS - 1) <= len(d.kept(terms.id)) - ROUNDS <= 2 * ROUNDS
+        assert d is not None and len(await d.ours(terms.id)) == ROUNDS
+        assert 2 * (ROUNDS - 1) <= len(await d.kept(terms.id)) - ROUNDS <= 2 * ROUNDS
         assert d.proofs == [] and d.commits == []
 
     # --- the reveal, and the winner's automatic claim ----------------------------------
     chain.mine(terms.reveal_block + CONFIRMATIONS - chain.block_number())
     ticket = winning_ticket(draw_seed(chain.block_hash(terms.reveal_block), terms.id), prize)
+    held = [[] if d is None else await d.ours(terms.id) for d in desks]
     winner = next(
-        (
-            i
-            for i, d in enumerate(desks)
-            if d and any(holds_ticket(sc.cheque, ticket) for sc in d.ours(terms.id))
-        ),
+        (i for i, ours in enumerate(held) if any(holds_ticket(sc.cheque, ticket) for sc in ours)),
         None,
     )
     if winner is not None:
@@ -146,7 +144,7 @@ async def test_three_gateways_a_claim_and_a_colluding_stamper_slashed(
         await until(lambda: len(desk.claims) == 1)
         lottery = chain.lottery(terms.id)
         assert lottery is not None and lottery.paid_cheque in {
-            cheque_hash(sc.cheque) for sc in desk.ours(terms.id)
+            cheque_hash(sc.cheque) for sc in await desk.ours(terms.id)
         }
         assert sum(e.topics[0] != b"" for e in desk.claims[0].logs) >= 1
     else:
@@ -155,10 +153,12 @@ async def test_three_gateways_a_claim_and_a_colluding_stamper_slashed(
         before = chain.balance(payer_key.address)
         receipt = chain.refund(payer_key, terms.id)
         assert chain.balance(payer_key.address) == before + prize - receipt.fee
-    await until(lambda: all(d is not None and terms.id in d.store.outcomes() for d in desks))
+    await until(lambda: all_settled(desks, terms.id))
     for i, d in enumerate(desks):
         assert d is not None
-        assert d.store.outcomes()[terms.id] == ("claimed" if i == winner else "lost")
+        assert (await d.store.cheques.outcomes())[terms.id] == (
+            "claimed" if i == winner else "lost"
+        )
         assert len(d.claims) == (1 if i == winner else 0)
 
     # --- a colluding stamper: the same tickets stamped to gateways 0 and 1 --------------

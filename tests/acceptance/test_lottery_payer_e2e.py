@@ -31,6 +31,7 @@ from tests.acceptance.conftest import (
     PARAMS,
     PRICE,
     LotteryNet,
+    all_settled,
     rpc_chain,
     until,
 )
@@ -93,7 +94,7 @@ async def test_the_wallet_payer_pays_three_real_gateways(
             assert not any(r.created for r in reports)  # one lottery was enough
         # The credits landed on the client's one account at each gateway, and pay for calls.
         for gw, n in zip(net.gateways, credits, strict=True):
-            account = gw.ledger.get(client.public)
+            account = await gw.ledger.get(client.public)
             assert account is not None and account.balance == ROUNDS * n
             async with PayingClient(f"http://127.0.0.1:{gw.public_port}", client) as paying:
                 answer = await paying.call("eth_blockNumber", {})
@@ -102,33 +103,38 @@ async def test_the_wallet_payer_pays_three_real_gateways(
         (lottery,) = payer.state.lotteries
         terms = lottery.terms
         assert lottery.cursor == ROUNDS * per_round <= prize
+
         # Gossip: every gateway holds its own cheques and the others' sent after its first
         # (earlier ones name a lottery it held nothing in yet), and no fraud was seen.
-        await until(
-            lambda: all(
-                len(d.ours(terms.id)) == ROUNDS
-                and len(d.kept(terms.id)) >= 3 * ROUNDS - 2
-                and d.gossip.pending() == 0
-                for d in net.desks
-            )
-        )
+        async def gossiped() -> bool:
+            for d in net.desks:
+                ours, kept = await d.ours(terms.id), await d.kept(terms.id)
+                if len(ours) != ROUNDS or len(kept) < 3 * ROUNDS - 2 or d.gossip.pending():
+                    return False
+            return True
+
+        await until(gossiped)
         assert all(d.proofs == [] and d.commits == [] for d in net.desks)
 
         # --- the reveal: the winning gateway claims by itself, or the payer refunds ----------
         chain.mine(terms.reveal_block + CONFIRMATIONS - chain.block_number())
         ticket = winning_ticket(draw_seed(chain.block_hash(terms.reveal_block), terms.id), prize)
+        held = [await d.ours(terms.id) for d in net.desks]
         winner = next(
-            (i for i, d in enumerate(net.desks)
-             if any(holds_ticket(sc.cheque, ticket) for sc in d.ours(terms.id))),
+            (
+                i
+                for i, ours in enumerate(held)
+                if any(holds_ticket(sc.cheque, ticket) for sc in ours)
+            ),
             None,
-        )  # fmt: skip
+        )
         if winner is not None:
             desk = net.desks[winner]
             before = chain.balance(net.gateway_keys[winner].address)
             await until(lambda: len(desk.claims) == 1)
             onchain = chain.lottery(terms.id)
             assert onchain is not None and onchain.paid_cheque in {
-                cheque_hash(sc.cheque) for sc in desk.ours(terms.id)
+                cheque_hash(sc.cheque) for sc in await desk.ours(terms.id)
             }
             after = chain.balance(net.gateway_keys[winner].address)
             assert after == before + prize - desk.claims[0].fee
@@ -140,8 +146,8 @@ async def test_the_wallet_payer_pays_three_real_gateways(
                 payer.session = session
                 assert await payer.refund_due(chain.block_number()) == [terms.id]
             assert chain.balance(net.payer_key.address) > before + prize - 10**16
-        await until(lambda: all(terms.id in d.store.outcomes() for d in net.desks))
-        outcomes = [d.store.outcomes()[terms.id] for d in net.desks]
+        await until(lambda: all_settled(net.desks, terms.id))
+        outcomes = [(await d.store.cheques.outcomes())[terms.id] for d in net.desks]
         assert outcomes == ["claimed" if i == winner else "lost" for i in range(3)]
     finally:
         chain.close()

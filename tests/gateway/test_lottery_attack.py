@@ -27,6 +27,7 @@ from tests.gateway.test_lottery_payee import (
     CONFIRMATIONS,
     balance_of,
     hexed,
+    none_pending,
     pay,
     start_payee,
     until,
@@ -119,7 +120,10 @@ async def test_tickets_stamped_to_k_gateways_buy_at_most_the_bound(
             )
             credited = (
                 sum(
-                    balance_of(gw, client) for (gw, _), client in zip(targets, clients, strict=True)
+                    [
+                        await balance_of(gw, client)
+                        for (gw, _), client in zip(targets, clients, strict=True)
+                    ]
                 )
                 * PRICE
             )
@@ -128,7 +132,7 @@ async def test_tickets_stamped_to_k_gateways_buy_at_most_the_bound(
             if k >= 2:
                 # Every held cheque was withheld: only the bursts were credited.
                 assert credited <= credit_bound(k, 1, pace, DELAY), (k, credited)
-                assert all(d.store.pending_cheques() == [] for d in desks)
+                assert all([await none_pending(d) for d in desks])
                 await until(lambda s=stamper: w.chain.stamper(s.address).slashed)
             # The old rule's k x P is far above the new bound from k = 2 on.
             assert k == 1 or credited < k * PRIZE // 100
@@ -142,7 +146,10 @@ async def test_tickets_stamped_to_k_gateways_buy_at_most_the_bound(
                     assert gw.cheques is not None
                     await gw.cheques.settle_once()
                 after = sum(
-                    balance_of(gw, client) for (gw, _), client in zip(targets, clients, strict=True)
+                    [
+                        await balance_of(gw, client)
+                        for (gw, _), client in zip(targets, clients, strict=True)
+                    ]
                 )
                 assert after * PRICE == credited <= credit_bound(k, 1, pace, DELAY)
     finally:
@@ -173,7 +180,7 @@ async def test_a_steady_payer_at_the_rate_is_never_held_and_a_faster_one_waits(
             assert result["held"] == 0 and result["credited"] == 100, (n, result)
             start += minute
             now[0] += 60 + (5 if n % 2 else -5)
-        assert balance_of(gw, client) == 6000
+        assert await balance_of(gw, client) == 6000
         # Ten minutes' worth a minute: the bucket empties, the rest waits for the hold.
         held = 0
         for _ in range(5):
@@ -183,8 +190,8 @@ async def test_a_steady_payer_at_the_rate_is_never_held_and_a_faster_one_waits(
             start += 10 * minute
             now[0] += 60
         assert held >= 3000
-        await until(lambda: desk.store.pending_cheques() == [], timeout=HOLD * 4)
-        assert balance_of(gw, client) == 6000 + 5000
+        await until(lambda: none_pending(desk), timeout=HOLD * 4)
+        assert await balance_of(gw, client) == 6000 + 5000
     finally:
         await gw.close()
 
@@ -267,9 +274,9 @@ async def test_a_held_cheque_survives_a_restart_and_one_of_a_slashed_stamper_is_
             cheque = w.cheque(t, key, DEFAULT_BURST_WEI, big, stamper=stamper)
             result = (await pay(gw.public_port, client, hexed(w, cheque)))["result"]
             assert result["held"] == 1000 and result["credited"] == 0, result
+        assert await balance_of(gw, client) == 600
     finally:
         await gw.close()
-    assert balance_of(gw, client) == 600
     # Someone proves the second stamper cheated (two overlapping stamps of its own).
     a = w.cheque(other, w.bob, 10**15, 10, stamper=stamper_keys[0])
     b = w.cheque(other, w.carol, 10**15 + 5, 10, stamper=stamper_keys[0])
@@ -279,8 +286,8 @@ async def test_a_held_cheque_survives_a_restart_and_one_of_a_slashed_stamper_is_
     try:
         desk = gw.cheques
         assert desk is not None
-        await until(lambda: desk.store.pending_cheques() == [], timeout=HOLD * 6)
+        await until(lambda: none_pending(desk), timeout=HOLD * 6)
         # The first stamper's held cheque is credited; the slashed one's withheld.
-        assert balance_of(gw, client) == 600 + 1000
+        assert await balance_of(gw, client) == 600 + 1000
     finally:
         await gw.close()

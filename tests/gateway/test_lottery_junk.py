@@ -23,6 +23,7 @@ from tests.gateway.test_lottery_payee import (
     VALUE,
     balance_of,
     hexed,
+    kept_count,
     open_lottery,
     pay,
     start_payee,
@@ -75,7 +76,7 @@ async def test_junk_cheques_are_refused_with_codes_and_cost_bounded_reads(
                 answer = await pay(gw.public_port, client, cheque_hex)
                 assert answer["error"]["code"] == -40, (code, answer)
                 assert answer["error"]["message"].startswith(code + ":"), (code, answer)
-        assert balance_of(gw, client) == 10
+        assert await balance_of(gw, client) == 10
         # One unknown id, asked 20 times in one block: one chain read.
         assert reads.count(unknown.lottery) == 1
         # Many made-up ids: one read each, and the cache of unknown ids stays bounded.
@@ -86,7 +87,7 @@ async def test_junk_cheques_are_refused_with_codes_and_cost_bounded_reads(
             assert answer["error"]["message"].startswith("unknown_lottery:")
         assert len(desk.core.unknown) <= 16
         # Nothing junk was stored.
-        assert len(desk.store.cheques_of(terms.id)) == 1
+        assert len(await desk.store.cheques.cheques_of(terms.id)) == 1
         # An account_sig that is not 65 bytes of hex.
         params = pay_params(client, hexed(w, w.cheque(terms, w.alice, 5 * VALUE, VALUE)), PAYER)
         params["account_sig"] = "zz"
@@ -173,7 +174,9 @@ async def test_peers_are_configured_announced_and_learnt_from_gossip(
         assert "result" in await pay(
             bob.public_port, client, hexed(w, w.cheque(terms, w.bob, VALUE, VALUE))
         )
-        await until(lambda: alice.cheques is not None and len(alice.cheques.kept(terms.id)) == 2)
+        desk = alice.cheques
+        assert desk is not None
+        await until(lambda: kept_count(desk, terms.id, 2))
     finally:
         await alice.close()
         await bob.close()

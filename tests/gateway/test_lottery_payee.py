@@ -5,14 +5,15 @@ ledger, automatic claims, gossip and automatic fraud proofs."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from rpcpay.chain import dev_keys
 from rpcpay.errors import ChainError
-from rpcpay.gateway.cheques import LotterySettings
+from rpcpay.gateway.cheques import ChequeDesk, LotterySettings
 from rpcpay.gateway.server import RunningGateway, start_gateway
 from rpcpay.lottery.cheque import (
     Cheque,
@@ -91,16 +92,37 @@ async def pay(
     return answer
 
 
-def balance_of(gateway: RunningGateway, client: ClientKey) -> int:
-    account = gateway.ledger.get(client.public)
+async def balance_of(gateway: RunningGateway, client: ClientKey) -> int:
+    account = await gateway.ledger.get(client.public)
     return 0 if account is None else account.balance
 
 
-async def until(check: Callable[[], bool], timeout: float = 10.0) -> None:
+async def until(check: Callable[[], bool | Awaitable[bool]], timeout: float = 10.0) -> None:
+    """Wait for ``check`` (plain or async) to hold."""
     deadline = asyncio.get_running_loop().time() + timeout
-    while not check():
+    while not await _holds(check):
         assert asyncio.get_running_loop().time() < deadline, "timed out"
         await asyncio.sleep(0.02)
+
+
+async def no_rows(rows: Awaitable[list[Any]]) -> bool:
+    """Whether an async query found nothing (for ``until``)."""
+    return await rows == []
+
+
+async def kept_count(desk: ChequeDesk, lottery: bytes, count: int) -> bool:
+    """Whether the desk knows ``count`` cheques of ``lottery`` (for ``until``)."""
+    return len(await desk.kept(lottery)) == count
+
+
+async def none_pending(desk: ChequeDesk) -> bool:
+    """Whether the desk's store holds no cheque still held (for ``until``)."""
+    return await desk.store.cheques.pending_cheques() == []
+
+
+async def _holds(check: Callable[[], bool | Awaitable[bool]]) -> bool:
+    got = check()
+    return await got if inspect.isawaitable(got) else got
 
 
 async def test_cheque_credits_at_the_price_and_mixes_with_hash_credits(
@@ -129,7 +151,7 @@ async def test_cheque_credits_at_the_price_and_mixes_with_hash_credits(
             assert call["credits"] == 59 - n
         _, call = await post(gw.public_port, "/", rpc("eth_call", [], client=client.client_id()))
         assert call["error"]["data"]["status"] == "PAYMENT REQUIRED"
-        account = gw.ledger.get(client.public)
+        account = await gw.ledger.get(client.public)
         assert account is not None and account.credits_total == 60
         assert account.credits_used == 60
         # lottery_info tells payers the price and where to pay.
@@ -151,7 +173,7 @@ async def test_every_bad_cheque_is_refused_clearly_and_credits_nothing(
         client = ClientKey()
         good = w.cheque(terms, w.alice, 0, VALUE)
         assert (await pay(gw.public_port, client, hexed(w, good)))["result"]["credited"] == 10
-        credited = balance_of(gw, client)
+        credited = await balance_of(gw, client)
         other_chain = Domain(chain_id=7, contract=w.chain.contract)
         other_contract = Domain(chain_id=w.domain.chain_id, contract=b"\x42" * 20)
         unknown = Cheque(b"\x09" * 32, w.alice.address, 0, VALUE)
@@ -186,7 +208,7 @@ async def test_every_bad_cheque_is_refused_clearly_and_credits_nothing(
             assert answer["error"]["code"] == -40, (code, answer)
             assert answer["error"]["message"].startswith(code + ":"), (code, answer)
             assert "credited" in answer["error"]["message"]
-            assert balance_of(gw, client) == credited, code
+            assert await balance_of(gw, client) == credited, code
         # A client id that does not verify is refused as every payment method refuses it.
         _, answer = await post(
             gw.public_port,
@@ -213,7 +235,7 @@ async def test_young_lottery_and_poor_stamper_are_refused(
         w.chain.mine(CONFIRMATIONS)
         answer = await pay(gw.public_port, client, hexed(w, w.cheque(young, w.alice, 0, VALUE)))
         assert answer["error"]["message"].startswith("stamper_deposit_low:")
-        assert balance_of(gw, client) == 0
+        assert await balance_of(gw, client) == 0
     finally:
         await gw.close()
 
@@ -230,7 +252,7 @@ async def test_overlap_is_refused_and_the_stamper_slashed_automatically(
         before = w.chain.balance(w.alice.address)
         answer = await pay(gw.public_port, client, hexed(w, w.cheque(terms, w.alice, 5, VALUE)))
         assert answer["error"]["message"].startswith("overlap:")
-        assert balance_of(gw, client) == 10
+        assert await balance_of(gw, client) == 10
         desk = gw.cheques
         assert desk is not None
         await until(lambda: len(desk.proofs) == 1)
@@ -262,13 +284,13 @@ async def test_credit_survives_restart_and_is_never_doubled(
         await gw.close()
     gw = await start_payee(w, toy_backend, data, w.alice)
     try:
-        assert balance_of(gw, client) == 10
+        assert await balance_of(gw, client) == 10
         answer = await pay(gw.public_port, client, cheque)
         assert answer["error"]["message"].startswith("duplicate:")
         # Also an overlapping cheque: the held range came back from the database.
         answer = await pay(gw.public_port, client, hexed(w, w.cheque(terms, w.alice, 1, VALUE)))
         assert answer["error"]["message"].startswith("overlap:")
-        assert balance_of(gw, client) == 10
+        assert await balance_of(gw, client) == 10
     finally:
         await gw.close()
 
@@ -298,7 +320,7 @@ async def test_claims_its_win_after_the_reveal_and_closes_losses(
         ):
             assert "result" in await pay(gw.public_port, client, hexed(w, sc))
         await settle(gw)  # before the reveal: nothing happens
-        assert desk.claims == [] and desk.store.outcomes() == {}
+        assert desk.claims == [] and await desk.store.cheques.outcomes() == {}
         w.chain.mine(max(a.reveal_block, b.reveal_block) + CONFIRMATIONS - w.chain.block_number())
         before = w.chain.balance(w.alice.address)
         await settle(gw)
@@ -307,12 +329,12 @@ async def test_claims_its_win_after_the_reveal_and_closes_losses(
         assert len(desk.claims) == 1 + b_wins
         fees = sum(r.fee for r in desk.claims)
         assert w.chain.balance(w.alice.address) == before + a.prize + b_wins * b.prize - fees
-        outcomes = desk.store.outcomes()
+        outcomes = await desk.store.cheques.outcomes()
         assert outcomes[a.id] == "claimed"
         assert outcomes[b.id] == ("claimed" if b_wins else "lost")
         lottery_a = w.chain.lottery(a.id)
         assert lottery_a is not None and lottery_a.paid_cheque is not None
-        assert lottery_a.paid_cheque in {cheque_hash(sc.cheque) for sc in desk.ours(a.id)}
+        assert lottery_a.paid_cheque in {cheque_hash(sc.cheque) for sc in await desk.ours(a.id)}
         # Closed lotteries are not claimed again.
         await settle(gw)
         assert len(desk.claims) == 1 + b_wins
@@ -369,7 +391,7 @@ async def test_gossip_catches_overlapping_stamps_to_two_gateways(
         await until(lambda: alice.cheques is not None and alice.cheques.gossip.pending() == 0)
         answer = await pay(bob.public_port, client, hexed(w, w.cheque(terms, w.bob, 0, VALUE)))
         assert answer["error"]["message"].startswith("overlap:"), answer
-        assert balance_of(bob, client) == 0 and balance_of(alice, client) == 10
+        assert await balance_of(bob, client) == 0 and await balance_of(alice, client) == 10
         await until(lambda: w.chain.stamper(w.stamper.address).slashed)
         desks = [gw.cheques for gw in gateways if gw.cheques is not None]
         await until(lambda: all(not d._filing for d in desks))
@@ -377,8 +399,10 @@ async def test_gossip_catches_overlapping_stamps_to_two_gateways(
         assert sum(len(d.proofs) for d in desks) == 1
         assert bob.cheques.fraud.found >= 1
         # The refused cheque is evidence at Bob's, never credited.
-        store = bob.cheques.store
-        (row,) = store.cheques_with_outcome("evidence") or store.cheques_with_outcome("proven")
+        book = bob.cheques.store.cheques
+        (row,) = await book.cheques_with_outcome("evidence") or await book.cheques_with_outcome(
+            "proven"
+        )
         assert row.client is None and row.credits == 0
     finally:
         for gw in gateways:
@@ -424,8 +448,8 @@ async def test_gossip_is_bounded_per_recipient_and_costs_no_chain_read_without_o
         assert status == 200 and answer["held"] == 2, answer
         assert reads == []
         # Gossip lives in memory: the database holds only our own cheque.
-        assert desk.store.cheques_of(theirs.id) == []
-        assert len(desk.store.cheques_of(ours.id)) == 1
+        assert await desk.store.cheques.cheques_of(theirs.id) == []
+        assert len(await desk.store.cheques.cheques_of(ours.id)) == 1
         # A cheque of a made-up lottery that overlaps one kept: one chain read, then cached.
         unknown = Cheque(b"\x09" * 32, w.mallory.address, 0, VALUE)
 
@@ -476,7 +500,7 @@ async def test_stamper_exposure_bounds_the_open_prizes_per_stamper(
         third = lottery(10**17, 4)
         answer = await pay(gw.public_port, client, hexed(w, w.cheque(third, w.alice, 0, VALUE)))
         assert answer["error"]["message"].startswith("stamper_exposure:"), answer
-        assert balance_of(gw, client) == 40
+        assert await balance_of(gw, client) == 40
         # Another stamper's lottery is its own exposure.
         w.chain.deposit_stamper(w.carol, DEPOSIT)
         other = w.lottery(prize=10**17, reveal_in=30, salt=b"\x05" * 32, stamper=w.carol)
@@ -489,7 +513,7 @@ async def test_stamper_exposure_bounds_the_open_prizes_per_stamper(
     try:
         answer = await pay(gw.public_port, client, hexed(w, w.cheque(third, w.alice, 0, VALUE)))
         assert answer["error"]["message"].startswith("stamper_exposure:"), answer
-        assert balance_of(gw, client) == 50
+        assert await balance_of(gw, client) == 50
     finally:
         await gw.close()
 
@@ -521,12 +545,12 @@ async def test_a_cheque_pays_only_the_account_its_payer_named(
             rpc("lottery_pay_cheque", {"client": thief.client_id(), "cheque": cheque}),
         )
         assert answer["error"]["message"].startswith("malformed:"), answer
-        assert balance_of(gw, thief) == 0
+        assert await balance_of(gw, thief) == 0
         desk = gw.cheques
-        assert desk is not None and desk.store.cheques_of(terms.id) == []
+        assert desk is not None and await desk.store.cheques.cheques_of(terms.id) == []
         # The rightful payer still redeems it, once.
         assert (await pay(gw.public_port, client, cheque))["result"]["credited"] == 10
-        assert balance_of(gw, client) == 10 and balance_of(gw, thief) == 0
+        assert await balance_of(gw, client) == 10 and await balance_of(gw, thief) == 0
     finally:
         await gw.close()
 
@@ -546,7 +570,7 @@ async def test_a_cheque_worth_more_than_an_account_holds_is_refused(
         big = w.cheque(terms, w.alice, 0, 2**64, stamper=whale)
         answer = await pay(gw.public_port, client, hexed(w, big))
         assert answer["error"]["message"].startswith("too_large:"), answer
-        assert balance_of(gw, client) == 0
+        assert await balance_of(gw, client) == 0
         # The largest that fits is credited; then even 1 more credit is too large.
         fits = w.cheque(terms, w.alice, 2**64, 2**64 - 1, stamper=whale)
         assert (await pay(gw.public_port, client, hexed(w, fits)))["result"]["credited"] == (
@@ -555,7 +579,7 @@ async def test_a_cheque_worth_more_than_an_account_holds_is_refused(
         more = w.cheque(terms, w.alice, 2**65 - 1, 1, stamper=whale)
         answer = await pay(gw.public_port, client, hexed(w, more))
         assert answer["error"]["message"].startswith("too_large:"), answer
-        assert balance_of(gw, client) == 2**64 - 1
+        assert await balance_of(gw, client) == 2**64 - 1
     finally:
         await gw.close()
 
@@ -584,9 +608,9 @@ async def test_overlap_evidence_is_stored_at_once_and_proven_after_a_restart(
             desk = gw.cheques
             assert desk is not None
             # The refused cheque is evidence (no client, no credit) before any proof.
-            (row,) = desk.store.cheques_with_outcome("evidence")
+            (row,) = await desk.store.cheques.cheques_with_outcome("evidence")
             assert row.cheque_id == cheque_hash(overlapping.cheque) and row.client is None
-            assert row.credits == 0 and balance_of(gw, client) == 10
+            assert row.credits == 0 and await balance_of(gw, client) == 10
             await until(lambda: not desk._filing)
             assert desk.proofs == [] and not w.chain.stamper(w.stamper.address).slashed
     finally:
@@ -599,10 +623,10 @@ async def test_overlap_evidence_is_stored_at_once_and_proven_after_a_restart(
         await desk.settle_once()
         await until(lambda: len(desk.proofs) == 1)
         assert w.chain.stamper(w.stamper.address).slashed
-        await until(lambda: desk.store.cheques_with_outcome("evidence") == [])
-        assert [r.cheque_id for r in desk.store.cheques_with_outcome("proven")] == [
+        await until(lambda: no_rows(desk.store.cheques.cheques_with_outcome("evidence")))
+        assert [r.cheque_id for r in await desk.store.cheques.cheques_with_outcome("proven")] == [
             cheque_hash(overlapping.cheque)
         ]
-        assert balance_of(gw, client) == 10
+        assert await balance_of(gw, client) == 10
     finally:
         await gw.close()

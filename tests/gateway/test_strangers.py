@@ -83,7 +83,7 @@ async def test_replayed_share_from_another_address_costs_the_victim_nothing(
             answer = await post_from(f"127.0.3.{i + 1}", gateway.public_port, junk)
             assert answer["error"]["code"] == STALE_ID, answer
         assert await balance(gateway, victim) == 15_050
-        account = gateway.ledger.get(victim.public)
+        account = await gateway.ledger.get(victim.public)
         assert account is not None and (account.nonces_bad, account.nonces_dupe) == (0, 0)
         # The victim's own next share is still judged, and paid.
         info = await access_info(gateway.public_port, victim)
@@ -165,6 +165,6 @@ async def test_rotating_addresses_buys_no_more_new_ids(
         # 40 more /24s: the whole gateway stops at its 25.
         many = [await new_id_from(f"127.0.{20 + i}.1") for i in range(40)]
         assert sum(many) == 15
-        assert len(gateway.core.payment.sessions) == 25
+        assert await gateway.core.payment.sessions.count() == 25
     finally:
         await gateway.close()

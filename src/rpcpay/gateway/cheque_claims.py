@@ -6,16 +6,24 @@ open lotteries from the database (claims survive a restart) and lets
 (claimed, lost, void). A claim the contract refuses is retried on the next round; after
 ``MAX_CLAIM_REVERTS`` refusals the lottery is closed ``lost``. A closed lottery's cheques
 leave memory (they stay in the database with their outcome).
+
+One claimer across every process on the database: before it reads a lottery's outcome a
+process takes the store's lease ``claim:<lottery>`` (``CLAIM_LEASE_S``); a process that
+cannot skips the lottery. The lease is kept (not released) after a claim was sent, so no
+other process re-reads the lottery before the claim is mined; it runs out, and a process
+that died holding it leaves the lottery to the others after that long. Each round also
+schedules held cheques no process settled (``resume``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from rpcpay.errors import ChainError, TransactionReverted
+from rpcpay.errors import ChainError, LedgerError, TransactionReverted
 from rpcpay.gateway.cheque_core import PayeeCore, Receipts
 from rpcpay.lottery.cheque import StampedCheque
 from rpcpay.lottery.payee import LotteryOutcome, next_claim_step
@@ -29,22 +37,28 @@ log = logging.getLogger("rpcpay.lottery.payee")
 
 MAX_CLAIM_REVERTS = 3
 """Claims the contract refused before we give a lottery up (the reason is logged)."""
+CLAIM_LEASE_S = 300
+"""How long a process owns a lottery's claim: a claim is sent and mined well within it."""
 
 
 class Claimer:
     """Claims our wins and closes settled lotteries (see the module docstring)."""
 
-    def __init__(self, core: PayeeCore, before_round: Callable[[], Awaitable[None]]) -> None:
+    def __init__(
+        self, core: PayeeCore, before_round: Callable[[], Awaitable[None]], holder: str = "rpcpay"
+    ) -> None:
         self.core = core
+        self.holder = holder  # this process's name on the store's leases
         self.before_round = before_round  # e.g. file unproven evidence again
         self.claims: Receipts[Receipt] = Receipts()
+        self.open_count = 0  # our open lotteries at the last round (any process's)
         self._reverts: dict[bytes, int] = {}
 
     async def loop(self) -> None:
         while True:
             try:
                 await self.settle_once()
-            except ChainError as exc:
+            except (ChainError, LedgerError) as exc:
                 log.warning("claim round failed; retrying", extra={"error": str(exc)})
             except Exception:  # the loop must outlive any one lottery's surprise
                 log.exception("claim round crashed; retrying")
@@ -56,20 +70,30 @@ class Claimer:
         core = self.core
         await self.before_round()
         head = await asyncio.to_thread(core.chain.block_number)
-        for lottery_id, reveal in core.store.open_lotteries():
+        open_ids = await core.cheques.open_lotteries()
+        self.open_count = len(open_ids)
+        for lottery_id, reveal in open_ids:
             # Nothing to claim before R is mined; from R + 1 on we claim at once (T9).
             if head <= reveal:
+                continue
+            # One process decides (and claims) each lottery.
+            name = f"claim:{lottery_id.hex()}"
+            if not await core.cheques.take_lease(
+                name, self.holder, int(time.time()), CLAIM_LEASE_S
+            ):
                 continue
             state = await asyncio.to_thread(core.chain.lottery, lottery_id, None)
             reveal_hash = None
             if state is not None and state.seed is None and head - reveal <= 256:
                 reveal_hash = await asyncio.to_thread(core.chain.block_hash, reveal)
-            core.load(lottery_id)
+            await core.refresh(lottery_id)
             ours = [k.sc for k in core.book.ours(lottery_id)]
             ids = {k.cheque_id: k.sc for k in core.book.ours(lottery_id)}
             step = next_claim_step(state, reveal, head, reveal_hash, ours, ids)
             if step.action == "close" and step.outcome is not None:
-                self.close(lottery_id, step.outcome)
+                await self.close(lottery_id, step.outcome)
+                # Nothing was sent: any process may look again (it finds the lottery closed).
+                await core.cheques.release_lease(name, self.holder)
             elif step.action == "claim" and step.cheque is not None:
                 await self._claim(lottery_id, step.cheque)
 
@@ -87,23 +111,20 @@ class Claimer:
                 extra={"lottery": lottery_id.hex()[:16], "reason": exc.reason, "gas": exc.gas_used},
             )
             if n >= MAX_CLAIM_REVERTS:
-                self.close(lottery_id, LotteryOutcome.LOST)
+                await self.close(lottery_id, LotteryOutcome.LOST)
             return
         self.claims.append(receipt)
         log.info(
             "lottery won and claimed",
             extra={"lottery": lottery_id.hex()[:16], "gas": receipt.gas_used},
         )
-        self.close(lottery_id, LotteryOutcome.CLAIMED)
+        await self.close(lottery_id, LotteryOutcome.CLAIMED)
 
-    def close(self, lottery_id: bytes, outcome: LotteryOutcome) -> None:
+    async def close(self, lottery_id: bytes, outcome: LotteryOutcome) -> None:
         core = self.core
-        core.store.close_lottery(lottery_id, outcome.value)
-        core.lotteries.pop(lottery_id, None)
+        await core.cheques.close_lottery(lottery_id, outcome.value)
         self._reverts.pop(lottery_id, None)
-        if core.open is not None:
-            core.open.pop(lottery_id, None)
-        core.book.drop_lottery(lottery_id)
+        core.forget(lottery_id)
         log.info(
             "lottery closed", extra={"lottery": lottery_id.hex()[:16], "outcome": outcome.value}
         )

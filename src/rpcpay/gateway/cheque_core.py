@@ -8,20 +8,28 @@ Chain reads go through ``asyncio.to_thread`` and are cached: an open lottery for
 (its terms never change), a lottery the chain does not know for the confirmed block it
 was asked at (a bounded LRU, so a flood of made-up ids costs one ``eth_call`` each per
 block at most, never one per request), a stamper per confirmed block.
+
+The cheque book is the store's (``rpcpay.ledger.transactional.ChequeBook``), shared by
+every gateway process on the same database: what one process recorded, the others read
+(``refresh``). The in-memory ``ChequeBook`` of ``cheque_book`` is a cache of it (a
+stored cheque's range never changes) plus the peers' gossip, which stays per process
+(docs/lottery.md §9.1, "Several processes on one ledger").
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 from rpcpay.gateway.cheque_book import ChequeBook, Kept
-from rpcpay.ledger.ledger import Ledger
-from rpcpay.ledger.sqlite_store import SqliteLedgerStore
+from rpcpay.ledger.account import Account
+from rpcpay.ledger.sqlite_store import ChequeRow
+from rpcpay.ledger.transactional import ChequeBook as StoredCheques
 from rpcpay.lottery.cheque import Domain, decode_stamped
 from rpcpay.lottery.eth import EthKey
 from rpcpay.lottery.gossip import GossipSender
@@ -43,7 +51,7 @@ from rpcpay.lottery.state import LotteryState, StamperState
 if TYPE_CHECKING:  # the chain package loads py-evm: only a gateway with the rail pays for it
     from rpcpay.chain.settlement import SettlementChain
 
-__all__ = ["LotterySettings", "PayeeCore", "Receipts"]
+__all__ = ["ChequeLedger", "ChequeStore", "LotterySettings", "PayeeCore", "Receipts", "row_range"]
 
 log = logging.getLogger("rpcpay.lottery.payee")
 
@@ -52,7 +60,35 @@ UNKNOWN_CACHE = 4096
 MAX_RECEIPTS = 256
 """Claim, proof and commitment receipts kept in memory (for operators and tests)."""
 
+REFRESH_S = 1.0
+"""Gossip checks a lottery against the cheques other processes stored at most this stale
+(a payer's cheque is always checked against the store as it is)."""
+
 T = TypeVar("T")
+
+
+class ChequeStore(Protocol):
+    """What the desk needs of a ``TransactionalStore``: its cheque book."""
+
+    @property
+    def cheques(self) -> StoredCheques: ...
+
+
+class ChequeLedger(Protocol):
+    """What the desk needs of a ``SharedLedger``: read an account, credit a held cheque
+    and release it in one transaction (None unless it was still held)."""
+
+    async def get(self, client: bytes) -> Account | None: ...
+
+    async def credit_held(
+        self, client: bytes, credits: int, cheque_id: bytes
+    ) -> Account | None: ...
+
+
+def row_range(row: ChequeRow) -> tuple[int, int]:
+    """A stored cheque's tickets ``[start, end)``, read from its wire form (§3.5)."""
+    start = int.from_bytes(row.wire[80:112], "big")
+    return start, start + int.from_bytes(row.wire[112:144], "big")
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,8 +129,8 @@ class PayeeCore:
 
     chain: SettlementChain
     key: EthKey
-    store: SqliteLedgerStore
-    ledger: Ledger
+    store: ChequeStore
+    ledger: ChequeLedger
     settings: LotterySettings
     gossip: GossipSender
     domain: Domain = field(init=False)
@@ -107,7 +143,9 @@ class PayeeCore:
     # Our open lotteries (cheques paid to us, not closed): what a colluding stamper could
     # steal from us. None until loaded.
     open: dict[bytes, LotteryState] | None = None
+    open_read: float | None = None  # monotonic time ``open`` was last read from the store
     chain_reads: int = 0
+    refreshed: dict[bytes, float] = field(default_factory=dict)  # lottery -> monotonic time
 
     def __post_init__(self) -> None:
         self.domain = self.chain.domain
@@ -119,21 +157,34 @@ class PayeeCore:
             min_value=self.settings.credit_price_wei,
         )
 
-    async def open_lotteries(self) -> dict[bytes, LotteryState]:
-        """Our open lotteries, read from the chain once per process, then kept up to date
-        as we credit and close; also loads the contract's burnt share into the policy."""
+    async def open_lotteries(self, max_age_s: float = REFRESH_S) -> dict[bytes, LotteryState]:
+        """Our open lotteries, whichever process was paid in them: read from the store at
+        most ``max_age_s`` ago (each new one's terms from the chain, once), and kept up to
+        date as this process credits and closes; the first call also loads the contract's
+        burnt share into the policy."""
+        now = time.monotonic()
+        fresh = self.open_read is not None and now - self.open_read < max_age_s
+        if self.open is not None and fresh:
+            return self.open
         if self.open is None:
             params = await asyncio.to_thread(self.chain.params)
             burnt = BPS - params.whistleblower_bps - params.compensation_bps
             self.policy = replace(self.policy, burnt_bps=burnt)
-            found: dict[bytes, LotteryState] = {}
-            for lottery_id, _reveal in self.store.open_lotteries():
+        known = dict(self.open or {})
+        found: dict[bytes, LotteryState] = {}
+        for lottery_id, _reveal in await self.cheques.open_lotteries():
+            state = known.get(lottery_id) or self.lotteries.get(lottery_id)
+            if state is None:
                 state = await asyncio.to_thread(self.chain.lottery, lottery_id, None)
-                # A lottery reorged away holds nothing anyone can steal.
-                if state is not None:
-                    found[lottery_id] = state
-            if self.open is None:  # another request may have loaded it meanwhile
-                self.open = found
+            # A lottery reorged away holds nothing anyone can steal.
+            if state is not None:
+                found[lottery_id] = state
+        # A lottery this process credited while the store was read stays (it is stored).
+        for lottery_id, state in (self.open or {}).items():
+            if lottery_id not in known:
+                found.setdefault(lottery_id, state)
+        self.open = found
+        self.open_read = now
         return self.open
 
     async def head(self) -> tuple[int, int]:
@@ -177,13 +228,23 @@ class PayeeCore:
             cache[address] = state
         return replace(state, slashed=True) if address in self.caught else state
 
-    def load(self, lottery_id: bytes) -> None:
-        """Bring a lottery's stored cheques into the book once (ours; peers' from older
-        versions; evidence rows overlap and stay in the database only)."""
-        if lottery_id in self.book.loaded:
-            return
+    @property
+    def cheques(self) -> StoredCheques:
+        """The store's cheque book, shared with every process on the same database."""
+        return self.store.cheques
+
+    async def refresh(self, lottery_id: bytes, max_age_s: float = 0.0) -> list[ChequeRow]:
+        """Bring a lottery's stored cheques into the book (ours, whichever process recorded
+        them; peers' from older versions; evidence rows overlap and stay in the database
+        only) unless that was done less than ``max_age_s`` ago; the rows read, or [] when
+        none were."""
+        now = time.monotonic()
+        last = self.refreshed.get(lottery_id)
+        if max_age_s > 0 and last is not None and now - last < max_age_s:
+            return []
+        rows = await self.cheques.cheques_of(lottery_id)
+        self.refreshed[lottery_id] = now
         self.book.loaded.add(lottery_id)
-        rows = self.store.cheques_of(lottery_id)
         # Ours first: a stored peer's cheque (or evidence) never displaces one of ours.
         for row in sorted(rows, key=lambda r: r.client is None):
             if row.cheque_id in self.book:
@@ -194,3 +255,12 @@ class PayeeCore:
                 self.book.add_ours(kept)
             else:
                 self.book.add_peers(kept)
+        return rows
+
+    def forget(self, lottery_id: bytes) -> None:
+        """A closed lottery leaves memory (its rows stay in the database)."""
+        self.lotteries.pop(lottery_id, None)
+        self.refreshed.pop(lottery_id, None)
+        if self.open is not None:
+            self.open.pop(lottery_id, None)
+        self.book.drop_lottery(lottery_id)

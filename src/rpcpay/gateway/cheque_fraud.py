@@ -8,6 +8,11 @@ within one more gossip delay (the detection window of ``lottery.pacing``). Once 
 stamper is caught, held cheques it stamped are never credited (``cheque_intake``).
 A proof that failed on a chain error, or was cut short by a crash, is filed again by
 ``retry_evidence`` from the claim loop.
+
+Several processes on one database: evidence is in the store, so each learns the
+stampers the others caught (``learn_caught``, at most ``CAUGHT_REFRESH_S`` stale; at
+once before a held cheque is credited). One process files a stamper's proof at a time:
+it holds the store's lease ``fraud:<stamper>`` (``FRAUD_LEASE_S``) while filing.
 """
 
 from __future__ import annotations
@@ -19,12 +24,12 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from rpcpay.errors import ChainError, TransactionReverted
+from rpcpay.errors import ChainError, LedgerError, TransactionReverted
 from rpcpay.gateway.cheque_book import Kept
 from rpcpay.gateway.cheque_core import PayeeCore, Receipts
 from rpcpay.ledger.sqlite_store import ChequeRow
 from rpcpay.lottery.cheque import StampedCheque, decode_stamped
-from rpcpay.lottery.eip712 import cheque_hash
+from rpcpay.lottery.eip712 import cheque_hash, recover_stamper
 from rpcpay.lottery.eth import checksum_address
 from rpcpay.lottery.payee import next_fraud_step
 from rpcpay.lottery.rules import find_fraud_partner
@@ -47,13 +52,24 @@ PROVEN = "proven"
 """... once its stamper is slashed (by us or anyone)."""
 UNPROVABLE = "unprovable"
 """... when the contract refused the proof and the stamper is not slashed (e.g. it left)."""
+EVIDENCE_OUTCOMES = (EVIDENCE, PROVEN, UNPROVABLE)
+CAUGHT_REFRESH_S = 1.0
+"""How stale this process's view of the stampers other processes caught may be."""
+FRAUD_LEASE_S = 600
+"""A proof's lease: longer than commit, wait for a block and prove take; a process that
+dies filing leaves it to the others after this long."""
 
 
 class FraudFiler:
     """Stores evidence and files proofs, one stamper at a time."""
 
-    def __init__(self, core: PayeeCore, on_caught: Callable[[bytes], None]) -> None:
+    def __init__(
+        self, core: PayeeCore, on_caught: Callable[[bytes], None], holder: str = "rpcpay"
+    ) -> None:
         self.core = core
+        self.holder = holder  # this process's name on the store's leases
+        self._evidence_seen: set[bytes] = set()
+        self._learnt_at: float | None = None
         self.on_caught = on_caught  # e.g. withhold the stamper's held cheques
         self.proofs: Receipts[Receipt] = Receipts()
         self.commits: Receipts[Receipt] = Receipts()
@@ -69,17 +85,41 @@ class FraudFiler:
         self.on_caught(stamper)
         return True
 
-    def keep(self, lottery: LotteryState, wire: bytes, sc: StampedCheque, partner: Kept) -> None:
-        """Store ``sc`` as evidence against ``partner`` (same step as the finding), tell the
-        peers, mark the stamper caught and file the proof."""
+    async def learn_caught(self, force: bool = False) -> None:
+        """Catch the stampers whose evidence any process stored (read at most once per
+        ``CAUGHT_REFRESH_S`` unless ``force``)."""
+        now = time.monotonic()
+        if not force and self._learnt_at is not None and now - self._learnt_at < CAUGHT_REFRESH_S:
+            return
+        self._learnt_at = now
+        core = self.core
+        for outcome in EVIDENCE_OUTCOMES:
+            for row in await core.cheques.cheques_with_outcome(outcome):
+                if row.cheque_id in self._evidence_seen:
+                    continue
+                self._evidence_seen.add(row.cheque_id)
+                domain, sc = decode_stamped(row.wire)
+                # Evidence is stored only for a verified pair: its stamp names the cheater.
+                stamper = recover_stamper(domain, sc.cheque, sc.stamp_sig)
+                if stamper is not None:
+                    self.catch(stamper)
+
+    async def keep(
+        self, lottery: LotteryState, wire: bytes, sc: StampedCheque, partner: Kept
+    ) -> None:
+        """Store ``sc`` as evidence against ``partner`` (before the answer that refuses it),
+        tell the peers, mark the stamper caught and file the proof."""
         core = self.core
         h = cheque_hash(sc.cheque)
         row = ChequeRow(h, lottery.id, wire, None, 0, lottery.reveal_block, int(time.time()))
-        core.store.hold_evidence(row, EVIDENCE)
+        # Caught at once, before the store is written: nothing of it is credited meanwhile.
+        first = self.catch(lottery.stamper)
+        await core.cheques.hold_evidence(row, EVIDENCE)
+        self._evidence_seen.add(h)
         self.found += 1
         # The first pair against a stamper goes to every peer: each catches it whatever it
         # holds. Later pairs are not forwarded (peers that know would echo them forever).
-        if self.catch(lottery.stamper):
+        if first:
             core.gossip.send(wire)
             core.gossip.send(partner.wire)
         self.spawn(lottery, partner.sc, sc, h)
@@ -104,7 +144,17 @@ class FraudFiler:
     ) -> None:
         core = self.core
         us, stamper = core.key.address, lottery.stamper
+        lease = f"fraud:{stamper.hex()}"
         try:
+            # Another process on this database is filing against this stamper already.
+            if not await core.cheques.take_lease(
+                lease, self.holder, int(time.time()), FRAUD_LEASE_S
+            ):
+                log.info(
+                    "fraud proof filed by another process",
+                    extra={"stamper": checksum_address(stamper)},
+                )
+                return
             committed = False
             while True:
                 state = await asyncio.to_thread(core.chain.stamper, stamper)
@@ -113,7 +163,7 @@ class FraudFiler:
                     log.info(
                         "stamper already slashed", extra={"stamper": checksum_address(stamper)}
                     )
-                    core.store.hold_evidence_outcome(evidence, PROVEN)
+                    await core.cheques.hold_evidence_outcome(evidence, PROVEN)
                     return
                 if step.action == "commit":
                     from rpcpay.chain.settlement import fraud_commitment
@@ -126,7 +176,7 @@ class FraudFiler:
                     continue
                 receipt = await asyncio.to_thread(core.chain.prove_fraud, core.key, a, b)
                 self.proofs.append(receipt)
-                core.store.hold_evidence_outcome(evidence, PROVEN)
+                await core.cheques.hold_evidence_outcome(evidence, PROVEN)
                 log.warning(
                     "fraud proven: stamper slashed",
                     extra={"stamper": checksum_address(stamper), "gas": receipt.gas_used},
@@ -138,14 +188,19 @@ class FraudFiler:
                 "fraud proof refused",
                 extra={"reason": exc.reason, "gas": exc.gas_used, "fee": exc.fee},
             )
-            with contextlib.suppress(ChainError):
+            with contextlib.suppress(ChainError, LedgerError):
                 slashed = (await asyncio.to_thread(core.chain.stamper, stamper)).slashed
                 # Refused, and nobody slashed it: retrying would only pay gas again.
-                core.store.hold_evidence_outcome(evidence, PROVEN if slashed else UNPROVABLE)
-        except ChainError as exc:
+                await core.cheques.hold_evidence_outcome(
+                    evidence, PROVEN if slashed else UNPROVABLE
+                )
+        except (ChainError, LedgerError) as exc:
             log.warning("fraud proof failed; the claim loop will retry", extra={"error": str(exc)})
         finally:
             self.filing.discard(stamper)
+            # Done (or failed): the next round may file again, from any process.
+            with contextlib.suppress(LedgerError):
+                await core.cheques.release_lease(lease, self.holder)
 
     async def _wait_past(self, block: int) -> None:
         """Until the chain is past ``block`` (a commitment counts from the next block)."""
@@ -167,20 +222,20 @@ class FraudFiler:
         """File again every fraud pair stored as evidence and not yet proven (after a
         crash, or a proof that failed on a chain error)."""
         core = self.core
-        for row in core.store.cheques_with_outcome(EVIDENCE):
+        for row in await core.cheques.cheques_with_outcome(EVIDENCE):
             _, sc = decode_stamped(row.wire)
             lottery = core.lotteries.get(row.lottery) or await asyncio.to_thread(
                 core.chain.lottery, row.lottery, None
             )
             partner = None
             if lottery is not None:
-                core.load(row.lottery)
+                await core.refresh(row.lottery)
                 c = sc.cheque
                 held = [k.sc for k in core.book.overlapping(row.lottery, c.start, c.end)]
                 partner = find_fraud_partner(core.domain, lottery, sc, held)
             # Evidence whose partner is gone proves nothing any more.
             if lottery is None or partner is None:
-                core.store.hold_evidence_outcome(row.cheque_id, UNPROVABLE)
+                await core.cheques.hold_evidence_outcome(row.cheque_id, UNPROVABLE)
                 continue
             self.catch(lottery.stamper)
             self.spawn(lottery, partner, sc, row.cheque_id)

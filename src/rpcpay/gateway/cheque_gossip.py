@@ -19,6 +19,12 @@ Each sender (remote address) may post ``SENDER_RATE`` cheques a second with a bu
 flood costs the event loop almost nothing and a sender that is refused retries
 (``GossipSender`` backs off): refusal is explicit, never a silent drop.
 
+Several processes on one database: the kept peers' cheques are per process (a peer's
+batch reaches the one process its request landed on); our own cheques, whichever
+process stored them, are read from the store at most ``REFRESH_S`` stale, and a fraud
+pair found here is stored, so every process learns the stamper was caught
+(docs/lottery.md §9.1).
+
 Measured (bench/gossip_intake.py): see docs/benchmarks.md.
 """
 
@@ -33,7 +39,7 @@ from dataclasses import dataclass, field
 import aiohttp
 
 from rpcpay.gateway.cheque_book import Kept
-from rpcpay.gateway.cheque_core import PayeeCore
+from rpcpay.gateway.cheque_core import REFRESH_S, PayeeCore
 from rpcpay.gateway.cheque_fraud import FraudFiler
 from rpcpay.gateway.cheque_intake import ChequeIntake
 from rpcpay.lottery.cheque import MAX_PRIZE, decode_stamped
@@ -93,6 +99,7 @@ class GossipIntake:
         core = self.core
         report = GossipReport()
         open_ids = await core.open_lotteries()
+        await self.fraud.learn_caught()
         confirmed: int | None = None
         for wire in wires:
             try:
@@ -118,7 +125,7 @@ class GossipIntake:
                 report.refused["duplicate"] += 1
                 continue
             if c.lottery in open_ids:
-                core.load(c.lottery)
+                await core.refresh(c.lottery, REFRESH_S)
             near = core.book.overlapping(c.lottery, c.start, c.end)
             # No overlap: keep it (unverified), within the bounds.
             if not near:
@@ -148,7 +155,7 @@ class GossipIntake:
             partner = find_fraud_partner(domain, lottery, sc, [k.sc for k in near])
             if partner is not None:
                 kept_partner = next(k for k in near if k.sc is partner)
-                self.fraud.keep(lottery, wire, sc, kept_partner)
+                await self.fraud.keep(lottery, wire, sc, kept_partner)
                 if kept_partner.ours:
                     self.intake.spoil(partner.cheque)
                 report.fraud += 1

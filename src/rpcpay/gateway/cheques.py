@@ -7,23 +7,36 @@
 
 They share a ``PayeeCore`` (settings, cached chain reads, the cheque book). The desk is
 what the gateway's app and server see; docs/lottery.md §15-§17 is the spec.
+
+The desk runs on a ``TransactionalStore`` (its ``ChequeBook``) and a ``SharedLedger``:
+any number of gateway processes may run a desk on the same database. A cheque, or one
+overlapping it, is credited once across all of them; one of them claims each win and
+files each fraud proof (the store's leases, held as ``holder``). What stays per process:
+the pacing buckets, the peers' gossip kept in memory, the chain caches (§9.1).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import secrets
+import socket
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from rpcpay.gateway.cheque_claims import Claimer
-from rpcpay.gateway.cheque_core import LotterySettings, PayeeCore, Receipts
+from rpcpay.gateway.cheque_core import (
+    ChequeLedger,
+    ChequeStore,
+    LotterySettings,
+    PayeeCore,
+    Receipts,
+)
 from rpcpay.gateway.cheque_fraud import FraudFiler
 from rpcpay.gateway.cheque_gossip import GossipIntake, GossipReport
 from rpcpay.gateway.cheque_intake import ChequeIntake, ChequeRefused, Credited
-from rpcpay.ledger.ledger import Ledger
-from rpcpay.ledger.sqlite_store import SqliteLedgerStore
 from rpcpay.lottery.cheque import StampedCheque
 from rpcpay.lottery.eth import EthKey, checksum_address
 from rpcpay.lottery.gossip import GossipSender
@@ -34,6 +47,12 @@ if TYPE_CHECKING:
 __all__ = ["ChequeDesk", "ChequeRefused", "Credited", "GossipReport", "LotterySettings"]
 
 
+def process_name() -> str:
+    """This process's name on the store's leases: host, pid and a random tag (a restarted
+    process with a reused pid is someone else)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
 class ChequeDesk:
     """The payee: see the module docstring. One per gateway; call from its event loop."""
 
@@ -41,22 +60,30 @@ class ChequeDesk:
         self,
         chain: SettlementChain,
         key: EthKey,
-        store: SqliteLedgerStore,
-        ledger: Ledger,
+        store: ChequeStore,
+        ledger: ChequeLedger,
         settings: LotterySettings,
         gossip: GossipSender | None = None,
         clock: Callable[[], float] = time.monotonic,
+        holder: str | None = None,
+        on_credit: Callable[[int], None] | None = None,
     ) -> None:
         sender = gossip or GossipSender(list(settings.gossip_peers), self_url=settings.public_url)
+        self.holder = holder or process_name()
         self.core = PayeeCore(chain, key, store, ledger, settings, sender)
-        self.fraud = FraudFiler(self.core, self._caught)
-        self.intake = ChequeIntake(self.core, self.fraud, clock)
+        self.fraud = FraudFiler(self.core, self._caught, self.holder)
+        self.intake = ChequeIntake(self.core, self.fraud, clock, on_credit)
         self.gossip_in = GossipIntake(self.core, self.fraud, self.intake)
-        self.claimer = Claimer(self.core, self.fraud.retry_evidence)
+        self.claimer = Claimer(self.core, self._before_round, self.holder)
         self._claim_task: asyncio.Task[None] | None = None
 
     def _caught(self, stamper: bytes) -> None:
         self.intake.withhold_stamper(stamper)
+
+    async def _before_round(self) -> None:
+        # Held cheques another process recorded and left (it died, or it is slow).
+        await self.intake.resume()
+        await self.fraud.retry_evidence()
 
     # -- what the app, the server and tests see -------------------------------------------------
 
@@ -69,7 +96,7 @@ class ChequeDesk:
         return self.core.key
 
     @property
-    def store(self) -> SqliteLedgerStore:
+    def store(self) -> ChequeStore:
         return self.core.store
 
     @property
@@ -100,10 +127,14 @@ class ChequeDesk:
     def _filing(self) -> set[bytes]:
         return self.fraud.filing
 
+    def open_lottery_count(self) -> int:
+        """Lotteries holding our cheques, as this process last saw them (metrics)."""
+        return len(self.core.open) if self.core.open is not None else self.claimer.open_count
+
     def start(self) -> None:
-        """Start gossiping, the claim loop, and the holds left by a previous run."""
+        """Start gossiping and the claim loop, whose first round resumes the holds left by
+        a previous run (or by another process)."""
         self.core.gossip.start()
-        self.intake.resume()
         self._claim_task = asyncio.create_task(self.claimer.loop(), name="rpcpay-lottery-claims")
 
     async def close(self) -> None:
@@ -134,14 +165,14 @@ class ChequeDesk:
             "gossip_peers": self.core.gossip.peer_urls(),
         }
 
-    def ours(self, lottery_id: bytes) -> list[StampedCheque]:
-        """Our own cheques of a lottery (credited or held)."""
-        self.core.load(lottery_id)
+    async def ours(self, lottery_id: bytes) -> list[StampedCheque]:
+        """Our own cheques of a lottery (credited or held), whichever process stored them."""
+        await self.core.refresh(lottery_id)
         return [k.sc for k in self.core.book.ours(lottery_id)]
 
-    def kept(self, lottery_id: bytes) -> list[StampedCheque]:
-        """Every cheque of a lottery in memory: ours and peers' gossip."""
-        self.core.load(lottery_id)
+    async def kept(self, lottery_id: bytes) -> list[StampedCheque]:
+        """Every cheque of a lottery this process knows: ours and peers' gossip."""
+        await self.core.refresh(lottery_id)
         book = self.core.book
         return [k.sc for k in book.overlapping(lottery_id, 0, 2**256)]
 
