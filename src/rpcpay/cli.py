@@ -158,7 +158,18 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         type=_positive,
         default=None,
         metavar="N",
-        help="share verification threads (default: one per CPU)",
+        help="share verification threads per worker (default: one per CPU, divided among "
+        "the --workers)",
+    )
+    p.add_argument(
+        "--workers",
+        type=integer_in(1, 64, "must be 1 to 64 processes"),
+        default=1,
+        metavar="N",
+        help="gateway processes sharing the public and admin ports (SO_REUSEPORT) and the "
+        "ledger, each verifying shares, under one supervisor that restarts a worker that "
+        "dies; connection caps and abuse budgets apply per worker (docs/gateway.md, "
+        '"Workers") (default: %(default)s, a single process)',
     )
     p.add_argument(
         "--max-body-bytes",
@@ -610,7 +621,7 @@ def _gateway_config(args: argparse.Namespace) -> GatewayConfig:
         data_dir=args.data_dir,
         price_file=args.price_file,
         pow_mode=args.pow_mode,
-        **({"verify_threads": args.verify_threads} if args.verify_threads else {}),
+        verify_threads=args.verify_threads or max(1, (os.cpu_count() or 1) // args.workers),
         max_body_bytes=args.max_body_bytes,
         ledger_sync=args.ledger_sync,
         info_cache_ms=args.info_cache_ms,
@@ -639,6 +650,10 @@ def _serve(args: argparse.Namespace, argv: Sequence[str]) -> int:
         # SIGHUP: the same command line and config file, read again.
         return _gateway_config(parse_args(argv))
 
+    if args.workers > 1:
+        from rpcpay.gateway.workers import run_workers
+
+        return run_workers(config, args.workers, argv, reload)
     asyncio.run(serve_forever(config, reload))
     return 0
 

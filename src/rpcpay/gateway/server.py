@@ -100,6 +100,7 @@ class GatewayConfig:
     ssl_certificate: Path | None = None  # TLS on the public listener (with ssl_private_key)
     ssl_private_key: Path | None = None
     dashboard_sample_s: float = 10.0  # the dashboard's charts: one sample every so often
+    reuse_port: bool = False  # SO_REUSEPORT on both listeners (a --workers N worker)
 
 
 def check_config(config: GatewayConfig) -> None:
@@ -296,12 +297,15 @@ async def _listen(
     port: int,
     grace_s: float,
     tls: ssl.SSLContext | None = None,
+    reuse_port: bool = False,
 ) -> tuple[web.BaseRunner, int]:
     runner = web.ServerRunner(server, shutdown_timeout=grace_s)
     await runner.setup()
     # A deep accept queue: under a connection flood, a good client's SYN is not dropped
     # (a dropped one waits a second for its retransmission).
-    site = web.TCPSite(runner, host, port, backlog=LISTEN_BACKLOG, ssl_context=tls)
+    site = web.TCPSite(
+        runner, host, port, backlog=LISTEN_BACKLOG, ssl_context=tls, reuse_port=reuse_port or None
+    )
     try:
         await site.start()
     except OSError as exc:
@@ -476,6 +480,7 @@ async def _assemble(
         config.bind_port,
         config.shutdown_grace_s,
         tls,
+        config.reuse_port,
     )
     undo.push_async_callback(runner.cleanup)
     runners = [runner]
@@ -492,6 +497,7 @@ async def _assemble(
             config.admin_bind_ip,
             config.admin_bind_port,
             config.shutdown_grace_s,
+            reuse_port=config.reuse_port,
         )
         undo.push_async_callback(admin_runner.cleanup)
         runners.append(admin_runner)
@@ -534,10 +540,13 @@ async def _assemble(
 
 
 async def serve_forever(
-    config: GatewayConfig, reload: Callable[[], GatewayConfig] | None = None
+    config: GatewayConfig,
+    reload: Callable[[], GatewayConfig] | None = None,
+    started: Callable[[asyncio.Event], None] | None = None,
 ) -> None:
     """Run until SIGINT/SIGTERM, then close cleanly. SIGHUP reads the settings again with
-    ``reload`` and applies the reloadable ones (``rpcpay.gateway.reload``)."""
+    ``reload`` and applies the reloadable ones (``rpcpay.gateway.reload``). ``started`` is
+    called once listening, with the event that stops the gateway (a worker's supervisor)."""
     gateway = await start_gateway(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -561,6 +570,8 @@ async def serve_forever(
             current = new
 
     loop.add_signal_handler(signal.SIGHUP, on_hangup)
+    if started is not None:
+        started(stop)
     await stop.wait()
     log.info("shutting down", extra={"grace_s": config.shutdown_grace_s})
     await gateway.close()
