@@ -70,7 +70,11 @@ def no_tracebacks(*gateways: GatewayProcess) -> None:
 
 @pytest.mark.parametrize("store", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 async def test_kill_9_of_a_worker_loses_nothing_and_the_other_serves_on(
-    store: str, backend: ToyBackend, miner: LightMiner, tmp_path: Path, request: pytest.FixtureRequest
+    store: str,
+    backend: ToyBackend,
+    miner: LightMiner,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
 ) -> None:
     ledger: tuple[str, ...] = ()
     if store == "postgres":
@@ -92,7 +96,9 @@ async def test_kill_9_of_a_worker_loses_nothing_and_the_other_serves_on(
         finally:
             await load.stop()
         accounts = await ledger_accounts(gateway.admin_port)
-        check_ledger(load.records, accounts, forwarded_calls(backend, load.records), CREDITS_PER_SHARE)
+        check_ledger(
+            load.records, accounts, forwarded_calls(backend, load.records), CREDITS_PER_SHARE
+        )
     finally:
         gateway.stop()
     no_tracebacks(gateway)
@@ -117,7 +123,9 @@ async def test_kill_9_of_one_of_two_instances_on_postgresql(
         finally:
             await load.stop()
         accounts = await ledger_accounts(second.admin_port)
-        check_ledger(load.records, accounts, forwarded_calls(backend, load.records), CREDITS_PER_SHARE)
+        check_ledger(
+            load.records, accounts, forwarded_calls(backend, load.records), CREDITS_PER_SHARE
+        )
     finally:
         first.stop()
         second.stop()

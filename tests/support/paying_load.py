@@ -124,7 +124,7 @@ class PayingLoad:
             ) as response:
                 raw = await response.read()
                 status = response.status
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+        except (TimeoutError, aiohttp.ClientError, OSError):
             record.lost += 1
             return None
         try:
@@ -132,7 +132,7 @@ class PayingLoad:
         except ValueError:
             answer = None
         # A server error or a body that is not JSON is never a clean answer.
-        if status >= 500 and status != 503 or not isinstance(answer, dict):
+        if (status >= 500 and status != 503) or not isinstance(answer, dict):
             record.broken.append(f"HTTP {status}: {raw[:300]!r}")
             return None
         error = answer.get("error")
