@@ -17,6 +17,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp import web
+from prometheus_client.parser import text_string_to_metric_families
 
 from rpcpay.testing import ToyBackend
 from tests.gateway.conftest import post, rpc
@@ -60,6 +61,22 @@ async def free_call(session: aiohttp.ClientSession, port: int, method: str = "et
         return (await response.json())["result"]
 
 
+async def scraped_calls(admin_port: int) -> dict[str, float]:
+    """Public calls counted by /metrics, per worker (on a connection of its own)."""
+    async with (
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as session,
+        session.get(f"http://127.0.0.1:{admin_port}/metrics") as response,
+    ):
+        text = await response.text()
+    calls: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "rpcpay_calls_total":
+                worker = sample.labels["worker"]
+                calls[worker] = calls.get(worker, 0.0) + sample.value
+    return calls
+
+
 async def test_two_workers_share_the_public_port(backend: SlowBackend, tmp_path: Path) -> None:
     gateway = await start_workers(backend, tmp_path / "gw")
     try:
@@ -79,6 +96,12 @@ async def test_two_workers_share_the_public_port(backend: SlowBackend, tmp_path:
         # The admin listener is shared the same way; either worker answers it.
         status, answer = await post(gateway.admin_port, "/json_rpc", rpc("rpc_access_data"))
         assert status == 200 and "result" in answer
+        # Whichever worker a scrape reaches, it shows both workers' calls (a second late).
+        await asyncio.sleep(1.5)
+        for _ in range(4):
+            calls = await scraped_calls(gateway.admin_port)
+            assert set(calls) == {"0", "1"}
+            assert sum(calls.values()) == 16 and all(calls.values()), calls
     finally:
         gateway.stop()
 

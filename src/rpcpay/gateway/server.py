@@ -100,7 +100,7 @@ class GatewayConfig:
     ssl_certificate: Path | None = None  # TLS on the public listener (with ssl_private_key)
     ssl_private_key: Path | None = None
     dashboard_sample_s: float = 10.0  # the dashboard's charts: one sample every so often
-    reuse_port: bool = False  # SO_REUSEPORT on both listeners (a --workers N worker)
+    worker: int | None = None  # a --workers N worker's index: SO_REUSEPORT, shared /metrics
 
 
 def check_config(config: GatewayConfig) -> None:
@@ -226,6 +226,14 @@ class RunningGateway:
         self.ledger.close()
         if self.access_log is not None:
             self.access_log.close()
+
+
+def worker_metrics(config: GatewayConfig) -> GatewayMetrics:
+    """A worker's metrics: its own series and its siblings', labelled by worker."""
+    from rpcpay.gateway.worker_metrics import WorkerMetrics
+
+    assert config.worker is not None
+    return WorkerMetrics(config.worker, config.data_dir / "workers")
 
 
 def open_access_log(path: Path | None) -> AccessLog | None:
@@ -393,7 +401,9 @@ async def _assemble(
     tls: ssl.SSLContext | None,
 ) -> RunningGateway:
     """start_gateway's parts, each registered in ``undo`` as soon as it is open."""
-    metrics = GatewayMetrics() if config.metrics else None
+    metrics = None
+    if config.metrics:
+        metrics = GatewayMetrics() if config.worker is None else worker_metrics(config)
     upstream = upstream or HttpUpstream(config.upstream, timeout_s=config.upstream_timeout_s)
     undo.push_async_callback(upstream.close)
     if metrics is not None:
@@ -480,7 +490,7 @@ async def _assemble(
         config.bind_port,
         config.shutdown_grace_s,
         tls,
-        config.reuse_port,
+        reuse_port=config.worker is not None,
     )
     undo.push_async_callback(runner.cleanup)
     runners = [runner]
@@ -497,7 +507,7 @@ async def _assemble(
             config.admin_bind_ip,
             config.admin_bind_port,
             config.shutdown_grace_s,
-            reuse_port=config.reuse_port,
+            reuse_port=config.worker is not None,
         )
         undo.push_async_callback(admin_runner.cleanup)
         runners.append(admin_runner)
@@ -542,7 +552,7 @@ async def _assemble(
 async def serve_forever(
     config: GatewayConfig,
     reload: Callable[[], GatewayConfig] | None = None,
-    started: Callable[[asyncio.Event], None] | None = None,
+    started: Callable[[RunningGateway, asyncio.Event], None] | None = None,
 ) -> None:
     """Run until SIGINT/SIGTERM, then close cleanly. SIGHUP reads the settings again with
     ``reload`` and applies the reloadable ones (``rpcpay.gateway.reload``). ``started`` is
@@ -571,7 +581,7 @@ async def serve_forever(
 
     loop.add_signal_handler(signal.SIGHUP, on_hangup)
     if started is not None:
-        started(stop)
+        started(gateway, stop)
     await stop.wait()
     log.info("shutting down", extra={"grace_s": config.shutdown_grace_s})
     await gateway.close()

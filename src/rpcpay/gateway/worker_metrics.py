@@ -21,10 +21,14 @@ which Prometheus treats as a counter reset). Cost: one exposition per worker per
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import re
 from collections.abc import Iterable
 from pathlib import Path
+
+from rpcpay.gateway.metrics import GatewayMetrics
 
 SNAPSHOT_S = 1.0
 _SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{.*\})?( .*)$")
@@ -99,3 +103,37 @@ def read_others(directory: Path, index: int) -> list[tuple[int, str]]:
         if other != index:
             found.append((other, text))
     return found
+
+
+def clear_snapshots(directory: Path) -> None:
+    """Make ``directory`` and forget the files of an earlier run (the supervisor, at start)."""
+    directory.mkdir(mode=0o700, exist_ok=True)
+    for path in directory.glob("metrics-*"):
+        with contextlib.suppress(OSError):
+            path.unlink()
+
+
+class WorkerMetrics(GatewayMetrics):
+    """A worker's metrics: ``exposition()`` is every worker's, ``publish()`` shares its own."""
+
+    def __init__(self, index: int, directory: Path) -> None:
+        super().__init__()
+        self.index = index
+        self.directory = directory
+
+    def own_exposition(self) -> bytes:
+        return super().exposition()
+
+    def exposition(self) -> bytes:
+        mine = (self.index, self.own_exposition().decode())
+        return merge([mine, *read_others(self.directory, self.index)])
+
+    def publish(self) -> None:
+        write_snapshot(self.directory, self.index, self.own_exposition())
+
+    async def publish_forever(self) -> None:
+        """Publish every ``SNAPSHOT_S`` seconds until cancelled."""
+        while True:
+            with contextlib.suppress(OSError):
+                self.publish()
+            await asyncio.sleep(SNAPSHOT_S)

@@ -30,10 +30,11 @@ Contract:
 What is per worker, not shared: connection caps (``--max-connections`` and the per-address
 cap bound one process's file descriptors, which is what they protect), abuse budgets (an
 address spreads over the workers, so it gets up to N times each budget), the info and chain
-caches, and /metrics and the dashboard's history (see below). The admin listener is bound by
+caches, and the dashboard's charts of hash rate and credits (the worker a browser's
+connection reached; its client table is the shared ledger's). The admin listener is bound by
 every worker with SO_REUSEPORT: its JSON-RPC methods (``rpcpay payments``) read and write
-the shared ledger, so any worker answers the same. Each worker's /metrics carries a
-``worker`` label on every series; a scrape reaches one worker, chosen by the kernel.
+the shared ledger, so any worker answers the same. /metrics answers with every worker's
+series, labelled ``worker`` (``rpcpay.gateway.worker_metrics``).
 """
 
 from __future__ import annotations
@@ -51,7 +52,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from rpcpay.errors import ConfigError
-from rpcpay.gateway.server import GatewayConfig
+from rpcpay.gateway.server import GatewayConfig, RunningGateway
+from rpcpay.gateway.worker_metrics import WorkerMetrics, clear_snapshots
 
 log = logging.getLogger("rpcpay.workers")
 
@@ -113,6 +115,7 @@ def prepare(config: GatewayConfig) -> list[socket.socket]:
 
         load_key(config.lottery.key_file or config.data_dir / "lottery.key", create=True)
     prepare_ledger(config)
+    clear_snapshots(config.data_dir / "workers")
     reservations = [reserve_port(config.bind_ip, config.bind_port)]
     if config.admin_bind_port is not None:
         try:
@@ -328,12 +331,14 @@ def run_worker(config: GatewayConfig, spec: str, reload: Callable[[], GatewayCon
     for handler in logging.getLogger("rpcpay").handlers:
         handler.addFilter(_WorkerTag(index))
     lifeline = socket.socket(fileno=fd)
-    config = dataclasses.replace(config, reuse_port=True)
+    config = dataclasses.replace(config, worker=index)
 
     def reload_worker() -> GatewayConfig:
-        return dataclasses.replace(reload(), reuse_port=True)
+        return dataclasses.replace(reload(), worker=index)
 
-    def started(stop: asyncio.Event) -> None:
+    tasks: set[asyncio.Task[None]] = set()
+
+    def started(gateway: RunningGateway, stop: asyncio.Event) -> None:
         lifeline.sendall(READY)
         lifeline.setblocking(False)
         loop = asyncio.get_running_loop()
@@ -352,6 +357,8 @@ def run_worker(config: GatewayConfig, spec: str, reload: Callable[[], GatewayCon
                 stop.set()
 
         loop.add_reader(lifeline, on_lifeline)
+        if isinstance(gateway.metrics, WorkerMetrics):
+            tasks.add(loop.create_task(gateway.metrics.publish_forever()))
 
     with lifeline:
         asyncio.run(serve_forever(config, reload_worker, started))
