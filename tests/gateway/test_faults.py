@@ -130,3 +130,31 @@ async def test_kill_9_of_one_of_two_instances_on_postgresql(
         first.stop()
         second.stop()
     no_tracebacks(first, second)
+
+
+@pytest.mark.postgres
+async def test_postgresql_restart_under_load_gives_clean_errors_then_service(
+    backend: ToyBackend, miner: LightMiner, postgres: PostgresCluster, tmp_path: Path
+) -> None:
+    url = postgres.create_database("faults")
+    gateway = await start(backend, tmp_path / "gw", "--workers", "2", "--ledger-url", url)
+    try:
+        load = PayingLoad([gateway.port], miner)
+        load.start()
+        try:
+            await wait_served(load, 0, 3, 30)
+            # Down for two seconds: every connection the pools hold is cut.
+            await asyncio.to_thread(postgres.restart, 2.0)
+            back_at = time.monotonic()
+            # The gateway reconnects by itself: every client is served again.
+            await wait_served(load, back_at, 3, 30)
+        finally:
+            await load.stop()
+        accounts = await ledger_accounts(gateway.admin_port)
+        forwarded = forwarded_calls(backend, load.records)
+        check_ledger(load.records, accounts, forwarded, CREDITS_PER_SHARE)
+        # The outage was felt, as clean errors (check_ledger: none broken).
+        assert sum(len(r.clean) + r.lost for r in load.records) > 0
+    finally:
+        gateway.stop()
+    no_tracebacks(gateway)
