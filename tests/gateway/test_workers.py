@@ -155,14 +155,27 @@ async def test_sigterm_drains_every_worker_then_exits_cleanly(
         gateway.stop()
 
 
-async def test_sighup_reaches_every_worker(backend: SlowBackend, tmp_path: Path) -> None:
-    gateway = await start_workers(backend, tmp_path / "gw")
+async def test_config_file_sets_workers_and_sighup_reloads_every_worker(
+    backend: SlowBackend, tmp_path: Path
+) -> None:
+    config = tmp_path / "rpcpay.toml"
+    config.write_text("workers = 2\nrpc-payment-allow-free-loopback = true\n")
+    gateway = await asyncio.to_thread(
+        start_gateway_process, backend.url, tmp_path / "gw", "--upstream-kind", "jsonrpc",
+        "--config", str(config),
+    )  # fmt: skip
     try:
+        await asyncio.to_thread(wait_for_log, gateway, "worker listening", 2)
+        assert (await post(gateway.port, "/", rpc("eth_x", [])))[0] == 200
+        # Free loopback calls off in the file: after SIGHUP no worker serves them free.
+        config.write_text("workers = 2\n")
         gateway.process.send_signal(signal.SIGHUP)
         reloads = await asyncio.to_thread(wait_for_log, gateway, "SIGHUP: reloading", 2)
         assert {entry["worker"] for entry in reloads} == {0, 1}
-        async with aiohttp.ClientSession() as session:
-            assert await free_call(session, gateway.port) == {"echo": [], "method": "eth_x"}
+        await asyncio.sleep(0.5)
+        statuses = [(await post(gateway.port, "/", rpc("eth_x", [])))[0] for _ in range(12)]
+        assert statuses == [402] * 12
+        assert len(backend.requests) == 1
     finally:
         gateway.stop()
 
