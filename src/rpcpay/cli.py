@@ -186,6 +186,23 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "also survives power loss, at a cost in calls/s (default: %(default)s)",
     )
     p.add_argument(
+        "--ledger-url",
+        metavar="URL",
+        help="keep the ledger (balances, jobs, used nonces and client ids) in this shared "
+        "PostgreSQL database, postgresql://USER@HOST:PORT/DB, so that several gateway "
+        "instances serve the same clients; the schema is created or migrated on start. The "
+        "password is best given by PGPASSWORD or ~/.pgpass (default: SQLite in --data-dir)",
+    )
+    p.add_argument(
+        "--ledger-pool-size",
+        type=_positive,
+        default=8,
+        metavar="N",
+        help="PostgreSQL connections this instance opens at most (with --ledger-url); calls "
+        "wait up to 5 s for a free one, then get a clean error. Keep instances x N under "
+        "the server's max_connections (default: %(default)s)",
+    )
+    p.add_argument(
         "--info-cache-ms",
         type=_non_negative,
         default=1000,
@@ -624,6 +641,8 @@ def _gateway_config(args: argparse.Namespace) -> GatewayConfig:
         verify_threads=args.verify_threads or max(1, (os.cpu_count() or 1) // args.workers),
         max_body_bytes=args.max_body_bytes,
         ledger_sync=args.ledger_sync,
+        ledger_url=args.ledger_url,
+        ledger_pool_size=args.ledger_pool_size,
         info_cache_ms=args.info_cache_ms,
         cache_mb=args.cache_mb,
         cache_margin=args.cache_margin,

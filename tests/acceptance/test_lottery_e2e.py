@@ -112,7 +112,7 @@ async def test_three_gateways_a_claim_and_a_colluding_stamper_slashed(
                 assert reply["result"]["credited"] == PER_MINUTE // PRICE, reply
             await asyncio.sleep(INTERVAL_S)
     for gw in gateways:
-        account = gw.ledger.get(payer.client.public)
+        account = await gw.ledger.get(payer.client.public)
         assert account is not None and account.balance == ROUNDS * PER_MINUTE // PRICE
         # The credits pay for calls.
         _, call = await post(

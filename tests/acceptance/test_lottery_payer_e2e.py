@@ -93,7 +93,7 @@ async def test_the_wallet_payer_pays_three_real_gateways(
             assert not any(r.created for r in reports)  # one lottery was enough
         # The credits landed on the client's one account at each gateway, and pay for calls.
         for gw, n in zip(net.gateways, credits, strict=True):
-            account = gw.ledger.get(client.public)
+            account = await gw.ledger.get(client.public)
             assert account is not None and account.balance == ROUNDS * n
             async with PayingClient(f"http://127.0.0.1:{gw.public_port}", client) as paying:
                 answer = await paying.call("eth_blockNumber", {})

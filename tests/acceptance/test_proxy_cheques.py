@@ -87,7 +87,7 @@ async def test_proxy_pays_by_cheque_where_cheaper(net: Net, tmp_path: Path) -> N
     assert server["credit_price_wei"] == PRICE and server["pays_by"] == "cheque"
     assert "mining instead" not in stderr
     # Paid by cheques only: not one hash, whole cheques of credits, the calls' prices spent.
-    account = net.gateway.ledger.get(key.public)
+    account = await net.gateway.ledger.get(key.public)
     assert account is not None and account.nonces_good == 0
     assert account.credits_total > 0 and account.credits_total % CHEQUE_CREDITS == 0
     assert account.credits_total - account.balance == 3 + GET_LOGS_PRICE
@@ -99,6 +99,6 @@ async def test_proxy_mines_when_a_cheque_cannot_be_paid(net: Net, tmp_path: Path
     key = ClientKey()
     _, stderr = await run_proxy(net, tmp_path, key, f"http://127.0.0.1:{free_port()}")
     assert "cheque not paid, mining instead" in stderr
-    account = net.gateway.ledger.get(key.public)
+    account = await net.gateway.ledger.get(key.public)
     assert account is not None and account.nonces_good > 0
     assert account.credits_total - account.balance == 3 + GET_LOGS_PRICE

@@ -161,7 +161,7 @@ async def test_web3_pays_with_hashes(net: Net) -> None:
     finally:
         funder.close()
     check_session(net, seen)
-    account = net.gateway.ledger.get(key.public)
+    account = await net.gateway.ledger.get(key.public)
     assert account is not None and account.credits_total % 50 == 0
     # The priced eth_getLogs cost its price; the ledger and the client agree.
     assert net.gateway.core.tracker._stats["eth_getLogs"].credits == GET_LOGS_PRICE
@@ -197,7 +197,7 @@ async def test_web3_pays_with_lottery_cheques(net: Net, tmp_path: Path) -> None:
         miner.cancel()
         chain.close()
     check_session(net, seen)
-    account = net.gateway.ledger.get(key.public)
+    account = await net.gateway.ledger.get(key.public)
     assert account is not None and account.nonces_good == 0  # not one hash
     assert account.credits_total > 0 and account.credits_total % CHEQUE_CREDITS == 0
     desk = net.gateway.cheques

@@ -263,7 +263,7 @@ def test_binary_garbage_is_refused_cleanly(monerod: MonerodProcess, tmp_path: Pa
     try:
         run()
         assert upstream.binary_calls() == 0
-        assert all(a.credits_used == 0 for a in gateway.ledger.accounts())
+        assert all(a.credits_used == 0 for a in loop.run_until_complete(gateway.ledger.accounts()))
     finally:
         loop.run_until_complete(gateway.close())
         loop.close()

@@ -91,7 +91,7 @@ def test_garbage_is_refused_cleanly(tmp_path: Path) -> None:
         assert backend.requests == []
         assert all(
             a.balance == 0 and a.credits_used == 0 and a.credits_total == 0
-            for a in gateway.ledger.accounts()
+            for a in loop.run_until_complete(gateway.ledger.accounts())
         )
     finally:
         loop.run_until_complete(gateway.close())

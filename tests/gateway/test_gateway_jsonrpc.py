@@ -88,7 +88,7 @@ async def test_upstream_failure_costs_nothing(
     toy_backend.failing = False
     info = await access_info(gateway.public_port, key)
     assert info["credits"] == 50
-    account = gateway.ledger.get(key.public)
+    account = await gateway.ledger.get(key.public)
     assert account is not None and account.credits_used == 0
 
 
@@ -128,7 +128,7 @@ async def test_replayed_client_id_is_refused(
         first["top_hash"],
     )
     assert len(toy_backend.requests) == 1
-    assert gateway.ledger.get(key.public).balance == 49  # type: ignore[union-attr]
+    assert (await gateway.ledger.get(key.public)).balance == 49  # type: ignore[union-attr]
 
 
 async def test_expired_and_forged_ids_are_refused(
@@ -177,7 +177,7 @@ async def test_malformed_requests_get_clear_errors(
     status, _ = await post(port, "/json_rpc", b"{" + b" " * (5 * 1024 * 1024) + b"}")
     assert status == 413
     assert toy_backend.requests == []
-    assert gateway.ledger.accounts() == []
+    assert (await gateway.ledger.accounts()) == []
 
 
 async def test_admin_methods_are_not_public(gateway: RunningGateway) -> None:
@@ -189,7 +189,7 @@ async def test_admin_methods_are_not_public(gateway: RunningGateway) -> None:
     ]:
         _, answer = await post(gateway.public_port, "/json_rpc", rpc(method, params))
         assert answer["error"] == {"code": -32601, "message": "Method not found"}
-    assert gateway.ledger.get(key.public) is None
+    assert (await gateway.ledger.get(key.public)) is None
     _, answer = await post(
         gateway.admin_port,
         "/json_rpc",
@@ -266,11 +266,11 @@ async def test_share_rules_through_http(gateway: RunningGateway) -> None:
     assert good["result"]["credits"] == 50  # type: ignore[index]
     dupe = await submit(nonce, info["cookie"])
     assert dupe["error"] == {"code": -17, "message": "Duplicate payment"}
-    account = gateway.ledger.get(key.public)
+    account = await gateway.ledger.get(key.public)
     assert account is not None and account.balance == 0  # 50 - 20 * 50, clamped at 0
     very_stale = await submit(nonce + 1, info["cookie"] + 5)
     assert very_stale["error"] == {"code": -18, "message": "Very stale payment"}
-    account = gateway.ledger.get(key.public)
+    account = await gateway.ledger.get(key.public)
     assert account is not None
     assert (account.nonces_good, account.nonces_dupe, account.nonces_stale) == (1, 1, 1)
 

@@ -92,7 +92,9 @@ async def pay(
 
 
 def balance_of(gateway: RunningGateway, client: ClientKey) -> int:
-    account = gateway.ledger.get(client.public)
+    # Synchronously, for ``until``: the desk's own connection reads the same file.
+    assert gateway.cheques is not None
+    account = gateway.cheques.store.load(client.public)
     return 0 if account is None else account.balance
 
 
@@ -129,7 +131,7 @@ async def test_cheque_credits_at_the_price_and_mixes_with_hash_credits(
             assert call["credits"] == 59 - n
         _, call = await post(gw.public_port, "/", rpc("eth_call", [], client=client.client_id()))
         assert call["error"]["data"]["status"] == "PAYMENT REQUIRED"
-        account = gw.ledger.get(client.public)
+        account = await gw.ledger.get(client.public)
         assert account is not None and account.credits_total == 60
         assert account.credits_used == 60
         # lottery_info tells payers the price and where to pay.

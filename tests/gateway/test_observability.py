@@ -111,7 +111,7 @@ async def test_health_and_readiness(toy_backend: ToyBackend, tmp_path: Path) -> 
         assert status == 503 and "HTTP 500" in json.loads(body)["upstream"]
         toy_backend.failing = False
         # A ledger that cannot be written is not ready either.
-        running.ledger.close()
+        await running.ledger.close()
         status, body = await get(admin, "/readyz")
         assert status == 503 and "closed" in json.loads(body)["ledger"]
         # Metrics are behind the token.

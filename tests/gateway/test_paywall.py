@@ -56,7 +56,7 @@ async def test_batch_is_priced_per_item_and_charged_once(
         assert toy_backend.requests == [batch]
         assert [a["id"] for a in answer] == [1, "two", None]
         assert answer[1]["result"] == {"echo": [{"a": 1}], "method": "eth_getLogs"}
-        account = running.ledger.get(key.public)
+        account = await running.ledger.get(key.public)
         assert account is not None and account.balance == 39 and account.credits_used == 11
     finally:
         await running.close()
@@ -106,7 +106,7 @@ async def test_upstream_batch_failure_refunds_the_whole_batch(
         (1, -32003, 50),
         (2, -32003, 50),
     ]
-    assert gateway.ledger.get(key.public).balance == 50  # type: ignore[union-attr]
+    assert (await gateway.ledger.get(key.public)).balance == 50  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize("request_id", [0, -1, 2**70, 1.5, "", "ü-\u2603", None, "0x1"], ids=repr)
@@ -136,7 +136,7 @@ async def test_notifications_get_no_answer_and_are_charged(
     ):
         assert response.status == 204 and await response.read() == b""
     assert toy_backend.requests[-1]["method"] == "eth_notice"
-    assert gateway.ledger.get(key.public).balance == 49  # type: ignore[union-attr]
+    assert (await gateway.ledger.get(key.public)).balance == 49  # type: ignore[union-attr]
 
 
 class RawBackend:
@@ -224,7 +224,7 @@ async def test_bad_input_costs_nothing_and_reaches_nothing(
     assert errors and all(e["error"]["code"] in (-32700, -32600, -32602) for e in errors)
     assert all(e["jsonrpc"] == "2.0" and "id" in e for e in errors)
     assert toy_backend.requests == []
-    assert gateway.ledger.get(key.public).balance == 50  # type: ignore[union-attr]
+    assert (await gateway.ledger.get(key.public)).balance == 50  # type: ignore[union-attr]
 
 
 def test_splice_keeps_every_backend_byte() -> None:
@@ -281,7 +281,7 @@ def test_batch_charges_are_conserved(tmp_path: Path) -> None:
         start_gateway(gateway_config(toy_backend.url, tmp_path / "d", price_file=prices))
     )
     key = ClientKey()
-    running.ledger.adjust_balance(key.public, 10**6)
+    loop.run_until_complete(running.ledger.adjust_balance(key.public, 10**6))
     item = st.one_of(
         st.builds(lambda m, n: {"jsonrpc": "2.0", "id": n, "method": m, "params": []},
                   st.sampled_from(["free", "cheap", "dear"]), st.integers(0, 99)),
@@ -298,14 +298,14 @@ def test_batch_charges_are_conserved(tmp_path: Path) -> None:
     )
     @given(st.lists(item, min_size=1, max_size=6), st.booleans())
     def run(batch: list[JSON], failing: bool) -> None:
-        before = running.ledger.get(key.public)
+        before = loop.run_until_complete(running.ledger.get(key.public))
         assert before is not None
         sent = len(toy_backend.requests)
         toy_backend.failing = failing
         status, _ = loop.run_until_complete(
             post(running.public_port, "/", batch, {"X-Rpc-Client": key.client_id()})
         )
-        after = running.ledger.get(key.public)
+        after = loop.run_until_complete(running.ledger.get(key.public))
         assert after is not None
         cost = sum(price[i["method"]] for i in batch if "method" in i)
         reached = len(toy_backend.requests) - sent

@@ -83,7 +83,7 @@ async def test_replayed_share_from_another_address_costs_the_victim_nothing(
             answer = await post_from(f"127.0.3.{i + 1}", gateway.public_port, junk)
             assert answer["error"]["code"] == STALE_ID, answer
         assert await balance(gateway, victim) == 15_050
-        account = gateway.ledger.get(victim.public)
+        account = await gateway.ledger.get(victim.public)
         assert account is not None and (account.nonces_bad, account.nonces_dupe) == (0, 0)
         # The victim's own next share is still judged, and paid.
         info = await access_info(gateway.public_port, victim)

@@ -224,6 +224,8 @@ def test_version_1_file_gains_the_cheques_table(tmp_path: Path) -> None:
     db.execute("DROP TABLE cheques")
     db.execute("DROP TABLE nonces")
     db.execute("DROP TABLE leases")
+    for table in ("sessions", "jobs", "templates"):
+        db.execute(f"DROP TABLE {table}")
     db.execute("PRAGMA user_version = 1")
     db.commit()
     db.close()
@@ -240,6 +242,8 @@ def test_version_2_file_gains_the_nonces_and_leases_tables(tmp_path: Path) -> No
     db = sqlite3.connect(path)
     db.execute("DROP TABLE nonces")
     db.execute("DROP TABLE leases")
+    for table in ("sessions", "jobs", "templates"):
+        db.execute(f"DROP TABLE {table}")
     db.execute("PRAGMA user_version = 2")
     db.commit()
     db.close()
@@ -247,9 +251,30 @@ def test_version_2_file_gains_the_nonces_and_leases_tables(tmp_path: Path) -> No
     assert store.load(key(1)) == sample(1)
     store.close()
     db = sqlite3.connect(path)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
     assert db.execute("SELECT count(*) FROM nonces").fetchone()[0] == 0
     assert db.execute("SELECT count(*) FROM leases").fetchone()[0] == 0
+    assert db.execute("SELECT count(*) FROM sessions").fetchone()[0] == 0
+    db.close()
+
+
+def test_version_3_file_gains_the_shared_sessions(tmp_path: Path) -> None:
+    path = tmp_path / "l.db"
+    store = SqliteLedgerStore(path)
+    store.save(sample(1))
+    store.close()
+    db = sqlite3.connect(path)
+    for table in ("sessions", "jobs", "templates"):
+        db.execute(f"DROP TABLE {table}")
+    db.execute("PRAGMA user_version = 3")
+    db.commit()
+    db.close()
+    store = SqliteLedgerStore(path)
+    assert store.load(key(1)) == sample(1)
+    store.close()
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert db.execute("SELECT count(*) FROM jobs").fetchone()[0] == 0
     db.close()
 
 

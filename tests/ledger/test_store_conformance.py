@@ -45,14 +45,25 @@ async def test_a_new_store_is_empty(make_store: MakeStore) -> None:
     assert await store.get(A) is None
 
 
-async def test_a_blank_account_is_not_written(make_store: MakeStore) -> None:
+async def test_a_pristine_account_is_not_written(make_store: MakeStore) -> None:
     store = await make_store()
-    applied = await store.apply(A, pay_step(T0 * 10**6, 5), now=T0)
-    assert applied.outcome.reason is PaymentRefusal.CREDITS
-    assert not applied.stored
-    applied = await store.apply(A, share_step(ShareOutcome.BAD, 10), now=T0)
-    assert applied.account.nonces_bad == 1 and not applied.stored
+    applied = await store.apply(A, touch_step(T0 + 5), now=T0)
+    assert applied.account.update_time == T0 + 5 and not applied.stored
     assert await store.get(A) is None and await store.count() == 0
+
+
+async def test_a_marked_account_is_written_though_it_never_held_a_credit(
+    make_store: MakeStore,
+) -> None:
+    """A used client id and a share penalty must be seen by every process."""
+    one, two = await make_store(), await make_store()
+    applied = await one.apply(A, pay_step(T0 * 10**6, 5), now=T0)
+    assert applied.outcome.reason is PaymentRefusal.CREDITS and applied.stored
+    again = await two.apply(A, pay_step(T0 * 10**6, 5), now=T0)
+    assert again.outcome.reason is PaymentRefusal.TIMESTAMP
+    applied = await two.apply(B, share_step(ShareOutcome.BAD, 10), now=T0)
+    assert applied.account.nonces_bad == 1 and applied.stored
+    assert (await one.get(B)) == applied.account and await one.count() == 2
 
 
 async def test_a_credited_account_is_written_and_seen_by_every_instance(

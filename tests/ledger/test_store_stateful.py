@@ -5,7 +5,7 @@ goes to either. The model keeps each client's numbers with its own arithmetic, p
 flows that made them, and whether a row must exist (the account held a credit once).
 Restarts close an instance and open a new one. After every step the database must hold
 exactly the model's stored accounts: nothing acknowledged is lost, nothing applied twice,
-a cheque or a share's nonce credits once, and a blank account leaves no row.
+a cheque or a share's nonce credits once, and a pristine account leaves no row.
 """
 
 from __future__ import annotations
@@ -78,8 +78,11 @@ class Model:
         setattr(self, name, min(max(value, 0), MAX))
 
     def settle(self) -> None:
-        """A row exists once the account held a credit."""
-        self.stored = self.stored or bool(self.balance or self.credits_total or self.credits_used)
+        """A row exists once a call marked the account (``is_pristine``): a credit, a counted
+        share or a used client id."""
+        marks = (self.balance, self.credits_total, self.credits_used, self.nonces_good,
+                 self.nonces_stale, self.nonces_bad, self.nonces_dupe, self.last_ts)  # fmt: skip
+        self.stored = self.stored or any(marks)
 
 
 class StoreMachine(RuleBasedStateMachine):
@@ -107,7 +110,7 @@ class StoreMachine(RuleBasedStateMachine):
     def after(self, m: Model, got: Account) -> None:
         assert got == m.as_account()
         m.settle()
-        # A blank account has no row: the store forgets it at once.
+        # A pristine account has no row: the store forgets it at once.
         if not m.stored:
             del self.models[m.client]
 

@@ -69,9 +69,9 @@ async def test_the_proxy_pays_the_cheaper_server_and_fails_over(
             assert answer["result"] == {"echo": [], "method": "eth_blockNumber"}
         # All three went to the cheaper gateway, paid with one share of 50 credits.
         assert len(backends[0].requests) == 3 and backends[1].requests == []
-        account = gateways[0].ledger.get(key.public)
+        account = await gateways[0].ledger.get(key.public)
         assert account is not None and (account.credits_total, account.balance) == (50, 47)
-        other = gateways[1].ledger.get(key.public)  # known from the free probe only
+        other = await gateways[1].ledger.get(key.public)  # known from the free probe only
         assert other is None or (other.credits_total, other.credits_used) == (0, 0)
         # A batch, with a notification and an invalid item, and a payment method.
         batch = [
@@ -91,7 +91,7 @@ async def test_the_proxy_pays_the_cheaper_server_and_fails_over(
         status, answer = await post(proxy.port, body)
         assert status == 200 and answer["result"]["method"] == "eth_blockNumber"
         assert len(backends[1].requests) == 1
-        other = gateways[1].ledger.get(key.public)
+        other = await gateways[1].ledger.get(key.public)
         assert other is not None and other.credits_used == 1
         described = {d["url"]: d for d in proxy.describe()}
         assert described[urls[1]]["up"] is False and described[urls[0]]["up"] is True

@@ -97,18 +97,18 @@ class AdminHandler:
             # Params are an object.
             if not isinstance(params, dict):
                 raise RpcFault(INVALID_PARAMS, "Invalid params")
-            result = self._dispatch(document["method"], params)
+            result = await self._dispatch(document["method"], params)
         except RpcFault as fault:
             return json_response(error_response(request_id, fault.code, fault.message))
         return json_response(result_response(request_id, result))
 
-    def _dispatch(self, method: str, params: dict[str, JSON]) -> dict[str, JSON]:
+    async def _dispatch(self, method: str, params: dict[str, JSON]) -> dict[str, JSON]:
         if method == "rpc_access_tracking":
             return self._tracking(params)
         if method == "rpc_access_data":
-            return self._data()
+            return await self._data()
         if method == "rpc_access_account":
-            return self._account(params)
+            return await self._account(params)
         raise RpcFault(METHOD_NOT_FOUND, "Method not found")
 
     def _tracking(self, params: dict[str, JSON]) -> dict[str, JSON]:
@@ -117,7 +117,7 @@ class AdminHandler:
             return {"status": STATUS_OK, "untrusted": False}
         return {"data": self.core.tracker.rows(), "status": STATUS_OK, "untrusted": False}
 
-    def _data(self) -> dict[str, JSON]:
+    async def _data(self) -> dict[str, JSON]:
         payment = self.core.payment
         entries = [
             {
@@ -131,7 +131,7 @@ class AdminHandler:
                 "nonces_bad": a.nonces_bad,
                 "nonces_dupe": a.nonces_dupe,
             }
-            for a in payment.ledger.accounts()
+            for a in await payment.ledger.accounts()
         ]
         result: dict[str, JSON] = {
             "hashrate": payment.hashrate.hashes_per_second(time.time()),
@@ -143,7 +143,7 @@ class AdminHandler:
             result["entries"] = entries
         return result
 
-    def _account(self, params: dict[str, JSON]) -> dict[str, JSON]:
+    async def _account(self, params: dict[str, JSON]) -> dict[str, JSON]:
         client, delta = params.get("client", ""), params.get("delta_balance", 0)
         # delta_balance is an i64.
         if isinstance(delta, bool) or not isinstance(delta, int) or not I64_MIN <= delta <= I64_MAX:
@@ -155,7 +155,7 @@ class AdminHandler:
             key = b""
         if len(key) != 32:
             raise RpcFault(ERROR_INVALID_CLIENT, MESSAGE_INVALID_CLIENT)
-        account = self.core.payment.ledger.adjust_balance(key, delta)
+        account = await self.core.payment.ledger.adjust_balance(key, delta)
         return {"credits": account.balance, "status": STATUS_OK, "untrusted": False}
 
 

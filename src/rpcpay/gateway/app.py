@@ -380,16 +380,16 @@ class PublicHandler:
                 answer = await self._upstream_object(self.core.upstream_path, forwarded)
             except asyncio.CancelledError:  # shutdown past its grace: the call never happened
                 if charge is not None:
-                    self.core.payment.refund(charge)
+                    await self.core.payment.refund(charge)
                 raise
             except UpstreamError:
                 note_call(outcome="upstream_error")
-                credits = self.core.payment.refund(charge) if charge is not None else 0
+                credits = await self.core.payment.refund(charge) if charge is not None else 0
                 failed = error_response(request_id, ERROR_UPSTREAM, UPSTREAM_FAILED)
                 return json_response({**failed, "credits": credits})
             self._remember(cache_key, charge, answer.get("result"))
         if charge is not None and price is not None:
-            final = self._charge_rest(price, charge, answer.get("result"))
+            final = await self._charge_rest(price, charge, answer.get("result"))
             if not final.ok:
                 note_call(outcome="unpaid")
                 return json_response(result_response(request_id, _payment_answer(final)))
@@ -427,11 +427,12 @@ class PublicHandler:
             raise UpstreamError(f"upstream answered HTTP {reply.status} for {path}")
         return answer
 
-    def _charge_rest(self, price: Price, charge: Charge, counted: JSON) -> Charge:
+    async def _charge_rest(self, price: Price, charge: Charge, counted: JSON) -> Charge:
         """monerod's second, same-timestamp charge for items counted in the answer."""
         if price.after is None or not isinstance(counted, dict):
             return charge
-        return self.core.payment.charge_more(charge, after_charge_amount(price.after, counted))
+        rest = after_charge_amount(price.after, counted)
+        return await self.core.payment.charge_more(charge, rest)
 
     def _stamp(self, answer: dict[str, JSON], charge: Charge) -> None:
         """Tell the client its balance and the chain top, where monerod puts them."""
@@ -486,15 +487,15 @@ class PublicHandler:
                 answer = await self._upstream_object(path, _strip_client(body))
             except asyncio.CancelledError:  # shutdown past its grace: the call never happened
                 if charge is not None:
-                    self.core.payment.refund(charge)
+                    await self.core.payment.refund(charge)
                 raise
             except UpstreamError:
                 note_call(outcome="upstream_error")
-                credits = self.core.payment.refund(charge) if charge is not None else 0
+                credits = await self.core.payment.refund(charge) if charge is not None else 0
                 return json_response({"status": UPSTREAM_FAILED, "credits": credits}, 502)
             self._remember(cache_key, charge, answer)
         if charge is not None and price is not None:
-            final = self._charge_rest(price, charge, answer)
+            final = await self._charge_rest(price, charge, answer)
             if not final.ok:
                 note_call(outcome="unpaid")
                 return json_response(_payment_answer(final))

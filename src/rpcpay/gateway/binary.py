@@ -169,15 +169,15 @@ class BinaryHandler:
             else:
                 answer, paid = await self._forward_stamped(call, charge)
         except asyncio.CancelledError:  # shutdown past its grace: the call never happened
-            self.payment.refund(charge)
+            await self.payment.refund(charge)
             raise
         except PriceError as exc:
-            self.payment.refund(charge)
+            await self.payment.refund(charge)
             return bad_request(f"Invalid parameters: {exc}")
         except UpstreamError as exc:
             log.warning("upstream failed", extra={"path": path, "error": str(exc)})
             note_call(outcome="upstream_error")
-            credits = self.payment.refund(charge)
+            credits = await self.payment.refund(charge)
             failed = refused_answer(rule, UPSTREAM_FAILED, credits, charge.top_hash)
             return binary_response(failed, 502)
         note_call(outcome="paid" if paid else "free", credits=paid)
@@ -280,7 +280,7 @@ class BinaryHandler:
             _truncate_blocks(answer, max_blocks)
             self._keep_blocks(answer, variant)
         count = _array_len(answer, "blocks")
-        final = self.payment.charge_more(charge, blocks_cost(count))
+        final = await self.payment.charge_more(charge, blocks_cost(count))
         if not final.ok:
             return refused_answer(call.rule, final.status, final.credits, final.top_hash), 0
         _stamp(answer, final)
@@ -407,7 +407,7 @@ class BinaryHandler:
             self._keep_hashes(answer)
         ids = answer.get("m_block_ids", b"")
         count = len(ids) // HASH_SIZE if isinstance(ids, bytes) else 0
-        final = self.payment.charge_more(charge, hashes_cost(count))
+        final = await self.payment.charge_more(charge, hashes_cost(count))
         if not final.ok:
             return refused_answer(call.rule, final.status, final.credits, final.top_hash), 0
         _stamp(answer, final)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 from rpcpay.gateway.cheque_book import ChequeBook, Kept
-from rpcpay.ledger.ledger import Ledger
+from rpcpay.ledger.cheque_bridge import ChequeDeskLedger
 from rpcpay.ledger.sqlite_store import SqliteLedgerStore
 from rpcpay.lottery.cheque import Domain, decode_stamped
 from rpcpay.lottery.eth import EthKey
@@ -94,7 +94,7 @@ class PayeeCore:
     chain: SettlementChain
     key: EthKey
     store: SqliteLedgerStore
-    ledger: Ledger
+    ledger: ChequeDeskLedger
     settings: LotterySettings
     gossip: GossipSender
     domain: Domain = field(init=False)

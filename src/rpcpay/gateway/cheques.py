@@ -22,7 +22,7 @@ from rpcpay.gateway.cheque_core import LotterySettings, PayeeCore, Receipts
 from rpcpay.gateway.cheque_fraud import FraudFiler
 from rpcpay.gateway.cheque_gossip import GossipIntake, GossipReport
 from rpcpay.gateway.cheque_intake import ChequeIntake, ChequeRefused, Credited
-from rpcpay.ledger.ledger import Ledger
+from rpcpay.ledger.cheque_bridge import ChequeDeskLedger
 from rpcpay.ledger.sqlite_store import SqliteLedgerStore
 from rpcpay.lottery.cheque import StampedCheque
 from rpcpay.lottery.eth import EthKey, checksum_address
@@ -42,7 +42,7 @@ class ChequeDesk:
         chain: SettlementChain,
         key: EthKey,
         store: SqliteLedgerStore,
-        ledger: Ledger,
+        ledger: ChequeDeskLedger,
         settings: LotterySettings,
         gossip: GossipSender | None = None,
         clock: Callable[[], float] = time.monotonic,

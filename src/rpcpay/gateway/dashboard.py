@@ -101,24 +101,23 @@ class History:
         self.samples: deque[Sample] = deque(maxlen=HISTORY_POINTS)
         self._task: asyncio.Task[None] | None = None
 
-    def now(self) -> Sample:
-        """The state at this moment."""
+    async def now(self) -> Sample:
+        """The state at this moment (the whole shared ledger's totals)."""
         payment = self.core.payment
         try:
-            totals = payment.ledger.totals()
+            totals = await payment.ledger.totals()
             earned, clients = totals.credits_total, totals.clients
         except LedgerError:
             earned, clients = 0, 0
         return Sample(time.time(), payment.hashrate.rate(time.time()), earned, clients)
 
     def start(self) -> None:
-        self.samples.append(self.now())
         self._task = asyncio.create_task(self._run(), name="rpcpay-dashboard-history")
 
     async def _run(self) -> None:
         while True:
+            self.samples.append(await self.now())
             await asyncio.sleep(self.sample_s)
-            self.samples.append(self.now())
 
     async def close(self) -> None:
         if self._task is not None:
@@ -127,14 +126,14 @@ class History:
                 await self._task
 
 
-def dashboard_data(core: GatewayCore, history: History, blocks: BlockRecorder | None) -> JSON:
+async def dashboard_data(core: GatewayCore, history: History, blocks: BlockRecorder | None) -> JSON:
     """What the page shows, as JSON."""
     payment = core.payment
     try:
-        accounts = sorted(payment.ledger.accounts(), key=lambda a: -a.balance)
+        accounts = sorted(await payment.ledger.accounts(), key=lambda a: -a.balance)
     except LedgerError:
         accounts = []
-    live = history.now()
+    live = await history.now()
     data: dict[str, JSON] = {
         "now": live.ts,
         "mode": core.mode,
@@ -203,7 +202,7 @@ class DashboardPages:
         )
 
     async def _data(self, request: web.BaseRequest) -> web.StreamResponse:
-        return json_response(dashboard_data(self.history.core, self.history, self.blocks))
+        return json_response(await dashboard_data(self.history.core, self.history, self.blocks))
 
 
 __all__ = ["BlockRecorder", "DashboardPages", "History", "dashboard_data"]

@@ -37,8 +37,8 @@ from rpcpay.errors import LedgerError, UpstreamError
 from rpcpay.gateway.observe import CallRecord
 from rpcpay.gateway.upstream import Upstream, UpstreamReply
 from rpcpay.ledger.account import Account, PaymentResult, ShareOutcome
-from rpcpay.ledger.ledger import Ledger
-from rpcpay.ledger.store import LedgerStore
+from rpcpay.ledger.shared_ledger import SharedLedger
+from rpcpay.ledger.transactional import RecordNonce, TransactionalStore
 
 if TYPE_CHECKING:
     from rpcpay.gateway.app import GatewayCore
@@ -125,6 +125,7 @@ class GatewayMetrics(Collector):
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
+        self.clients_tracked: int | None = None  # set by ``refresh`` before each scrape
         self.calls = LoopMetric(
             "rpcpay_calls", "Public calls by method and outcome", ("method", "outcome")
         )
@@ -179,7 +180,15 @@ class GatewayMetrics(Collector):
 
     def watch(self, core: GatewayCore, verifier_pending: Callable[[], int]) -> None:
         """Gauges read at scrape time from the running gateway."""
-        self.registry.register(_StateCollector(core, verifier_pending))
+        self.registry.register(_StateCollector(core, verifier_pending, self))
+
+    async def refresh(self, core: GatewayCore) -> None:
+        """Read what lives in the shared ledger (the collectors run synchronously at scrape
+        time, so the scrape handler awaits this first): the stored accounts, every process's."""
+        try:
+            self.clients_tracked = await core.payment.ledger.store.count()
+        except LedgerError:
+            self.clients_tracked = None
 
     def exposition(self) -> bytes:
         """The Prometheus text format."""
@@ -187,9 +196,12 @@ class GatewayMetrics(Collector):
 
 
 class _StateCollector(Collector):
-    def __init__(self, core: GatewayCore, verifier_pending: Callable[[], int]) -> None:
+    def __init__(
+        self, core: GatewayCore, verifier_pending: Callable[[], int], metrics: GatewayMetrics
+    ) -> None:
         self._core = core
         self._pending = verifier_pending
+        self._metrics = metrics
 
     def collect(self) -> Iterator[Metric]:
         core = self._core
@@ -197,11 +209,9 @@ class _StateCollector(Collector):
         yield GaugeMetricFamily(
             "rpcpay_verifier_queue", "Shares waiting for or in verification", self._pending()
         )
-        try:
-            clients = len(payment.ledger.accounts())
-        except LedgerError:
-            pass  # a broken ledger shows in /readyz; the other series still matter
-        else:
+        clients = self._metrics.clients_tracked
+        # None: the shared ledger did not answer (that shows in /readyz); the rest still matter.
+        if clients is not None:
             yield GaugeMetricFamily("rpcpay_clients_tracked", "Client accounts known", clients)
         rate = payment.hashrate.rate(time.time())
         yield GaugeMetricFamily("rpcpay_hashrate", "Clients' hash rate, H/s", rate)
@@ -222,10 +232,11 @@ class _StateCollector(Collector):
                 )
 
 
-class MeteredLedger(Ledger):
-    """A Ledger that counts what it books and times each operation."""
+class MeteredLedger(SharedLedger):
+    """A SharedLedger that counts what it books and times each operation (the store's
+    transaction included: what the client waits)."""
 
-    def __init__(self, store: LedgerStore, metrics: GatewayMetrics) -> None:
+    def __init__(self, store: TransactionalStore, metrics: GatewayMetrics) -> None:
         super().__init__(store)
         self._m = metrics
         self._pay_time = metrics.ledger_seconds.labels("pay").observe
@@ -234,44 +245,53 @@ class MeteredLedger(Ledger):
         self._spent = metrics.credits_spent.inc
         self._verdicts = {o: metrics.shares.labels(o.name.lower()).inc for o in ShareOutcome}
 
-    def pay(self, client: bytes, ts_us: int, payment: int, same_ts: bool = False) -> PaymentResult:
+    async def pay(
+        self, client: bytes, ts_us: int, payment: int, same_ts: bool = False
+    ) -> PaymentResult:
         started = time.perf_counter()
-        result = super().pay(client, ts_us, payment, same_ts)
+        result = await super().pay(client, ts_us, payment, same_ts)
         self._pay_time(time.perf_counter() - started)
         if result.ok:
             self._spent(payment)
         return result
 
-    def record_share(
+    def _booked(self, outcome: ShareOutcome, credits_per_hash_found: int) -> None:
+        self._verdicts[outcome]()
+        # Only a good share earns, exactly its credits (saturation aside, as the rule).
+        if outcome is ShareOutcome.GOOD:
+            self._m.credits_earned.labels("hash").inc(credits_per_hash_found)
+
+    async def record_share(
         self, client: bytes, outcome: ShareOutcome, credits_per_hash_found: int
     ) -> Account:
-        before = self.get(client)
         started = time.perf_counter()
-        account = super().record_share(client, outcome, credits_per_hash_found)
+        account = await super().record_share(client, outcome, credits_per_hash_found)
         self._share_time(time.perf_counter() - started)
-        self._verdicts[outcome]()
-        earned = account.credits_total - (before.credits_total if before else 0)
-        if earned > 0:
-            self._m.credits_earned.labels("hash").inc(earned)
+        self._booked(outcome, credits_per_hash_found)
         return account
 
-    def credit(
-        self, client: bytes, credits: int, save: Callable[[Account], bool]
-    ) -> Account | None:
+    async def record_submitted_share(
+        self, client: bytes, nonce: RecordNonce, outcome: ShareOutcome, credits_per_hash_found: int
+    ) -> tuple[Account, ShareOutcome]:
         started = time.perf_counter()
-        account = super().credit(client, credits, save)
-        self._other_time(time.perf_counter() - started)
-        if account is not None:
-            self._m.credits_earned.labels("lottery").inc(credits)
-            self._m.lottery_cheques.inc()
-        return account
+        account, booked = await super().record_submitted_share(
+            client, nonce, outcome, credits_per_hash_found
+        )
+        self._share_time(time.perf_counter() - started)
+        self._booked(booked, credits_per_hash_found)
+        return account, booked
 
-    def refund(self, client: bytes, amount: int) -> Account:
+    async def refund(self, client: bytes, amount: int) -> Account:
         started = time.perf_counter()
-        account = super().refund(client, amount)
+        account = await super().refund(client, amount)
         self._other_time(time.perf_counter() - started)
         self._m.credits_refunded.inc(amount)
         return account
+
+    def lottery_credit(self, credits: int) -> None:
+        """Count a cheque's credit (booked by the cheque desk on its own connection)."""
+        self._m.credits_earned.labels("lottery").inc(credits)
+        self._m.lottery_cheques.inc()
 
 
 class MeteredUpstream:

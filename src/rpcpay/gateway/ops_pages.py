@@ -33,7 +33,7 @@ class OpsPages:
         self,
         core: GatewayCore,
         metrics: GatewayMetrics | None,
-        probe_ledger: Callable[[], None],
+        probe_ledger: Callable[[], Awaitable[None]],
         extra: dict[str, Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]] | None = None,
     ) -> None:
         self.core = core
@@ -61,7 +61,7 @@ class OpsPages:
 
     async def _readyz(self, request: web.BaseRequest) -> web.StreamResponse:
         upstream = await self._upstream_answers()
-        ledger = self._ledger_writable()
+        ledger = await self._ledger_writable()
         ready = upstream is None and ledger is None
         body = {
             "status": STATUS_OK if ready else "NOT READY",
@@ -86,15 +86,16 @@ class OpsPages:
             return f"HTTP {reply.status}"
         return None
 
-    def _ledger_writable(self) -> str | None:
+    async def _ledger_writable(self) -> str | None:
         try:
-            self._probe_ledger()
+            await self._probe_ledger()
         except LedgerError as exc:
             return str(exc)
         return None
 
     async def _metrics(self, request: web.BaseRequest) -> web.StreamResponse:
         assert self.metrics is not None
+        await self.metrics.refresh(self.core)
         body = self.metrics.exposition()
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 

@@ -18,7 +18,7 @@ from typing import Protocol
 
 from rpcpay.errors import UpstreamError, VerifierBusy
 from rpcpay.gateway.id_cache import VerifiedIds
-from rpcpay.gateway.jobs import JobSource
+from rpcpay.gateway.jobs import Job, JobSource, job_key
 from rpcpay.gateway.limits import AbuseGuard
 from rpcpay.gateway.protocol import (
     ERROR_INTERNAL,
@@ -38,7 +38,8 @@ from rpcpay.gateway.sessions import ClientSession, SessionTable
 from rpcpay.gateway.shares import VERDICT_ERRORS, Admission, Verdict, admit_share
 from rpcpay.gateway.tracking import HashRate
 from rpcpay.ledger.account import U64_MAX, ShareOutcome
-from rpcpay.ledger.ledger import Ledger
+from rpcpay.ledger.shared_ledger import SharedLedger
+from rpcpay.ledger.transactional import RecordNonce
 from rpcpay.pow.difficulty import check_hash
 from rpcpay.wire.block import set_nonce
 from rpcpay.wire.client_id import ClientAuth
@@ -46,6 +47,10 @@ from rpcpay.wire.client_id import ClientAuth
 log = logging.getLogger("rpcpay.payment")
 
 U32 = 0xFFFFFFFF
+NONCE_RETENTION_S = 24 * 3600
+"""How long a share's nonce row is kept. A job is submitted while current or previous, so
+a day covers any client that asks for a job at least daily (monerod's clients ask every
+few seconds)."""
 
 
 class Hasher(Protocol):
@@ -96,13 +101,19 @@ _OUTCOMES = {
 }
 
 
+def share_nonce(job: Job, nonce: int, now: float) -> RecordNonce:
+    """The row that makes ``nonce`` count once for ``job`` across every process: kept
+    ``NONCE_RETENTION_S`` after the share, as long as the job can still be submitted."""
+    return RecordNonce(job_key(job), nonce, int(now) + NONCE_RETENTION_S)
+
+
 class PaymentService:
     """Everything the gateway does with money, independent of HTTP."""
 
     def __init__(
         self,
         settings: PaymentSettings,
-        ledger: Ledger,
+        ledger: SharedLedger,
         jobs: JobSource,
         hasher: Hasher,
         guard: AbuseGuard,
@@ -149,11 +160,11 @@ class PaymentService:
             return None
         return self._ids.verify(client, int(self._clock() * 1_000_000))
 
-    def _session_for(self, key: bytes, address: str, now: float) -> ClientSession:
+    async def _session_for(self, key: bytes, address: str, now: float) -> ClientSession:
         # A client id never seen before spends its address's new-client budget.
         if (
             key not in self.sessions
-            and self.ledger.get(key) is None
+            and await self.ledger.get(key) is None
             and not self._guard.may_add_client(address, now)
         ):
             raise RpcFault(ERROR_RATE_LIMITED, "Too many new client ids from this address")
@@ -166,7 +177,7 @@ class PaymentService:
         if auth is None:
             raise RpcFault(ERROR_INVALID_CLIENT, MESSAGE_INVALID_CLIENT)
         now = self._clock()
-        session = self._session_for(auth.public_key, address, now)
+        session = await self._session_for(auth.public_key, address, now)
         try:
             top = await self.jobs.top()
             if session.needs_job(top.top_hash, now):
@@ -181,7 +192,7 @@ class PaymentService:
             raise RpcFault(ERROR_INTERNAL, "Failed to create block template") from exc
         session.top = top.top_hash
         session.update_time = now
-        account = self.ledger.touch(auth.public_key)
+        account = await self.ledger.touch(auth.public_key)
         job = session.job
         assert job is not None  # install_job ran at least once: top != "" on a new session
         return {
@@ -211,21 +222,21 @@ class PaymentService:
         # A host that spent its bad-share budget gets no hashing at all.
         if not self._guard.may_verify(address, now):
             raise RpcFault(ERROR_RATE_LIMITED, "Too many bad shares; slow down")
-        session = self._session_for(key, address, now)
+        session = await self._session_for(key, address, now)
         # The id must be newer than any the client used: a replay costs it nothing.
-        if not self.ledger.claim(key, auth.timestamp_us):
+        if not await self.ledger.claim(key, auth.timestamp_us):
             raise RpcFault(ERROR_STALE_CLIENT_ID, MESSAGE_STALE_CLIENT_ID)
         admission = admit_share(session, cookie & U32, nonce & U32, now)
         if isinstance(admission, Verdict):
-            self._book_refusal(key, address, admission, now)
+            await self._book_refusal(key, address, admission, now)
             code, message = VERDICT_ERRORS[admission]
             raise RpcFault(code, message)
         return await self._judge_hash(auth, session, admission, cookie, nonce, address)
 
-    def _book_refusal(self, key: bytes, address: str, verdict: Verdict, now: float) -> None:
+    async def _book_refusal(self, key: bytes, address: str, verdict: Verdict, now: float) -> None:
         outcome = _OUTCOMES.get(verdict)
         if outcome is not None:
-            self.ledger.record_share(key, outcome, self.settings.credits_per_hash_found)
+            await self.ledger.record_share(key, outcome, self.settings.credits_per_hash_found)
         if verdict is Verdict.DUPLICATE:
             self._guard.charge_bad_share(address, now)
         log.info("share refused", extra={"verdict": verdict.value})
@@ -247,15 +258,26 @@ class PaymentService:
             session.forget_nonce(nonce & U32, admission.is_current)
             raise RpcFault(ERROR_RATE_LIMITED, "Server busy verifying shares; retry") from exc
         now = self._clock()
+        good = check_hash(pow_hash, self.settings.difficulty)
+        # The nonce's row and the share's credit (or penalty) are one transaction: a nonce
+        # some other process (or an earlier call) recorded for this job is a duplicate.
+        account, booked = await self.ledger.record_submitted_share(
+            key,
+            share_nonce(job, nonce & U32, now),
+            ShareOutcome.GOOD if good else ShareOutcome.BAD,
+            self.settings.credits_per_hash_found,
+        )
+        # The same nonce reached another process first: it was credited there.
+        if booked is ShareOutcome.DUPE:
+            self._guard.charge_bad_share(address, now)
+            log.info("share refused", extra={"verdict": Verdict.DUPLICATE.value})
+            code, message = VERDICT_ERRORS[Verdict.DUPLICATE]
+            raise RpcFault(code, message)
         # The hash must meet the share difficulty.
-        if not check_hash(pow_hash, self.settings.difficulty):
-            self.ledger.record_share(key, ShareOutcome.BAD, self.settings.credits_per_hash_found)
+        if not good:
             self._guard.charge_bad_share(address, now)
             log.info("share refused", extra={"verdict": "bad"})
             raise RpcFault(ERROR_PAYMENT_TOO_LOW, MESSAGE_BAD_HASH)
-        account = self.ledger.record_share(
-            key, ShareOutcome.GOOD, self.settings.credits_per_hash_found
-        )
         self.hashrate.add(now, self.settings.difficulty)
         # A current-job share that also meets the network difficulty is a real block.
         if (
@@ -289,14 +311,14 @@ class PaymentService:
         # No u64 balance can pay more than 2^64-1 (the price rules refuse such calls first).
         if amount > U64_MAX:
             return Charge(False, STATUS_PAYMENT_REQUIRED, 0, top_hash)
-        result = self.ledger.pay(auth.public_key, auth.timestamp_us, amount, same_ts)
+        result = await self.ledger.pay(auth.public_key, auth.timestamp_us, amount, same_ts)
         if not result.ok:
             return Charge(False, STATUS_PAYMENT_REQUIRED, result.credits, top_hash)
         return Charge(
             True, STATUS_OK, result.credits, top_hash, auth.public_key, amount, auth.timestamp_us
         )
 
-    def charge_more(self, first: Charge, amount: int) -> Charge:
+    async def charge_more(self, first: Charge, amount: int) -> Charge:
         """monerod's second, same-timestamp charge (``CHECK_PAYMENT_SAME_TS``) for a call
         whose first charge passed: the client id was verified then, so it is not again."""
         # Nothing more to pay, or a call that was free in the first place.
@@ -305,7 +327,7 @@ class PaymentService:
         # No u64 balance can pay more than 2^64-1.
         if amount > U64_MAX:
             return Charge(False, STATUS_PAYMENT_REQUIRED, 0, first.top_hash)
-        result = self.ledger.pay(first.client, first.timestamp_us, amount, True)
+        result = await self.ledger.pay(first.client, first.timestamp_us, amount, True)
         if not result.ok:
             return Charge(False, STATUS_PAYMENT_REQUIRED, result.credits, first.top_hash)
         return Charge(
@@ -318,8 +340,8 @@ class PaymentService:
             first.timestamp_us,
         )
 
-    def refund(self, charge: Charge) -> int:
+    async def refund(self, charge: Charge) -> int:
         """Give back a charge whose call the upstream failed to answer; the new balance."""
         if charge.client is None or charge.amount == 0:
             return charge.credits
-        return self.ledger.refund(charge.client, charge.amount).balance
+        return (await self.ledger.refund(charge.client, charge.amount)).balance

@@ -191,11 +191,11 @@ class JsonRpcPaywall:
             body = await self._forward(envelope, raw, priced)
         except asyncio.CancelledError:  # shutdown past its grace: the call never happened
             if charge is not None:
-                self.payment.refund(charge)
+                await self.payment.refund(charge)
             raise
         except UpstreamError:
             note_call(outcome="upstream_error")
-            credits = self.payment.refund(charge) if charge is not None else 0
+            credits = await self.payment.refund(charge) if charge is not None else 0
             failed = [
                 {**error_response(p.call.request_id, ERROR_UPSTREAM, MESSAGE_UPSTREAM_FAILED),
                  "credits": credits}

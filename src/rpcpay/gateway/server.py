@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from aiohttp import web
 
-from rpcpay.errors import ConfigError, RpcPayError, UpstreamError, WireError
+from rpcpay.errors import ConfigError, LedgerError, RpcPayError, UpstreamError, WireError
 from rpcpay.gateway.admin import AdminHandler
 from rpcpay.gateway.app import GatewayCore, PublicHandler
 from rpcpay.gateway.chain_cache import ChainCache
@@ -48,8 +48,10 @@ from rpcpay.gateway.synthetic_jobs import SyntheticJobSource
 from rpcpay.gateway.tls import server_tls_context
 from rpcpay.gateway.tracking import Tracker
 from rpcpay.gateway.upstream import HttpUpstream, Upstream
-from rpcpay.ledger.ledger import Ledger
+from rpcpay.ledger.cheque_bridge import ChequeDeskLedger
+from rpcpay.ledger.shared_ledger import SharedLedger
 from rpcpay.ledger.sqlite_store import SqliteLedgerStore
+from rpcpay.ledger.store_setup import check_ledger_settings, open_gateway_store
 from rpcpay.pow.verifier import ShareVerifier
 from rpcpay.wire.address import decode_address
 
@@ -85,6 +87,8 @@ class GatewayConfig:
     verify_threads: int = field(default_factory=lambda: os.cpu_count() or 1)
     max_body_bytes: int = 4 * 1024 * 1024
     ledger_sync: Literal["full", "normal"] = "normal"
+    ledger_url: str | None = None  # None: SQLite in data_dir; else a shared PostgreSQL
+    ledger_pool_size: int = 8  # PostgreSQL connections per process
     info_cache_ms: int = 1000
     cache_margin: int = 20
     cache_mb: int = 256
@@ -117,6 +121,7 @@ def check_config(config: GatewayConfig) -> None:
         and not config.admin_token
     ):
         raise ConfigError("--admin-token is required when --admin-bind-ip is not loopback")
+    check_ledger_settings(config.ledger_url, config.ledger_pool_size, config.lottery is not None)
     # Two listeners cannot share a port.
     if config.admin_bind_port and config.admin_bind_port == config.bind_port:
         raise ConfigError("--admin-bind-port must differ from --rpc-bind-port")
@@ -180,7 +185,7 @@ class RunningGateway:
     core: GatewayCore
     jobs: JobSource
     verifier: ShareVerifier
-    ledger: Ledger
+    ledger: SharedLedger
     runners: list[web.BaseRunner]
     housekeeping: asyncio.Task[None]
     public_port: int
@@ -220,10 +225,11 @@ class RunningGateway:
         await self.inflight.drain(SHUTDOWN_DRAIN_S)
         if self.cheques is not None:
             await self.cheques.close()
+            self.cheques.store.close()
         await self.jobs.close()
         await self.core.upstream.close()
         self.verifier.close()
-        self.ledger.close()
+        await self.ledger.close()
         if self.access_log is not None:
             self.access_log.close()
 
@@ -281,9 +287,14 @@ def _server(
 async def _housekeeping(payment: PaymentService, cache: ChainCache | None) -> None:
     while True:
         await asyncio.sleep(HOUSEKEEPING_INTERVAL_S)
-        forgotten = payment.ledger.forget_idle()
-        if forgotten:
-            log.info("forgot idle clients", extra={"count": forgotten})
+        try:
+            forgotten = await payment.ledger.forget_idle()
+            nonces = await payment.ledger.forget_nonces()
+        except LedgerError as exc:
+            log.warning("could not forget idle clients", extra={"error": str(exc)})
+        else:
+            if forgotten or nonces:
+                log.info("forgot idle clients", extra={"count": forgotten, "nonces": nonces})
         if cache is not None:
             stats = cache.stats
             log.info(
@@ -330,7 +341,7 @@ def open_lottery(
     settings: LotterySettings,
     data_dir: Path,
     store: SqliteLedgerStore,
-    ledger: Ledger,
+    ledger: ChequeDeskLedger,
     chain: SettlementChain | None,
 ) -> ChequeDesk:
     """The payee desk: the chain (``chain`` or ``--lottery-chain-url``), the key, the store."""
@@ -423,12 +434,21 @@ async def _assemble(
     # The dashboard lists the heights of blocks clients' shares found.
     blocks = BlockRecorder(jobs)
     jobs = blocks
-    store = SqliteLedgerStore(config.data_dir / "ledger.sqlite3", synchronous=config.ledger_sync)
-    ledger = MeteredLedger(store, metrics) if metrics is not None else Ledger(store)
-    undo.callback(ledger.close)
+    store = await open_gateway_store(config.ledger_url, config.data_dir, config.ledger_sync,
+                                     config.ledger_pool_size)  # fmt: skip
+    ledger = MeteredLedger(store, metrics) if metrics is not None else SharedLedger(store)
+    undo.push_async_callback(ledger.close)
     cheques = None
     if config.lottery is not None:
-        cheques = open_lottery(config.lottery, config.data_dir, store, ledger, lottery_chain)
+        # The cheque desk still writes synchronously, on a connection of its own to the file.
+        desk_store = SqliteLedgerStore(
+            config.data_dir / "ledger.sqlite3", synchronous=config.ledger_sync
+        )
+        undo.callback(desk_store.close)
+        on_credit = ledger.lottery_credit if isinstance(ledger, MeteredLedger) else None
+        desk_ledger = ChequeDeskLedger(desk_store, on_credit)
+        cheques = open_lottery(config.lottery, config.data_dir, desk_store, desk_ledger,
+                               lottery_chain)  # fmt: skip
         undo.push_async_callback(cheques.close)
     verifier = ShareVerifier(threads=config.verify_threads, mode=config.pow_mode)
     undo.push_async_callback(verifier.aclose)
@@ -500,7 +520,7 @@ async def _assemble(
     if config.admin_bind_port is not None:
         history = History(core, config.dashboard_sample_s)
         dashboard = DashboardPages(history, blocks)
-        pages = OpsPages(core, metrics, store.probe_write, dashboard.routes())
+        pages = OpsPages(core, metrics, store.probe, dashboard.routes())
         admin = AdminHandler(core, config.admin_token, pages)
         admin_runner, admin_port = await _listen(
             _server(admin.handle, 64 * 1024, config.connections),

@@ -151,6 +151,17 @@ def is_blank(acct: Account) -> bool:
     return acct.balance == 0 and acct.credits_total == 0 and acct.credits_used == 0
 
 
+def is_pristine(acct: Account) -> bool:
+    """True when no call has left a mark on the account: no credit, no share counted, no
+    signed client id used. Only its idle clock may differ from a new account's; a store
+    keeps no row for it (there is nothing another process would need to know)."""
+    return (
+        is_blank(acct)
+        and acct.last_request_timestamp_us == 0
+        and acct.nonces_good == acct.nonces_stale == acct.nonces_bad == acct.nonces_dupe == 0
+    )
+
+
 def apply_payment(
     acct: Account, ts_us: int, payment: int, same_ts: bool = False
 ) -> tuple[Account, PaymentResult]:

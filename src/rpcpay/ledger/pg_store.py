@@ -49,7 +49,9 @@ from typing import Any, TypeVar
 import asyncpg
 
 from rpcpay.errors import LedgerBusy, LedgerError
+from rpcpay.ledger import pg_sessions
 from rpcpay.ledger.account import DEFAULT_FLUSH_AGE, DEFAULT_ZERO_FLUSH_AGE, U64_MAX, Account
+from rpcpay.ledger.session_rows import JobCache, JobRow, SessionRow, StoredSession
 from rpcpay.ledger.sqlite_store import ChequeRow
 from rpcpay.ledger.transactional import (
     MAX_ATTEMPTS,
@@ -66,9 +68,10 @@ from rpcpay.ledger.transactional import (
 R = TypeVar("R")
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
-"""The version of the layout below, recorded in ``rpcpay_schema``. (Not yet released: the
-first release's layout is version 1; later ones will migrate from it in ``_migrate``.)"""
+SCHEMA_VERSION = 2
+"""The version of the layout below, recorded in ``rpcpay_schema`` (one row per version the
+database went through). Version 1 lacks the shared sessions, jobs and templates
+(``pg_sessions.CREATE``); ``_migrate`` adds them in place."""
 
 _MIGRATION_LOCK = 0x7270_6370_6179_0001  # an advisory lock id: b"rpcpay" + 1
 _COLUMNS = tuple(f.name for f in fields(Account))
@@ -174,11 +177,17 @@ async def _migrate(conn: asyncpg.Connection) -> None:
         exists = await conn.fetchval("SELECT to_regclass('rpcpay_schema') IS NOT NULL")
         # A new database gets the current schema, with its version recorded.
         if not exists:
-            for sql in _CREATE:
+            for sql in (*_CREATE, *pg_sessions.CREATE):
                 await conn.execute(sql)
             await conn.execute("INSERT INTO rpcpay_schema (version) VALUES ($1)", SCHEMA_VERSION)
             return
         version = await conn.fetchval("SELECT max(version) FROM rpcpay_schema")
+        # Version 1 lacks the shared sessions: add them in place.
+        if version == 1:
+            for sql in pg_sessions.CREATE:
+                await conn.execute(sql)
+            await conn.execute("INSERT INTO rpcpay_schema (version) VALUES ($1)", SCHEMA_VERSION)
+            version = SCHEMA_VERSION
         # Anything but the current schema is a layout this code does not understand.
         if version != SCHEMA_VERSION:
             raise LedgerError(f"ledger schema version {version}, expected {SCHEMA_VERSION}")
@@ -213,6 +222,7 @@ class PostgresLedgerStore:
         self._waiting = 0
         self._closed = False
         self.cheques = PostgresChequeBook(self)
+        self._jobs = JobCache()  # immutable job rows and templates
 
     @classmethod
     async def open(
@@ -356,6 +366,51 @@ class PostgresLedgerStore:
         """``apply`` with the cheque's row in the same transaction; None if it is refused."""
         return await self._apply(client, step, cheque, now)
 
+    async def has_nonce(self, client: bytes, slot: bytes, nonce: int) -> bool:
+        """Whether ``nonce`` was recorded for the job ``slot``."""
+        return await self.run(lambda c: pg_sessions.has_nonce(c, client, slot, nonce))
+
+    async def load_session(self, client: bytes) -> StoredSession | None:
+        """The client's session and its jobs, read in one transaction."""
+        return await self.run(lambda c: pg_sessions.load_session(c, self._jobs, client))
+
+    async def save_session(
+        self,
+        row: SessionRow,
+        *,
+        expected_cookie: int | None,
+        new_job: JobRow | None = None,
+        template: bytes | None = None,
+    ) -> bool:
+        """Write the session if its cookie is still ``expected_cookie``, one transaction."""
+
+        async def work(conn: asyncpg.Connection) -> bool:
+            saved = await pg_sessions.save_session_in(
+                conn, self._jobs, row, expected_cookie, new_job, template
+            )
+            # Refused: roll the transaction back.
+            if not saved:
+                raise _Refused
+            return True
+
+        try:
+            saved = await self._transact(work)
+        except _Refused:
+            return False
+        if new_job is not None:
+            self._jobs.add_job(row.client, new_job)
+        return saved
+
+    async def template(self, template_id: bytes) -> bytes | None:
+        """A stored block template's blob."""
+        return await self.run(lambda c: pg_sessions.load_template(c, self._jobs, template_id))
+
+    async def forget_sessions(self, now: float) -> int:
+        """Delete idle sessions with their jobs, in one transaction; how many."""
+        return await self.run(
+            lambda c: _in_transaction(c, lambda conn: pg_sessions.forget_sessions_in(conn, now))
+        )
+
     async def get(self, client: bytes) -> Account | None:
         """The stored account of ``client``, or None."""
         row = await self.run(lambda c: c.fetchrow(_SELECT + " WHERE client = $1", client))
@@ -388,6 +443,10 @@ class PostgresLedgerStore:
             )
         )
         return _affected(status)
+
+    async def probe(self) -> None:
+        """One round trip on a pooled connection; ``LedgerError`` if the database is gone."""
+        await self.run(lambda c: c.fetchval("SELECT 1"))
 
     async def close(self) -> None:
         """Close the pool. Idempotent."""

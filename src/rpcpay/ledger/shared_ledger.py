@@ -7,17 +7,18 @@ every read asks the store, so what another gateway process did is always seen. C
 paid by a cheque join the cheque's row to the same transaction (``credit_cheque``,
 ``credit_held``), so a cheque is credited once across all processes.
 
-Blank accounts (never held a credit) are not stored, as in ``Ledger``; unlike ``Ledger``
-they are not remembered in memory either, which is what monerod's two-minute
-``flush_by_age`` does to them, only sooner: such an account has nothing to lose, and a
-per-process memory of it would differ between processes. ``get`` is None for them.
+Pristine accounts (no credit, no share counted, no client id used: a client that only
+asked for a job) are not stored, nor remembered in memory: a per-process memory would differ
+between processes. ``get`` is None for them. Every other account is stored, so that a used
+client id or a share penalty is seen by every process (``transactional.must_write``).
 
 Submitted shares carry their nonce (``record_submitted_share``): the nonce row is inserted
 in the share's transaction, so a nonce sent to two processes at once is credited once and
 booked as a duplicate by the other.
 
-Not yet called by the gateway: the gateway still runs ``Ledger`` on a ``SqliteLedgerStore``
-(issue 11's paid-call pipeline is where this is to be wired in).
+The gateway's ``PaymentService``, admin listener, dashboard and metrics call this (or
+``MeteredLedger``, which times it); only the lottery desk still writes through
+``cheque_bridge.ChequeDeskLedger``.
 """
 
 from __future__ import annotations

@@ -32,7 +32,9 @@ from typing import Literal, TypeVar
 
 from rpcpay.errors import LedgerError
 from rpcpay.ledger import account as rules
+from rpcpay.ledger import sqlite_sessions as sessions
 from rpcpay.ledger.account import DEFAULT_FLUSH_AGE, DEFAULT_ZERO_FLUSH_AGE, Account
+from rpcpay.ledger.session_rows import JobCache, JobRow, SessionRow, StoredSession
 from rpcpay.ledger.sqlite_store import (
     _INSERT_CHEQUE,
     _SELECT,
@@ -161,6 +163,7 @@ class ThreadedSqliteStore:
         self._closed = False
         self.path = store.path
         self.cheques = ThreadedSqliteChequeBook(self)
+        self._jobs = JobCache()  # immutable job rows and templates: touched on the thread only
 
     @classmethod
     async def open(
@@ -214,6 +217,47 @@ class ThreadedSqliteStore:
         """Delete the nonces of jobs expired before ``now``; how many."""
         return await self.run(lambda s: s.transaction(lambda db: _forget_nonces_in(db, now)))
 
+    async def has_nonce(self, client: bytes, slot: bytes, nonce: int) -> bool:
+        """Whether ``nonce`` was recorded for the job ``slot``."""
+        return await self.run(
+            lambda s: s.reading(lambda db: sessions.has_nonce(db, client, slot, nonce))
+        )
+
+    async def load_session(self, client: bytes) -> StoredSession | None:
+        """The client's session and its jobs, read in one transaction."""
+        return await self.run(
+            lambda s: s.reading(lambda db: sessions.load_session(db, self._jobs, client))
+        )
+
+    async def save_session(
+        self,
+        row: SessionRow,
+        *,
+        expected_cookie: int | None,
+        new_job: JobRow | None = None,
+        template: bytes | None = None,
+    ) -> bool:
+        """Write the session if its cookie is still ``expected_cookie`` (``BEGIN IMMEDIATE``)."""
+        return await self.run(
+            lambda s: s.transaction(
+                lambda db: sessions.save_session_in(
+                    db, self._jobs, row, expected_cookie, new_job, template
+                )
+            )
+        )
+
+    async def template(self, template_id: bytes) -> bytes | None:
+        """A stored block template's blob."""
+        return await self.run(
+            lambda s: s.reading(lambda db: sessions.load_template(db, self._jobs, template_id))
+        )
+
+    async def forget_sessions(self, now: float) -> int:
+        """Delete idle sessions with their jobs, in one transaction; how many."""
+        return await self.run(
+            lambda s: s.transaction(lambda db: sessions.forget_sessions_in(db, now))
+        )
+
     async def get(self, client: bytes) -> Account | None:
         """The stored account of ``client``, or None."""
         return await self.run(lambda s: s.load(client))
@@ -236,6 +280,10 @@ class ThreadedSqliteStore:
         return await self.run(
             lambda s: s.transaction(lambda db: _forget_in(db, now, idle_s, zero_idle_s))
         )
+
+    async def probe(self) -> None:
+        """Take and drop the write lock; ``LedgerError`` if the file cannot be written now."""
+        await self.run(lambda s: s.probe_write())
 
     async def close(self) -> None:
         """Close the file on its thread, then end the thread. Idempotent."""

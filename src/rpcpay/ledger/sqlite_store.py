@@ -42,10 +42,10 @@ from typing import Literal, TypeVar
 from rpcpay.errors import LedgerError
 from rpcpay.ledger.account import Account
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """``PRAGMA user_version`` of the layout below; 0 means a new, empty file. Version 1
-had only ``accounts``, version 2 no ``nonces`` nor ``leases``; opening either adds what it
-lacks in place."""
+had only ``accounts``, version 2 no ``nonces`` nor ``leases``, version 3 no ``sessions``,
+``jobs`` nor ``templates``; opening any of them adds what it lacks in place."""
 
 T = TypeVar("T")
 
@@ -103,6 +103,38 @@ CREATE TABLE leases (
     until INTEGER NOT NULL
 ) WITHOUT ROWID
 """
+# Clients' hashing sessions, shared by every process on the file (ledger.session_rows).
+_CREATE_SESSIONS = (
+    """CREATE TABLE sessions (
+    client BLOB PRIMARY KEY NOT NULL CHECK (length(client) = 32),
+    cookie INTEGER NOT NULL,
+    top TEXT NOT NULL,
+    update_time REAL NOT NULL,
+    job_time REAL NOT NULL,
+    job BLOB,
+    previous_job BLOB
+) WITHOUT ROWID""",
+    """CREATE TABLE jobs (
+    client BLOB NOT NULL,
+    job_id BLOB NOT NULL,
+    hashing_blob BLOB NOT NULL,
+    template_id BLOB NOT NULL,
+    reserved_offset INTEGER NOT NULL,
+    height INTEGER NOT NULL,
+    seed_hash BLOB NOT NULL,
+    seed_height INTEGER NOT NULL,
+    next_seed_hash BLOB NOT NULL,
+    network_difficulty TEXT NOT NULL,
+    timestamp INTEGER NOT NULL,
+    top_hash TEXT NOT NULL,
+    issued INTEGER NOT NULL,
+    PRIMARY KEY (client, job_id)
+) WITHOUT ROWID""",
+    """CREATE TABLE templates (
+    template_id BLOB PRIMARY KEY NOT NULL,
+    blob BLOB NOT NULL
+) WITHOUT ROWID""",
+)
 _INSERT_CHEQUE = (
     "INSERT INTO cheques (cheque_id, lottery, wire, client, credits, reveal_block, received) "
     "VALUES (?, ?, ?, ?, ?, ?, ?)"
@@ -225,6 +257,10 @@ class SqliteLedgerStore:
             if version in (0, 1, 2):
                 db.execute(_CREATE_NONCES)
                 db.execute(_CREATE_LEASES)
+            # Version 3 lacks the shared sessions, jobs and templates.
+            if version in (0, 1, 2, 3):
+                for sql in _CREATE_SESSIONS:
+                    db.execute(sql)
                 db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             # Anything but the current schema is a file we do not understand.
             elif version != SCHEMA_VERSION:
@@ -245,6 +281,13 @@ class SqliteLedgerStore:
             db.execute("ROLLBACK")
         except sqlite3.Error as exc:
             raise LedgerError(f"ledger {self.path} is not writable: {exc}") from exc
+
+    def reading(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``work`` (reads) on the connection; its SQLite errors become ``LedgerError``."""
+        try:
+            return work(self._conn())
+        except sqlite3.Error as exc:
+            raise LedgerError(f"cannot read ledger {self.path}: {exc}") from exc
 
     def _conn(self) -> sqlite3.Connection:
         """The open connection."""
@@ -309,33 +352,38 @@ class SqliteLedgerStore:
             raise LedgerError(f"cannot write ledger {self.path}: {exc}") from exc
         return result
 
+    def joined(self, work: Callable[[sqlite3.Connection], tuple[T, bool]]) -> T:
+        """``transaction(work)``, or ``work`` inside the transaction already open on this
+        connection (whose owner then commits, or rolls back if ``work`` says so)."""
+        db = self._conn()
+        # Inside an open transaction: its owner decides.
+        if db.in_transaction:
+            try:
+                return work(db)[0]
+            except sqlite3.Error as exc:
+                raise LedgerError(f"cannot write ledger {self.path}: {exc}") from exc
+        return self.transaction(work)
+
     def save_with_cheque(self, account: Account, cheque: ChequeRow) -> bool:
-        """Record a credited cheque and upsert its client's account in ONE transaction.
+        """Record a credited cheque and upsert its client's account in ONE transaction
+        (the one open on this connection, if any).
 
         Returns False, writing nothing, if the cheque is already recorded: a cheque is
         credited once, even across a crash between the two writes (there is no between).
         """
-        db = self._conn()
-        try:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                seen = db.execute(
-                    "SELECT 1 FROM cheques WHERE cheque_id = ?", (cheque.cheque_id,)
-                ).fetchone()
-                # A cheque already recorded is never credited again.
-                if seen is not None:
-                    db.execute("ROLLBACK")
-                    return False
-                db.execute(_INSERT_CHEQUE, _cheque_params(cheque))
-                db.execute(_UPSERT, account_to_row(account))
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as exc:
-            raise LedgerError(f"cannot write ledger {self.path}: {exc}") from exc
-        return True
+
+        def work(db: sqlite3.Connection) -> tuple[bool, bool]:
+            seen = db.execute(
+                "SELECT 1 FROM cheques WHERE cheque_id = ?", (cheque.cheque_id,)
+            ).fetchone()
+            # A cheque already recorded is never credited again.
+            if seen is not None:
+                return False, False
+            db.execute(_INSERT_CHEQUE, _cheque_params(cheque))
+            db.execute(_UPSERT, account_to_row(account))
+            return True, True
+
+        return self.joined(work)
 
     def hold_pending(self, cheque: ChequeRow) -> bool:
         """Record a cheque paid to a client but held (not yet credited), outcome ``pending``;
@@ -352,28 +400,21 @@ class SqliteLedgerStore:
 
     def credit_pending(self, account: Account, cheque_id: bytes) -> bool:
         """Credit a held cheque: clear its ``pending`` mark and upsert its client's account in
-        ONE transaction; False, writing nothing, unless it is still pending."""
-        db = self._conn()
-        try:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                cursor = db.execute(
-                    "UPDATE cheques SET outcome = NULL WHERE cheque_id = ? AND outcome = 'pending'",
-                    (cheque_id,),
-                )
-                # Only a cheque still pending is credited, and only once.
-                if cursor.rowcount != 1:
-                    db.execute("ROLLBACK")
-                    return False
-                db.execute(_UPSERT, account_to_row(account))
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as exc:
-            raise LedgerError(f"cannot write ledger {self.path}: {exc}") from exc
-        return True
+        ONE transaction (the one open on this connection, if any); False, writing nothing,
+        unless it is still pending."""
+
+        def work(db: sqlite3.Connection) -> tuple[bool, bool]:
+            cursor = db.execute(
+                "UPDATE cheques SET outcome = NULL WHERE cheque_id = ? AND outcome = 'pending'",
+                (cheque_id,),
+            )
+            # Only a cheque still pending is credited, and only once.
+            if cursor.rowcount != 1:
+                return False, False
+            db.execute(_UPSERT, account_to_row(account))
+            return True, True
+
+        return self.joined(work)
 
     def withhold_pending(self, cheque_id: bytes, outcome: str) -> None:
         """Never credit a held cheque (its stamper was caught): mark it ``outcome``."""

@@ -27,9 +27,12 @@ as the credit, and if the cheque book refuses (recorded before, no longer pendin
 at all is written and the call returns None. "Credited once" is then the database's
 uniqueness constraint, across every process.
 
-Blank accounts (never held a credit, ``account.is_blank``) are not written unless a row
-exists already: anyone can make client keys for free, and such an account has nothing a
-replay could take. This is the ``Ledger``'s rule, kept by every store.
+Pristine accounts (``account.is_pristine``: no credit, no share counted, no client id
+used) are not written unless a row exists already: anyone can make client keys for free.
+Any other account is, even one that never held a credit, because another process must see
+its used client ids (a signed id is accepted once across every process) and its share
+counters (``rpc_access_data``, as monerod). Never-credited rows go after two idle minutes
+(``forget_idle``), as monerod's ``flush_by_age`` forgets them, so they stay few.
 
 Every failure raises ``rpcpay.errors.LedgerError``; a failed ``apply`` changed nothing.
 """
@@ -48,6 +51,7 @@ from rpcpay.ledger.account import (
     PaymentResult,
     ShareOutcome,
 )
+from rpcpay.ledger.session_rows import JobRow, SessionRow, StoredSession
 from rpcpay.ledger.sqlite_store import ChequeRow
 
 R = TypeVar("R")
@@ -116,8 +120,9 @@ def must_write(old: Account | None, new: Account) -> bool:
     # A stored account is rewritten on every change, even back to blank.
     if old is not None:
         return True
-    # A new account gets a row only once it has held a credit.
-    return not rules.is_blank(new)
+    # A new account gets a row once a call marked it (a used client id, a share counted, a
+    # credit): another process must see that mark. Merely asking for a job leaves none.
+    return not rules.is_pristine(new)
 
 
 def settle(client: bytes, old: Account | None, step: Step[R], now: int) -> tuple[Account, R, bool]:
@@ -271,6 +276,36 @@ class TransactionalStore(Protocol):
         """Delete the nonces of jobs expired before ``now``; how many."""
         ...
 
+    async def has_nonce(self, client: bytes, slot: bytes, nonce: int) -> bool:
+        """Whether ``nonce`` was recorded for the job ``slot`` (``RecordNonce.job_id``)."""
+        ...
+
+    async def load_session(self, client: bytes) -> StoredSession | None:
+        """The client's shared hashing session with its current and previous jobs."""
+        ...
+
+    async def save_session(
+        self,
+        row: SessionRow,
+        *,
+        expected_cookie: int | None,
+        new_job: JobRow | None = None,
+        template: bytes | None = None,
+    ) -> bool:
+        """Write a session, in one transaction, if its stored cookie is still
+        ``expected_cookie`` (None: no session stored yet); False, nothing written, if another
+        process changed it. With ``new_job`` (and its ``template`` blob, stored once per
+        template), the job is stored and the client's jobs the row no longer names deleted."""
+        ...
+
+    async def template(self, template_id: bytes) -> bytes | None:
+        """A stored block template's blob."""
+        ...
+
+    async def forget_sessions(self, now: float) -> int:
+        """Delete sessions idle for ``JOB_LIFETIME_S``, with their jobs; how many."""
+        ...
+
     async def get(self, client: bytes) -> Account | None:
         """The stored account of ``client``, or None."""
         ...
@@ -290,6 +325,10 @@ class TransactionalStore(Protocol):
         zero_idle_s: int = DEFAULT_ZERO_FLUSH_AGE,
     ) -> int:
         """Delete the rows ``is_forgettable`` at ``now``, in one transaction; how many."""
+        ...
+
+    async def probe(self) -> None:
+        """Check that a write could be made now (``/readyz``); ``LedgerError`` if not."""
         ...
 
     async def close(self) -> None:
