@@ -102,8 +102,17 @@ def wait_gone(pids: list[int], timeout: float) -> list[int]:
 
 
 def _running(pid: int) -> bool:
+    """Whether any thread of ``pid`` is still alive: a killed process's main thread is a
+    zombie before its other threads have exited, and its files close with the last one."""
     try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
     except OSError:
         return False
-    return state != "Z"
+    for task in tasks:
+        try:
+            state = (task / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state not in ("Z", "X"):
+            return True
+    return False

@@ -34,6 +34,7 @@ from rpcpay.gateway.costs import PriceList, load_price_list
 from rpcpay.gateway.dashboard import BlockRecorder, DashboardPages, History
 from rpcpay.gateway.info_cache import InfoCache
 from rpcpay.gateway.jobs import JobSource
+from rpcpay.gateway.ledger_outage import answer_ledger_outages
 from rpcpay.gateway.limits import AbuseGuard, AbuseLimits
 from rpcpay.gateway.metrics import GatewayMetrics, MeteredLedger, MeteredUpstream, TimedHasher
 from rpcpay.gateway.mode import detect_mode
@@ -89,6 +90,8 @@ class GatewayConfig:
     ledger_sync: Literal["full", "normal"] = "normal"
     ledger_url: str | None = None  # None: SQLite in data_dir; else a shared PostgreSQL
     ledger_pool_size: int = 8  # PostgreSQL connections per process
+    ledger_queue_timeout_s: float = 5.0  # a call waits this long for a connection, then busy
+    ledger_max_waiters: int = 64  # calls waiting for a connection at once; more: busy at once
     info_cache_ms: int = 1000
     cache_margin: int = 20
     cache_mb: int = 256
@@ -435,7 +438,8 @@ async def _assemble(
     blocks = BlockRecorder(jobs)
     jobs = blocks
     store = await open_gateway_store(config.ledger_url, config.data_dir, config.ledger_sync,
-                                     config.ledger_pool_size)  # fmt: skip
+                                     config.ledger_pool_size, config.ledger_queue_timeout_s,
+                                     config.ledger_max_waiters)  # fmt: skip
     ledger = MeteredLedger(store, metrics) if metrics is not None else SharedLedger(store)
     undo.push_async_callback(ledger.close)
     cheques = None
@@ -499,8 +503,9 @@ async def _assemble(
     if metrics is not None:
         metrics.watch(core, lambda: verifier.stats().pending)
         sinks.append(metrics)
-    handle = public.handle
-    observed = ObservedHandler(public.handle, config.proxies, sinks) if sinks else None
+    # A ledger that cannot answer means a clean "busy", never a 500 (ledger_outage).
+    handle = answer_ledger_outages(public.handle, mode)
+    observed = ObservedHandler(handle, config.proxies, sinks) if sinks else None
     if observed is not None:
         handle = observed.handle
     inflight = InFlight()
@@ -523,7 +528,7 @@ async def _assemble(
         pages = OpsPages(core, metrics, store.probe, dashboard.routes())
         admin = AdminHandler(core, config.admin_token, pages)
         admin_runner, admin_port = await _listen(
-            _server(admin.handle, 64 * 1024, config.connections),
+            _server(answer_ledger_outages(admin.handle, "monero"), 64 * 1024, config.connections),
             config.admin_bind_ip,
             config.admin_bind_port,
             config.shutdown_grace_s,

@@ -127,10 +127,17 @@ def prepare(config: GatewayConfig) -> list[socket.socket]:
 
 
 def prepare_ledger(config: GatewayConfig) -> None:
-    """Create or migrate the ledger once, so workers starting together find it made."""
-    from rpcpay.ledger.sqlite_store import SqliteLedgerStore
+    """Open the ledger once (SQLite file or PostgreSQL), creating or migrating its schema, so
+    an unusable one is a one-line error before any worker starts."""
+    from rpcpay.ledger.store_setup import open_gateway_store
 
-    SqliteLedgerStore(config.data_dir / "ledger.sqlite3", synchronous=config.ledger_sync).close()
+    async def open_and_close() -> None:
+        store = await open_gateway_store(
+            config.ledger_url, config.data_dir, config.ledger_sync, pool_size=1
+        )
+        await store.close()
+
+    asyncio.run(open_and_close())
 
 
 def reserve_port(host: str, port: int) -> socket.socket:
