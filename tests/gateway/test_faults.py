@@ -12,12 +12,18 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 
+from rpcpay.gateway.ledger_outage import MESSAGE_FULL
 from rpcpay.testing import ToyBackend
+from rpcpay.wallet.keys import ClientKey
 from rpcpay.wallet.miner import LightMiner
+from tests.gateway.conftest import post, rpc
 from tests.support.gateway_process import GatewayProcess, start_gateway_process
 from tests.support.paying_load import (
+    JSON,
+    PAID_METHOD,
     PayingLoad,
     check_ledger,
     forwarded_calls,
@@ -157,4 +163,63 @@ async def test_postgresql_restart_under_load_gives_clean_errors_then_service(
         assert sum(len(r.clean) + r.lost for r in load.records) > 0
     finally:
         gateway.stop()
+    no_tracebacks(gateway)
+
+
+async def fund(admin_port: int, key: ClientKey, amount: int) -> None:
+    body = rpc("rpc_access_account", {"client": key.public.hex(), "delta_balance": amount})
+    status, answer = await post(admin_port, "/json_rpc", body)
+    assert status == 200 and answer["result"]["credits"] == amount, answer
+
+
+async def paid_call(port: int, key: ClientKey) -> tuple[float, int, JSON]:
+    """(seconds taken, HTTP status, answer) of one paid call on a connection of its own."""
+    started = time.monotonic()
+    status, answer = await post(
+        port, "/json_rpc", rpc(PAID_METHOD, {"tag": 0, "client": key.client_id()})
+    )
+    return time.monotonic() - started, status, answer
+
+
+@pytest.mark.postgres
+async def test_an_exhausted_pool_queues_to_the_bound_then_answers_busy(
+    backend: ToyBackend, postgres: PostgresCluster, tmp_path: Path
+) -> None:
+    url = postgres.create_database("faults")
+    gateway = await start(
+        backend, tmp_path / "gw", "--ledger-url", url, "--ledger-pool-size", "1",
+        "--ledger-max-waiters", "2", "--ledger-queue-timeout", "1",
+    )  # fmt: skip
+    keys = [ClientKey() for _ in range(6)]
+    for key in keys:
+        await fund(gateway.admin_port, key, 10)
+    # Another client of the database locks the accounts: the one pooled connection is
+    # held by the first call, which waits for the lock.
+    locker = await asyncpg.connect(url)
+    try:
+        lock = locker.transaction()
+        await lock.start()
+        await locker.execute("LOCK TABLE accounts IN ACCESS EXCLUSIVE MODE")
+        calls = [asyncio.create_task(paid_call(gateway.port, key)) for key in keys]
+        await asyncio.sleep(3)
+        done = [call.result() for call in calls if call.done()]
+        # Two calls may queue for a second, the rest are refused at once, all cleanly.
+        assert len(done) >= 4, done
+        for _, status, answer in done:
+            assert status == 503, answer
+            assert answer["error"] == {"code": -32005, "message": MESSAGE_FULL}
+        assert sorted(seconds for seconds, _, _ in done)[0] < 0.9
+        assert backend.requests == []
+        await lock.rollback()
+    finally:
+        await locker.close()
+    # The call that held the connection goes through once the lock is gone; then all do.
+    await asyncio.gather(*calls)
+    for key in keys:
+        _, status, answer = await paid_call(gateway.port, key)
+        assert status == 200 and "result" in answer, answer
+    accounts = await ledger_accounts(gateway.admin_port)
+    charged = sum(accounts[key.public.hex()]["credits_used"] for key in keys)
+    assert len(backend.requests) == charged  # no call free, none charged unforwarded
+    gateway.stop()
     no_tracebacks(gateway)

@@ -38,7 +38,8 @@ log = logging.getLogger("rpcpay.gateway")
 
 ERROR_CORE_BUSY = -9
 """monerod's CORE_RPC_ERROR_CODE_CORE_BUSY."""
-MESSAGE = "Server busy: the ledger is unavailable; nothing was forwarded, retry shortly"
+MESSAGE_DOWN = "Server busy: the ledger is unavailable; nothing was forwarded, retry shortly"
+MESSAGE_FULL = "Server busy: every ledger connection is in use; nothing was forwarded, retry"
 LOG_EVERY_S = 1.0
 Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 
@@ -76,12 +77,15 @@ def answer_ledger_outages(handler: Handler, mode: str) -> Handler:
             return await handler(request)
         except LedgerError as exc:
             outages.note(exc)
-            return await busy_answer(request, code, status)
+            message = MESSAGE_FULL if isinstance(exc, LedgerBusy) else MESSAGE_DOWN
+            return await busy_answer(request, code, status, message)
 
     return handle
 
 
-async def busy_answer(request: web.BaseRequest, code: int, status: int) -> web.Response:
+async def busy_answer(
+    request: web.BaseRequest, code: int, status: int, message: str
+) -> web.Response:
     """The busy answer for ``request``'s envelope (see the module's contract)."""
     headers = {"Retry-After": "1"} if status == 503 else {}
     path = request.path
@@ -97,16 +101,16 @@ async def busy_answer(request: web.BaseRequest, code: int, status: int) -> web.R
             document = decode_json(await request.read())
         except (ValueError, UnicodeDecodeError):
             document = None
-        answer: object = _error(document, code)
+        answer: object = _error(document, code, message)
         if isinstance(document, list):
-            answer = [_error(item, code) for item in document if isinstance(item, dict)]
+            answer = [_error(item, code, message) for item in document if isinstance(item, dict)]
         return _json(answer, status, headers)
     return _json({"status": STATUS_BUSY, "untrusted": False}, status, headers)
 
 
-def _error(document: object, code: int) -> dict[str, object]:
+def _error(document: object, code: int, message: str) -> dict[str, object]:
     request_id = document.get("id") if isinstance(document, dict) else None
-    return {"error": {"code": code, "message": MESSAGE}, "id": request_id, "jsonrpc": "2.0"}
+    return {"error": {"code": code, "message": message}, "id": request_id, "jsonrpc": "2.0"}
 
 
 def _json(document: object, status: int, headers: dict[str, str]) -> web.Response:
