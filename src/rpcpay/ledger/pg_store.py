@@ -239,9 +239,11 @@ class PostgresLedgerStore:
         if pool_size < 1:
             raise ValueError("pool_size must be at least 1")
         try:
+            # No floor of open connections: asyncpg would restore one in the background while
+            # the server is down, logging a traceback each time; a call connects on demand.
             pool = await asyncpg.create_pool(
                 url,
-                min_size=1,
+                min_size=0,
                 max_size=pool_size,
                 timeout=acquire_timeout_s,
                 reset=_roll_back_if_open,
