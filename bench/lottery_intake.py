@@ -28,7 +28,7 @@ from rpcpay.chain import ContractParams, InProcessChain
 from rpcpay.chain.inprocess import DEV_BALANCE, dev_keys
 from rpcpay.gateway.cheque_book import ChequeBook
 from rpcpay.gateway.cheques import ChequeDesk, LotterySettings
-from rpcpay.ledger.ledger import Ledger
+from rpcpay.ledger.cheque_bridge import ChequeDeskLedger
 from rpcpay.ledger.sqlite_store import SqliteLedgerStore
 from rpcpay.lottery.cheque import Cheque, StampedCheque, decode_stamped, encode_stamped
 from rpcpay.lottery.eip712 import cheque_hash, sign_cheque, sign_credit, sign_stamp
@@ -56,7 +56,7 @@ def desk_for(chain: InProcessChain, keys: list, data: Path, burst: int) -> Chequ
     store = SqliteLedgerStore(data / "ledger.sqlite3", synchronous="normal")
     settings = LotterySettings(contract=chain.contract, confirmations=1, reveal_margin=5,
                                burst_wei=burst)  # fmt: skip
-    return ChequeDesk(chain, keys[3], store, Ledger(store), settings, GossipSender([]))
+    return ChequeDesk(chain, keys[3], store, ChequeDeskLedger(store), settings, GossipSender([]))
 
 
 def signed(

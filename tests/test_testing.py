@@ -1,30 +1,30 @@
-"""``rpcpay.testing`` and the public API: the in-memory store keeps the ``LedgerStore``
-contract a ``Ledger`` relies on, the toy backend is a real JSON-RPC service, and every name in
-``rpcpay.__all__`` resolves."""
+"""``rpcpay.testing`` and the public API: the test ledger is the real SQLite ledger (kept
+across a reopen, seen by a second instance on the file), the toy backend is a real JSON-RPC
+service, and every name in ``rpcpay.__all__`` resolves."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import aiohttp
-from hypothesis import given
-from hypothesis import strategies as st
 
 import rpcpay
-from rpcpay.ledger.ledger import Ledger
-from rpcpay.testing import MemoryLedgerStore, ToyBackend
+from rpcpay.testing import ToyBackend, open_test_ledger
 
 
-@given(
-    st.lists(st.tuples(st.sampled_from([b"a" * 32, b"b" * 32]), st.integers(0, 1000)), max_size=20)
-)
-def test_memory_store_behind_a_ledger_conserves_credits(changes: list[tuple[bytes, int]]) -> None:
-    ledger = Ledger(MemoryLedgerStore())
-    for client, amount in changes:
-        ledger.adjust_balance(client, amount)
-    for client in {c for c, _ in changes}:
-        account = ledger.get(client)
-        assert account is not None
-        assert account.balance == sum(a for c, a in changes if c == client)
-    ledger.close()
+async def test_the_test_ledger_is_the_real_shared_ledger(tmp_path: Path) -> None:
+    one, two = await open_test_ledger(tmp_path), await open_test_ledger(tmp_path)
+    client = b"a" * 32
+    for amount in (5, 7, 11):
+        await one.adjust_balance(client, amount)
+    assert (await one.refund(client, 3)).balance == 26
+    account = await two.get(client)
+    assert account is not None and account.balance == 26
+    await one.close()
+    await two.close()
+    again = await open_test_ledger(tmp_path)
+    assert (await again.totals()).balance == 26
+    await again.close()
 
 
 async def test_toy_backend_answers_calls_batches_and_notifications() -> None:

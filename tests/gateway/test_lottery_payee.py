@@ -14,6 +14,7 @@ from rpcpay.chain import dev_keys
 from rpcpay.errors import ChainError
 from rpcpay.gateway.cheques import LotterySettings
 from rpcpay.gateway.server import RunningGateway, start_gateway
+from rpcpay.ledger.sqlite_store import SqliteLedgerStore
 from rpcpay.lottery.cheque import (
     Cheque,
     Domain,
@@ -92,9 +93,14 @@ async def pay(
 
 
 def balance_of(gateway: RunningGateway, client: ClientKey) -> int:
-    # Synchronously, for ``until``: the desk's own connection reads the same file.
+    # Synchronously, for ``until`` (and after the gateway closed): the ledger file, read on
+    # a connection of our own.
     assert gateway.cheques is not None
-    account = gateway.cheques.store.load(client.public)
+    store = SqliteLedgerStore(gateway.cheques.store.path)
+    try:
+        account = store.load(client.public)
+    finally:
+        store.close()
     return 0 if account is None else account.balance
 
 

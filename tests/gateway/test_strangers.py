@@ -165,6 +165,6 @@ async def test_rotating_addresses_buys_no_more_new_ids(
         # 40 more /24s: the whole gateway stops at its 25.
         many = [await new_id_from(f"127.0.{20 + i}.1") for i in range(40)]
         assert sum(many) == 15
-        assert len(gateway.core.payment.sessions) == 25
+        assert await gateway.core.payment.sessions.count() == 25
     finally:
         await gateway.close()

@@ -1,4 +1,5 @@
-"""Subprocess for test_crash: applies ledger changes forever, acknowledging each.
+"""Subprocess for test_crash: applies ledger changes forever (``SharedLedger`` on the
+SQLite file, as the gateway), acknowledging each.
 
 Usage: crash_worker.py DB_PATH SYNC CLIENTS
 
@@ -9,12 +10,13 @@ line "n balance" is printed and flushed: that is the acknowledgement a client wo
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from pathlib import Path
 
 from rpcpay.ledger.account import ShareOutcome
-from rpcpay.ledger.ledger import Ledger
-from rpcpay.ledger.sqlite_store import SqliteLedgerStore
+from rpcpay.ledger.shared_ledger import SharedLedger
+from rpcpay.ledger.sqlite_async import ThreadedSqliteStore
 
 CREDIT = 3
 PRICE = 1
@@ -31,21 +33,25 @@ def balance_after(k: int) -> int:
     return (n - pays) * CREDIT - pays * PRICE
 
 
-def main() -> None:
-    path, sync, clients = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
-    store = SqliteLedgerStore(path, synchronous="full" if sync == "full" else "normal")
-    ledger = Ledger(store)
+async def run(path: Path, sync: str, clients: int) -> None:
+    store = await ThreadedSqliteStore.open(path, synchronous="full" if sync == "full" else "normal")
+    ledger = SharedLedger(store)
     n = 0
     while True:
         c, k = n % clients, n // clients
         if k % 4 == 3:
-            result = ledger.pay(client_key(c), n + 1, PRICE)
+            result = await ledger.pay(client_key(c), n + 1, PRICE)
             assert result.ok
             balance = result.credits
         else:
-            balance = ledger.record_share(client_key(c), ShareOutcome.GOOD, CREDIT).balance
+            account = await ledger.record_share(client_key(c), ShareOutcome.GOOD, CREDIT)
+            balance = account.balance
         print(n, balance, flush=True)
         n += 1
+
+
+def main() -> None:
+    asyncio.run(run(Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])))
 
 
 if __name__ == "__main__":

@@ -16,8 +16,7 @@ from rpcpay.ledger.account import (
     is_fresh,
     new_account,
 )
-from rpcpay.ledger.ledger import Ledger
-from rpcpay.ledger.sqlite_store import SqliteLedgerStore
+from rpcpay.testing import open_test_ledger
 
 KEY = bytes(range(32))
 timestamps = st.integers(min_value=0, max_value=U64_MAX)
@@ -58,16 +57,16 @@ def test_claims_only_move_the_timestamp_forward(sent: list[int]) -> None:
     assert acct.last_request_timestamp_us == max([0, *sent])
 
 
-def test_a_claim_is_durable(tmp_path: Path) -> None:
-    path = tmp_path / "ledger.sqlite3"
-    ledger = Ledger(SqliteLedgerStore(path))
-    ledger.adjust_balance(KEY, 500)
-    assert ledger.claim(KEY, 1_000)
-    assert not ledger.claim(KEY, 1_000)
-    ledger.close()
-    reopened = Ledger(SqliteLedgerStore(path))
+async def test_a_claim_is_durable_even_without_credit(tmp_path: Path) -> None:
+    """A claimed id is in the ledger before the share is hashed, for a client that never
+    held a credit too (its account is then marked, so it is stored)."""
+    ledger = await open_test_ledger(tmp_path)
+    assert await ledger.claim(KEY, 1_000)
+    assert not await ledger.claim(KEY, 1_000)
+    await ledger.close()
+    reopened = await open_test_ledger(tmp_path)
     try:
-        assert not reopened.claim(KEY, 999)
-        assert reopened.claim(KEY, 1_001)
+        assert not await reopened.claim(KEY, 999)
+        assert await reopened.claim(KEY, 1_001)
     finally:
-        reopened.close()
+        await reopened.close()

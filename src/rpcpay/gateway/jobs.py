@@ -9,7 +9,6 @@ serves any other backend with jobs of the same shape and its own rotating Random
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -95,9 +94,3 @@ def block_with_nonce(job: Job, client: bytes, nonce: int) -> bytes:
         job.template_blob, job.reserved_offset, client, job.timestamp
     )
     return set_nonce(block_blob, nonce)
-
-
-def job_key(job: Job) -> bytes:
-    """A short id naming ``job`` to every process: its hashing blob is unique per client
-    and job (the client's extra nonce, a timestamp that moves on), so its hash is too."""
-    return hashlib.blake2b(job.hashing_blob, digest_size=16).digest()

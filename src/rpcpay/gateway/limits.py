@@ -11,9 +11,10 @@ anyone who replays its shares from elsewhere (issue 10), and a flooder rotates i
 anyway, so a per-id budget protected nothing. New ids are also rationed per network prefix
 (/24, /64) and in total, so rotating over many addresses does not multiply the budget: with
 the defaults a /24 gets 100 ids at once then 1 a second, and the whole gateway 2,000 then 50
-a second; at that total rate the session table (200,000) fills in about 66 minutes. At that
-cap the gateway holds about 165 MB more than empty (830 B per id: session, job and blank
-account; ``bench/client_memory.py --at-cap``), and 10% more ids add nothing (LRU).
+a second. A new id's session and job are rows of the shared ledger, deleted after an hour
+idle, so at that total rate there are at most about 180,000 of them (issue 11; the in-memory
+session table these budgets once bounded is gone). Budgets are per instance: N instances
+allow N times as many new ids.
 """
 
 from __future__ import annotations

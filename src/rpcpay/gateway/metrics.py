@@ -281,6 +281,16 @@ class MeteredLedger(SharedLedger):
         self._booked(booked, credits_per_hash_found)
         return account, booked
 
+    async def record_unbooked_nonce(
+        self, client: bytes, nonce: RecordNonce, credits_per_hash_found: int
+    ) -> bool:
+        started = time.perf_counter()
+        fresh = await super().record_unbooked_nonce(client, nonce, credits_per_hash_found)
+        self._share_time(time.perf_counter() - started)
+        if not fresh:
+            self._booked(ShareOutcome.DUPE, credits_per_hash_found)
+        return fresh
+
     async def refund(self, client: bytes, amount: int) -> Account:
         started = time.perf_counter()
         account = await super().refund(client, amount)

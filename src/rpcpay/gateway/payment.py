@@ -9,16 +9,17 @@ that keeps every credit it reported across crashes.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ipaddress
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NoReturn, Protocol
 
 from rpcpay.errors import UpstreamError, VerifierBusy
 from rpcpay.gateway.id_cache import VerifiedIds
-from rpcpay.gateway.jobs import Job, JobSource, job_key
+from rpcpay.gateway.jobs import JobSource
 from rpcpay.gateway.limits import AbuseGuard
 from rpcpay.gateway.protocol import (
     ERROR_INTERNAL,
@@ -34,10 +35,18 @@ from rpcpay.gateway.protocol import (
     RpcFault,
     signature_status,
 )
-from rpcpay.gateway.sessions import ClientSession, SessionTable
-from rpcpay.gateway.shares import VERDICT_ERRORS, Admission, Verdict, admit_share
+from rpcpay.gateway.sessions import SAVE_ATTEMPTS, ClientSession, SharedSessions, job_row
+from rpcpay.gateway.shares import (
+    VERDICT_ERRORS,
+    Admission,
+    Slot,
+    Verdict,
+    judge_slot,
+    place_share,
+)
 from rpcpay.gateway.tracking import HashRate
 from rpcpay.ledger.account import U64_MAX, ShareOutcome
+from rpcpay.ledger.session_rows import nonce_expiry
 from rpcpay.ledger.shared_ledger import SharedLedger
 from rpcpay.ledger.transactional import RecordNonce
 from rpcpay.pow.difficulty import check_hash
@@ -47,10 +56,6 @@ from rpcpay.wire.client_id import ClientAuth
 log = logging.getLogger("rpcpay.payment")
 
 U32 = 0xFFFFFFFF
-NONCE_RETENTION_S = 24 * 3600
-"""How long a share's nonce row is kept. A job is submitted while current or previous, so
-a day covers any client that asks for a job at least daily (monerod's clients ask every
-few seconds)."""
 
 
 class Hasher(Protocol):
@@ -101,10 +106,10 @@ _OUTCOMES = {
 }
 
 
-def share_nonce(job: Job, nonce: int, now: float) -> RecordNonce:
-    """The row that makes ``nonce`` count once for ``job`` across every process: kept
-    ``NONCE_RETENTION_S`` after the share, as long as the job can still be submitted."""
-    return RecordNonce(job_key(job), nonce, int(now) + NONCE_RETENTION_S)
+def share_nonce(slot: Slot, nonce: int, now: float) -> RecordNonce:
+    """The row that makes ``nonce`` count once for the slot's job across every process,
+    kept as long as that job can be submitted."""
+    return RecordNonce(slot.key, nonce, nonce_expiry(slot.job, int(now)))
 
 
 class PaymentService:
@@ -118,7 +123,7 @@ class PaymentService:
         hasher: Hasher,
         guard: AbuseGuard,
         *,
-        sessions: SessionTable | None = None,
+        sessions: SharedSessions | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
@@ -126,7 +131,7 @@ class PaymentService:
         self.jobs = jobs
         self._hasher = hasher
         self._guard = guard
-        self.sessions = sessions if sessions is not None else SessionTable()
+        self.sessions = sessions if sessions is not None else SharedSessions(ledger.store)
         self._clock = clock
         self.hashrate = HashRate()
         self.blocks_found = 0
@@ -161,14 +166,15 @@ class PaymentService:
         return self._ids.verify(client, int(self._clock() * 1_000_000))
 
     async def _session_for(self, key: bytes, address: str, now: float) -> ClientSession:
-        # A client id never seen before spends its address's new-client budget.
-        if (
-            key not in self.sessions
-            and await self.ledger.get(key) is None
-            and not self._guard.may_add_client(address, now)
-        ):
+        """The client's shared session, or a new one (not yet stored) on first contact."""
+        session = await self.sessions.get(key)
+        if session is not None:
+            return session
+        # A client id no instance has seen spends its address's new-client budget (kept per
+        # instance: a client known to the ledger is known to all).
+        if await self.ledger.get(key) is None and not self._guard.may_add_client(address, now):
             raise RpcFault(ERROR_RATE_LIMITED, "Too many new client ids from this address")
-        return self.sessions.get_or_create(key, now)
+        return ClientSession(update_time=now)
 
     async def access_info(self, client: object, address: str) -> dict[str, object]:
         """rpc_access_info: the client's current job and balance, with a new job if due."""
@@ -176,30 +182,22 @@ class PaymentService:
         # The client id must verify.
         if auth is None:
             raise RpcFault(ERROR_INVALID_CLIENT, MESSAGE_INVALID_CLIENT)
-        now = self._clock()
-        session = await self._session_for(auth.public_key, address, now)
+        key, now = auth.public_key, self._clock()
+        session = await self._session_for(key, address, now)
         try:
             top = await self.jobs.top()
-            if session.needs_job(top.top_hash, now):
-                previous = session.job
-                min_ts = previous.timestamp + 1 if previous is not None else 0
-                fresh = await self.jobs.new_job(auth.public_key, min_ts)
-                session.install_job(fresh, now)
-                self.warm_seed(fresh.seed_hash)
-                self.warm_seed(fresh.next_seed_hash)
+            session = await self._seen(key, session, top.top_hash, now)
         except UpstreamError as exc:
             log.warning("job creation failed", extra={"error": str(exc)})
             raise RpcFault(ERROR_INTERNAL, "Failed to create block template") from exc
-        session.top = top.top_hash
-        session.update_time = now
-        account = await self.ledger.touch(auth.public_key)
+        account = await self.ledger.touch(key)
         job = session.job
-        assert job is not None  # install_job ran at least once: top != "" on a new session
+        assert job is not None  # a job was installed at least once: top != "" on a new session
         return {
             "hashing_blob": job.hashing_blob.hex(),
             "seed_height": job.seed_height,
             "seed_hash": job.seed_hash.hex(),
-            "next_seed_hash": job.next_seed_hash.hex() if job.next_seed_hash else "",
+            "next_seed_hash": job.next_seed_hash.hex(),
             "cookie": session.cookie,
             "diff": self.settings.difficulty,
             "credits_per_hash_found": self.settings.credits_per_hash_found,
@@ -209,6 +207,40 @@ class PaymentService:
             "status": STATUS_OK,
             "untrusted": False,
         }
+
+    async def _seen(
+        self, key: bytes, session: ClientSession, top: str, now: float
+    ) -> ClientSession:
+        """Note the client's job request in its shared session, with a new job if monerod
+        would give one; if another instance changed the session meanwhile, decide again on
+        what it wrote."""
+        for _ in range(SAVE_ATTEMPTS):
+            new, template = session, b""
+            if session.needs_job(top, now):
+                min_ts = session.job.timestamp + 1 if session.job is not None else 0
+                fresh = await self.jobs.new_job(key, min_ts)
+                new, template = session.with_job(job_row(fresh, now), now), fresh.template_blob
+                self.warm_seed(fresh.seed_hash)
+                self.warm_seed(fresh.next_seed_hash)
+            new = dataclasses.replace(new, top=top, update_time=now)
+            saved = await self.sessions.save(key, session, new, template)
+            if saved is not None:
+                return saved
+            reread = await self.sessions.get(key)
+            session = reread if reread is not None else ClientSession(update_time=now)
+        raise RpcFault(ERROR_RATE_LIMITED, "Session busy in another request; retry")
+
+    async def _stored_session(self, key: bytes, address: str, now: float) -> ClientSession:
+        """The session a share is judged on; a first contact's is stored, as monerod creates
+        a client's record on any call."""
+        session = await self._session_for(key, address, now)
+        if session.stored_cookie is not None:
+            return session
+        saved = await self.sessions.save(key, session, session)
+        if saved is not None:
+            return saved
+        # Another instance created it meanwhile: judge on that one.
+        return await self.sessions.get(key) or session
 
     async def submit_nonce(
         self, client: object, nonce: int, cookie: int, address: str
@@ -222,40 +254,64 @@ class PaymentService:
         # A host that spent its bad-share budget gets no hashing at all.
         if not self._guard.may_verify(address, now):
             raise RpcFault(ERROR_RATE_LIMITED, "Too many bad shares; slow down")
-        session = await self._session_for(key, address, now)
-        # The id must be newer than any the client used: a replay costs it nothing.
+        session = await self._stored_session(key, address, now)
+        # The id must be newer than any the client used, on any instance: a replay costs
+        # it nothing, and is refused before any hashing.
         if not await self.ledger.claim(key, auth.timestamp_us):
             raise RpcFault(ERROR_STALE_CLIENT_ID, MESSAGE_STALE_CLIENT_ID)
-        admission = admit_share(session, cookie & U32, nonce & U32, now)
+        nonce &= U32
+        slot = place_share(session, cookie & U32)
+        if isinstance(slot, Verdict):
+            await self._refuse(key, address, slot, now)
+        # A nonce is paid once per job, even if its hash turned out bad.
+        if await self.ledger.store.has_nonce(key, slot.key, nonce):
+            await self._refuse(key, address, Verdict.DUPLICATE, now)
+        admission = judge_slot(session, slot, now)
+        if admission is Verdict.VERY_STALE:
+            await self._refuse(key, address, admission, now)
         if isinstance(admission, Verdict):
-            await self._book_refusal(key, address, admission, now)
-            code, message = VERDICT_ERRORS[admission]
-            raise RpcFault(code, message)
-        return await self._judge_hash(auth, session, admission, cookie, nonce, address)
+            await self._refuse_recorded(key, address, admission, share_nonce(slot, nonce, now))
+        return await self._judge_hash(auth, admission, nonce, address)
 
-    async def _book_refusal(self, key: bytes, address: str, verdict: Verdict, now: float) -> None:
+    async def _refuse(self, key: bytes, address: str, verdict: Verdict, now: float) -> NoReturn:
+        """Book a share refused before hashing (monerod's penalty, if any), and answer."""
         outcome = _OUTCOMES.get(verdict)
         if outcome is not None:
             await self.ledger.record_share(key, outcome, self.settings.credits_per_hash_found)
         if verdict is Verdict.DUPLICATE:
             self._guard.charge_bad_share(address, now)
         log.info("share refused", extra={"verdict": verdict.value})
+        code, message = VERDICT_ERRORS[verdict]
+        raise RpcFault(code, message)
+
+    async def _refuse_recorded(
+        self, key: bytes, address: str, verdict: Verdict, nonce: RecordNonce
+    ) -> NoReturn:
+        """Refuse a stale or not-initialized share with its nonce recorded in the same
+        transaction (re-sent, to any instance, it is a duplicate)."""
+        credits = self.settings.credits_per_hash_found
+        outcome = _OUTCOMES.get(verdict)
+        if outcome is not None:
+            _, booked = await self.ledger.record_submitted_share(key, nonce, outcome, credits)
+            fresh = booked is not ShareOutcome.DUPE
+        else:
+            fresh = await self.ledger.record_unbooked_nonce(key, nonce, credits)
+        # Another request recorded this nonce first: it is a duplicate (booked as one).
+        if not fresh:
+            self._guard.charge_bad_share(address, self._clock())
+            verdict = Verdict.DUPLICATE
+        log.info("share refused", extra={"verdict": verdict.value})
+        code, message = VERDICT_ERRORS[verdict]
+        raise RpcFault(code, message)
 
     async def _judge_hash(
-        self,
-        auth: ClientAuth,
-        session: ClientSession,
-        admission: Admission,
-        cookie: int,
-        nonce: int,
-        address: str,
+        self, auth: ClientAuth, admission: Admission, nonce: int, address: str
     ) -> dict[str, object]:
         key, job = auth.public_key, admission.job
         try:
             pow_hash = await self._hasher.hash(job.seed_hash, set_nonce(job.hashing_blob, nonce))
         except VerifierBusy as exc:
-            # Unchecked shares are forgotten so the client may send them again.
-            session.forget_nonce(nonce & U32, admission.is_current)
+            # Nothing was recorded: the client may send the share again.
             raise RpcFault(ERROR_RATE_LIMITED, "Server busy verifying shares; retry") from exc
         now = self._clock()
         good = check_hash(pow_hash, self.settings.difficulty)
@@ -263,7 +319,7 @@ class PaymentService:
         # some other process (or an earlier call) recorded for this job is a duplicate.
         account, booked = await self.ledger.record_submitted_share(
             key,
-            share_nonce(job, nonce & U32, now),
+            share_nonce(admission.slot, nonce, now),
             ShareOutcome.GOOD if good else ShareOutcome.BAD,
             self.settings.credits_per_hash_found,
         )
@@ -286,7 +342,8 @@ class PaymentService:
             and check_hash(pow_hash, job.network_difficulty)
         ):
             log.info("share meets network difficulty", extra={"height": job.height})
-            if await self.jobs.submit_block(job, key, nonce & U32):
+            block_job = await self.sessions.job_for_block(job)
+            if await self.jobs.submit_block(block_job, key, nonce):
                 self.blocks_found += 1
         top = await self.jobs.top()
         return {

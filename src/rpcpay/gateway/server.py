@@ -10,6 +10,7 @@ import secrets
 import signal
 import ssl
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -293,11 +294,15 @@ async def _housekeeping(payment: PaymentService, cache: ChainCache | None) -> No
         try:
             forgotten = await payment.ledger.forget_idle()
             nonces = await payment.ledger.forget_nonces()
+            sessions = await payment.sessions.forget_idle(time.time())
         except LedgerError as exc:
             log.warning("could not forget idle clients", extra={"error": str(exc)})
         else:
-            if forgotten or nonces:
-                log.info("forgot idle clients", extra={"count": forgotten, "nonces": nonces})
+            if forgotten or nonces or sessions:
+                log.info(
+                    "forgot idle clients",
+                    extra={"count": forgotten, "nonces": nonces, "sessions": sessions},
+                )
         if cache is not None:
             stats = cache.stats
             log.info(

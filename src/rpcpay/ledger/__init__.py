@@ -1,16 +1,17 @@
-"""The credit ledger: monerod 0.18's per-client balance rules, stored durably.
+"""The credit ledger: monerod 0.18's per-client balance rules, stored durably and shared by
+every gateway process.
 
 - ``account``: the ``Account`` record and the rules as pure functions.
-- ``store``: the ``LedgerStore`` protocol (SQLite now, PostgreSQL later).
-- ``sqlite_store``: ``SqliteLedgerStore``.
-- ``ledger``: ``Ledger``, the object the gateway calls.
-- ``transactional``: the async seam for many processes on one ledger: a pure rule applied
-  in one transaction (``TransactionalStore.apply``), and the ``ChequeBook``.
-- ``sqlite_async``: ``ThreadedSqliteStore`` (SQLite on a thread of its own).
+- ``transactional``: the store seam: a pure rule applied in one transaction
+  (``TransactionalStore.apply``), the ``ChequeBook``, nonce rows, and shared sessions.
+- ``sqlite_store``: the SQLite file's layout and synchronous access (``SqliteLedgerStore``).
+- ``sqlite_async``: ``ThreadedSqliteStore`` (that file on a thread of its own; the default).
 - ``pg_store``: ``PostgresLedgerStore`` (asyncpg; the optional ``rpcpay[postgres]`` extra,
   so it is not imported here).
-- ``shared_ledger``: ``SharedLedger``, the ``Ledger``'s calls over a ``TransactionalStore``
-  (not yet wired into the gateway).
+- ``session_rows``, ``sqlite_sessions``, ``pg_sessions``: clients' hashing sessions and jobs.
+- ``shared_ledger``: ``SharedLedger``, what the gateway calls (``pay``, ``claim``, ...).
+- ``location``, ``store_setup``: ``--ledger-url`` checked and opened.
+- ``cheque_bridge``: the lottery desk's interim synchronous ledger on the SQLite file.
 """
 
 from rpcpay.ledger.account import (
@@ -24,9 +25,9 @@ from rpcpay.ledger.account import (
     ShareOutcome,
     new_account,
 )
-from rpcpay.ledger.ledger import Ledger, LedgerTotals
+from rpcpay.ledger.shared_ledger import LedgerTotals, SharedLedger
 from rpcpay.ledger.sqlite_store import SqliteLedgerStore
-from rpcpay.ledger.store import LedgerStore
+from rpcpay.ledger.transactional import TransactionalStore
 
 __all__ = [
     "PENALTY_FOR_BAD_HASH",
@@ -34,12 +35,12 @@ __all__ = [
     "PENALTY_FOR_STALE",
     "U64_MAX",
     "Account",
-    "Ledger",
-    "LedgerStore",
     "LedgerTotals",
     "PaymentRefusal",
     "PaymentResult",
     "ShareOutcome",
+    "SharedLedger",
     "SqliteLedgerStore",
+    "TransactionalStore",
     "new_account",
 ]

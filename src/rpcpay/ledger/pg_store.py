@@ -407,6 +407,10 @@ class PostgresLedgerStore:
         """A stored block template's blob."""
         return await self.run(lambda c: pg_sessions.load_template(c, self._jobs, template_id))
 
+    async def count_sessions(self) -> int:
+        """How many client sessions are stored."""
+        return int(await self.run(lambda c: c.fetchval("SELECT count(*) FROM sessions")))
+
     async def forget_sessions(self, now: float) -> int:
         """Delete idle sessions with their jobs, in one transaction; how many."""
         return await self.run(

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from rpcpay.ledger import account as rules
 from rpcpay.ledger.account import (
@@ -34,7 +35,6 @@ from rpcpay.ledger.account import (
     PaymentResult,
     ShareOutcome,
 )
-from rpcpay.ledger.ledger import LedgerTotals, sum_totals
 from rpcpay.ledger.sqlite_store import ChequeRow
 from rpcpay.ledger.transactional import (
     CreditHeld,
@@ -50,6 +50,34 @@ from rpcpay.ledger.transactional import (
     share_step,
     touch_step,
 )
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerTotals:
+    """Sums over every known account, for the admin view (monerod's ``rpc_payments``)."""
+
+    clients: int
+    balance: int
+    credits_total: int
+    credits_used: int
+    nonces_good: int
+    nonces_stale: int
+    nonces_bad: int
+    nonces_dupe: int
+
+
+def sum_totals(accounts: list[Account]) -> LedgerTotals:
+    """Add up the accounts' balances and counters (unbounded ints: sums may pass u64)."""
+    return LedgerTotals(
+        clients=len(accounts),
+        balance=sum(a.balance for a in accounts),
+        credits_total=sum(a.credits_total for a in accounts),
+        credits_used=sum(a.credits_used for a in accounts),
+        nonces_good=sum(a.nonces_good for a in accounts),
+        nonces_stale=sum(a.nonces_stale for a in accounts),
+        nonces_bad=sum(a.nonces_bad for a in accounts),
+        nonces_dupe=sum(a.nonces_dupe for a in accounts),
+    )
 
 
 def booked_share_step(outcome: ShareOutcome, credits_per_hash_found: int) -> Step[ShareOutcome]:
@@ -100,6 +128,24 @@ class SharedLedger:
             now=self._now(),
         )
         return applied.account, applied.outcome
+
+    async def record_unbooked_nonce(
+        self, client: bytes, nonce: RecordNonce, credits_per_hash_found: int
+    ) -> bool:
+        """Record the nonce of a share refused without a penalty (monerod's "not
+        initialized"): True if it is new; one recorded before, by any process, is booked as a
+        duplicate instead, in the same transaction, and False returned."""
+        applied = await self.store.apply_with_nonce(
+            client,
+            nonce,
+            lambda acct: (acct, True),
+            lambda acct: (
+                rules.apply_share(acct, ShareOutcome.DUPE, credits_per_hash_found),
+                False,
+            ),
+            now=self._now(),
+        )
+        return applied.outcome
 
     async def forget_nonces(self) -> int:
         """Delete the recorded nonces of expired jobs; how many."""

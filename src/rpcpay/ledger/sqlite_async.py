@@ -252,6 +252,14 @@ class ThreadedSqliteStore:
             lambda s: s.reading(lambda db: sessions.load_template(db, self._jobs, template_id))
         )
 
+    async def count_sessions(self) -> int:
+        """How many client sessions are stored."""
+        return await self.run(
+            lambda s: s.reading(
+                lambda db: int(db.execute("SELECT count(*) FROM sessions").fetchone()[0])
+            )
+        )
+
     async def forget_sessions(self, now: float) -> int:
         """Delete idle sessions with their jobs, in one transaction; how many."""
         return await self.run(

@@ -302,6 +302,10 @@ class TransactionalStore(Protocol):
         """A stored block template's blob."""
         ...
 
+    async def count_sessions(self) -> int:
+        """How many client sessions are stored."""
+        ...
+
     async def forget_sessions(self, now: float) -> int:
         """Delete sessions idle for ``JOB_LIFETIME_S``, with their jobs; how many."""
         ...
