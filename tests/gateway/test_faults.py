@@ -36,9 +36,6 @@ from tests.support.workers import wait_for_log, worker_pids
 pytestmark = pytest.mark.slow
 
 CREDITS_PER_SHARE = 50  # start_gateway_process's --rpc-payment-credits
-STICKY = True
-"""Jobs are not yet shared between processes (the store keeps them, the gateway does not use
-it yet): a share is submitted to the process that issued its job. Paid calls go anywhere."""
 
 
 @pytest.fixture
@@ -91,7 +88,7 @@ async def test_kill_9_of_a_worker_loses_nothing_and_the_other_serves_on(
         ledger = ("--ledger-url", cluster.create_database("faults"))
     gateway = await start(backend, tmp_path / "gw", "--workers", "2", *ledger)
     try:
-        load = PayingLoad([gateway.port], miner, sticky_mining=STICKY)
+        load = PayingLoad([gateway.port], miner)
         load.start()
         try:
             await wait_served(load, 0, 3, 30)
@@ -121,7 +118,7 @@ async def test_kill_9_of_one_of_two_instances_on_postgresql(
     first = await start(backend, tmp_path / "a", "--ledger-url", url)
     second = await start(backend, tmp_path / "b", "--ledger-url", url)
     try:
-        load = PayingLoad([first.port, second.port], miner, sticky_mining=STICKY)
+        load = PayingLoad([first.port, second.port], miner)
         load.start()
         try:
             await wait_served(load, 0, 3, 30)
@@ -148,7 +145,7 @@ async def test_postgresql_restart_under_load_gives_clean_errors_then_service(
     url = postgres.create_database("faults")
     gateway = await start(backend, tmp_path / "gw", "--workers", "2", "--ledger-url", url)
     try:
-        load = PayingLoad([gateway.port], miner, sticky_mining=STICKY)
+        load = PayingLoad([gateway.port], miner)
         load.start()
         try:
             await wait_served(load, 0, 3, 30)

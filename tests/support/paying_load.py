@@ -215,6 +215,16 @@ class PayingLoad:
         record.calls_unsure_since_told = 0
 
 
+def summary(records: Sequence[ClientRecord], forwarded: int) -> str:
+    """One line of what the clients saw (printed by the tests; shown when one fails)."""
+    return (
+        f"clients={len(records)} shares={sum(r.shares_credited for r in records)} "
+        f"served={sum(r.calls_served for r in records)} forwarded={forwarded} "
+        f"clean_errors={sum(len(r.clean) for r in records)} "
+        f"lost={sum(r.lost for r in records)} broken={sum(len(r.broken) for r in records)}"
+    )
+
+
 def _rpc(method: str, params: JSON) -> JSON:
     return {"jsonrpc": "2.0", "id": 1, "method": method, "params": params}
 
@@ -239,6 +249,7 @@ def check_ledger(
 ) -> None:
     """Assert the promises in this module's docstring; ``accounts`` maps a client's public
     key (hex) to its ``rpc_access_data`` entry."""
+    print(summary(records, forwarded))
     charged = 0
     served = 0
     for record in records:
