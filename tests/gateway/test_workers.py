@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -20,9 +21,11 @@ from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
 from rpcpay.testing import ToyBackend
-from tests.gateway.conftest import post, rpc
+from rpcpay.wallet.keys import ClientKey
+from tests.gateway.conftest import earn_share, post, rpc
 from tests.support.gateway_process import GatewayProcess, start_gateway_process
 from tests.support.monerod import TEST_ADDRESS, free_port
+from tests.support.postgres import start_postgres
 from tests.support.workers import connections_by_pid, wait_for_log, wait_gone, worker_pids
 
 pytestmark = pytest.mark.slow
@@ -61,8 +64,9 @@ async def free_call(session: aiohttp.ClientSession, port: int, method: str = "et
         return (await response.json())["result"]
 
 
-async def scraped_calls(admin_port: int) -> dict[str, float]:
-    """Public calls counted by /metrics, per worker (on a connection of its own)."""
+async def scraped_calls(admin_port: int, outcome: str | None = None) -> dict[str, float]:
+    """Public calls counted by /metrics (of one outcome, or all), per worker (on a connection
+    of its own)."""
     async with (
         aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as session,
         session.get(f"http://127.0.0.1:{admin_port}/metrics") as response,
@@ -71,7 +75,7 @@ async def scraped_calls(admin_port: int) -> dict[str, float]:
     calls: dict[str, float] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
-            if sample.name == "rpcpay_calls_total":
+            if sample.name == "rpcpay_calls_total" and outcome in (None, sample.labels["outcome"]):
                 worker = sample.labels["worker"]
                 calls[worker] = calls.get(worker, 0.0) + sample.value
     return calls
@@ -102,6 +106,54 @@ async def test_two_workers_share_the_public_port(backend: SlowBackend, tmp_path:
             calls = await scraped_calls(gateway.admin_port)
             assert set(calls) == {"0", "1"}
             assert sum(calls.values()) == 16 and all(calls.values()), calls
+    finally:
+        gateway.stop()
+
+
+@pytest.mark.parametrize("store", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def test_workers_share_one_ledger(
+    store: str, backend: SlowBackend, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    ledger: tuple[str, ...] = ()
+    if store == "postgres":
+        cluster = await asyncio.to_thread(start_postgres)
+        request.addfinalizer(cluster.stop)
+        ledger = ("--ledger-url", cluster.create_database("workers"))
+    gateway = await asyncio.to_thread(
+        start_gateway_process, backend.url, tmp_path / "gw", "--upstream-kind", "jsonrpc",
+        "--workers", "2", *ledger,
+    )  # fmt: skip
+    try:
+        await asyncio.to_thread(wait_for_log, gateway, "worker listening", 2)
+        key = ClientKey()
+        # Every request on a new connection: the job, the share and the calls go to
+        # whichever worker the kernel picks, and the balance follows them exactly.
+        submitted = await earn_share(gateway.port, key)
+        assert submitted["result"]["credits"] == 50
+        told = []
+        for n in range(20):
+            status, answer = await post(
+                gateway.port, "/json_rpc", rpc("eth_x", {"n": n, "client": key.client_id()})
+            )
+            assert status == 200, answer
+            told.append(answer["credits"])
+        assert told == list(range(49, 29, -1))
+        assert len(backend.requests) == 20
+        await asyncio.sleep(1.5)
+        paid = await scraped_calls(gateway.admin_port, outcome="paid")
+        assert sum(paid.values()) == 20 and len(paid) == 2 and all(paid.values()), paid
+        # Either worker's admin listener shows the one ledger.
+        out = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "rpcpay", "payments", "--json",
+             "--admin", f"http://127.0.0.1:{gateway.admin_port}"],
+            capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        entries = json.loads(out.stdout)["entries"]
+        assert [(e["client"], e["balance"], e["credits_used"]) for e in entries] == [
+            (key.public.hex(), 30, 20)
+        ]
     finally:
         gateway.stop()
 
