@@ -320,3 +320,14 @@ def test_workers_that_keep_failing_at_start_up_end_the_supervisor(tmp_path: Path
     last = out.stderr.strip().splitlines()[-1]
     assert last.startswith("rpcpay serve: worker ") and "failed at start-up 5 times" in last
     assert time.monotonic() - started < 45
+
+
+def test_an_unusable_ledger_is_refused_before_any_worker_starts(tmp_path: Path) -> None:
+    out = run_serve(
+        "--workers", "2", "--rpc-bind-port", "0", "--admin-bind-port", "0",
+        "--data-dir", str(tmp_path / "gw"), "--ledger-url",
+        f"postgresql://rpcpay@127.0.0.1:{free_port()}/ledger",
+    )  # fmt: skip
+    assert out.returncode == 2
+    assert out.stderr.startswith("rpcpay serve: ledger postgresql://rpcpay@127.0.0.1:")
+    assert out.stderr.count("\n") == 1 and "worker" not in out.stderr
