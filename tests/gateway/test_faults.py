@@ -115,8 +115,10 @@ async def test_kill_9_of_one_of_two_instances_on_postgresql(
     backend: ToyBackend, miner: LightMiner, postgres: PostgresCluster, tmp_path: Path
 ) -> None:
     url = postgres.create_database("faults")
-    first = await start(backend, tmp_path / "a", "--ledger-url", url)
-    second = await start(backend, tmp_path / "b", "--ledger-url", url)
+    first, second = await asyncio.gather(
+        start(backend, tmp_path / "a", "--ledger-url", url),
+        start(backend, tmp_path / "b", "--ledger-url", url),
+    )
     try:
         load = PayingLoad([first.port, second.port], miner)
         load.start()
