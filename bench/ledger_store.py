@@ -1,7 +1,7 @@
-"""The ledger's cost per charge on each store, against today's synchronous SQLite path.
+"""The ledger's cost per charge on each store, against the former synchronous SQLite path.
 
-Reference ("sqlite-sync"): what the gateway does today, the pure rule plus
-``SqliteLedgerStore.load``/``save`` called straight from the event loop. Measured against
+Reference ("sqlite-sync"): what the gateway did until issue 11 (its ``Ledger``), the pure rule
+plus ``SqliteLedgerStore.load``/``save`` called straight from the event loop. Measured against
 it, in the same run, with rounds alternating which store goes first:
 
 - "sqlite-thread": ``ThreadedSqliteStore.apply`` (the same file engine, on its own thread,

@@ -168,3 +168,37 @@ async def test_every_admin_listener_shows_the_whole_shared_ledger(
     postgres_cluster.psql("SELECT 1")
     version = postgres_cluster.psql("SELECT max(version) FROM rpcpay_schema", url.rsplit("/", 1)[1])
     assert version.strip().isdigit()
+
+
+async def test_a_ledger_file_of_the_previous_version_is_migrated_in_place(
+    tmp_path: Path, toy_backend: ToyBackend
+) -> None:
+    """tests/ledger/data/ledger-v3.sqlite3 was written by the SqliteLedgerStore of the
+    release before the shared sessions (schema 3): two accounts (one at u64 max) and a
+    credited cheque. The gateway opens it, keeps all of it, and adds the session tables."""
+    data_dir = tmp_path / "gw"
+    data_dir.mkdir(mode=0o700)
+    path = data_dir / "ledger.sqlite3"
+    path.write_bytes(
+        (Path(__file__).parents[1] / "ledger" / "data" / "ledger-v3.sqlite3").read_bytes()
+    )
+    path.chmod(0o600)
+    running = await start_gateway(gateway_config(toy_backend.url, data_dir))
+    try:
+        first = await running.ledger.get(bytes([1]) * 32)
+        assert first == Account(bytes([1]) * 32, 1234, 2000, 766, 40, 1, 2, 3,
+                                1_700_000_000_000_000, 1_700_000_000)  # fmt: skip
+        rich = await running.ledger.get(bytes([2]) * 32)
+        assert rich is not None and rich.balance == 2**64 - 1
+        # The new tables work: a client gets a job, kept in the ledger.
+        key = ClientKey()
+        _, answer = await post(running.public_port, "/json_rpc",
+                               rpc("rpc_access_info", {"client": key.client_id()}))  # fmt: skip
+        assert answer["result"]["cookie"] == 1
+        assert await running.core.payment.sessions.count() == 1
+    finally:
+        await running.close()
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+    assert db.execute("SELECT count(*) FROM cheques").fetchone()[0] == 1
+    db.close()
