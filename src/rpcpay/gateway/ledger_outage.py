@@ -14,11 +14,12 @@ in the request's own envelope:
 
 with HTTP 200 in front of monerod, as monerod itself answers (wallets retry a BUSY), and
 HTTP 503 with ``Retry-After: 1`` in front of a JSON-RPC backend, where the paywall speaks
-HTTP statuses (402) already. Nothing was forwarded before a charge that failed, so
-no call is ever served free; a charge whose commit was lost with the connection may stand,
-so the client may have paid for a call it was refused, never the other way round
-(``pg_store``). Log lines are one per outage second at most, with how many were answered
-busy, and never a traceback: an outage is an operational state, not a bug.
+HTTP statuses (402) already. A call whose charge failed was not forwarded, so no call is
+ever served free. A failure after forwarding (of a refund, say) leaves the charge standing,
+and so may a commit whose reply was lost with the connection (``pg_store``): the client may
+pay for a call it was refused, never the other way round. Log lines are one per outage
+second at most, with how many were answered busy, and never a traceback: an outage is an
+operational state, not a bug.
 """
 
 from __future__ import annotations
@@ -38,8 +39,8 @@ log = logging.getLogger("rpcpay.gateway")
 
 ERROR_CORE_BUSY = -9
 """monerod's CORE_RPC_ERROR_CODE_CORE_BUSY."""
-MESSAGE_DOWN = "Server busy: the ledger is unavailable; nothing was forwarded, retry shortly"
-MESSAGE_FULL = "Server busy: every ledger connection is in use; nothing was forwarded, retry"
+MESSAGE_DOWN = "Server busy: the ledger is unavailable; retry shortly"
+MESSAGE_FULL = "Server busy: every ledger connection is in use; retry shortly"
 LOG_EVERY_S = 1.0
 Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 
