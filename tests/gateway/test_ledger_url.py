@@ -92,6 +92,13 @@ def test_an_unreachable_database_is_one_line(tmp_path: Path) -> None:
     assert "secret" not in done.stderr
 
 
+def test_the_url_may_come_from_the_config_file(tmp_path: Path) -> None:
+    config = tmp_path / "rpcpay.toml"
+    config.write_text('ledger-url = "postgresql://u@127.0.0.1:5432"\nledger-pool-size = 4\n')
+    done = serve(tmp_path, "--config", str(config))
+    assert_one_clear_line(done, "names no database")
+
+
 def test_the_lottery_needs_sqlite_for_now(tmp_path: Path) -> None:
     done = serve(
         tmp_path,

@@ -4,6 +4,13 @@
 rpc_access_pay and check_payment with the same decisions, codes and penalties, and adds what
 monerod lacks: hashing off the event loop, budgets for bad shares and new ids, and a ledger
 that keeps every credit it reported across crashes.
+
+Every piece of a client's state is in the ledger's store, shared by every gateway instance:
+its balance and last signed timestamp (a client id is accepted once, by one instance), its
+session and jobs (a job issued by one instance is paid at another), and its paid nonces (the
+same nonce sent to two instances is credited once). A call's ledger write commits before the
+answer that reports it. Per instance, and documented as such: the abuse budgets (a new client
+id is one that neither the sessions nor the accounts know), the hash-rate and block counters.
 """
 
 from __future__ import annotations
