@@ -5,8 +5,6 @@ can be checked against it afterwards.
 Every request goes on a new TCP connection, to a port picked at random: with
 ``--workers N`` the kernel spreads the connections over the workers, with several
 instances the pick does, so a job issued by one process is often submitted to another.
-With ``sticky_mining`` a share is mined from a job and submitted on one kept-alive
-connection (one process), for gateways whose jobs are not shared.
 
 What a client hears is sorted into:
 
@@ -75,7 +73,6 @@ class PayingLoad:
     miner: LightMiner
     clients: int = 4
     max_requests: int = 400  # per client: the load is bounded in count as well as time
-    sticky_mining: bool = False
     records: list[ClientRecord] = field(default_factory=list)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -103,12 +100,7 @@ class PayingLoad:
             for seq in range(self.max_requests):
                 if self._stop.is_set():
                     return
-                if balance < LOW_BALANCE and self.sticky_mining:
-                    async with aiohttp.ClientSession(
-                        connector=aiohttp.TCPConnector(limit=1), timeout=timeout
-                    ) as one_connection:
-                        heard = await self._mine(one_connection, record, self._port())
-                elif balance < LOW_BALANCE:
+                if balance < LOW_BALANCE:
                     heard = await self._mine(session, record)
                 else:
                     heard = await self._call(session, record, seq)
@@ -123,16 +115,12 @@ class PayingLoad:
         return random.choice(list(self.ports))
 
     async def _post(
-        self,
-        session: aiohttp.ClientSession,
-        record: ClientRecord,
-        body: JSON,
-        port: int | None = None,
+        self, session: aiohttp.ClientSession, record: ClientRecord, body: JSON
     ) -> JSON | None:
         """The answer's JSON if it is a success or a clean error, else None (recorded)."""
         try:
             async with session.post(
-                f"http://127.0.0.1:{port or self._port()}/json_rpc", data=json.dumps(body)
+                f"http://127.0.0.1:{self._port()}/json_rpc", data=json.dumps(body)
             ) as response:
                 raw = await response.read()
                 status = response.status
@@ -158,11 +146,9 @@ class PayingLoad:
             return None
         return answer
 
-    async def _mine(
-        self, session: aiohttp.ClientSession, record: ClientRecord, port: int | None = None
-    ) -> int | None:
+    async def _mine(self, session: aiohttp.ClientSession, record: ClientRecord) -> int | None:
         info = await self._post(
-            session, record, _rpc("rpc_access_info", {"client": record.key.client_id()}), port
+            session, record, _rpc("rpc_access_info", {"client": record.key.client_id()})
         )
         if info is None:
             return None
@@ -182,7 +168,6 @@ class PayingLoad:
                 "rpc_access_submit_nonce",
                 {"client": record.key.client_id(), "nonce": nonce, "cookie": job["cookie"]},
             ),
-            port,
         )
         if submitted is None:
             record.shares_unheard += 1
