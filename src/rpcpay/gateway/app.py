@@ -17,6 +17,7 @@ from aiohttp import web
 from rpcpay.errors import ChainError, LedgerError, UpstreamError
 from rpcpay.gateway.binary import BinaryHandler
 from rpcpay.gateway.binary_costs import BINARY_RULES
+from rpcpay.gateway.capacity import Capacity
 from rpcpay.gateway.chain_cache import ChainCache
 from rpcpay.gateway.cheques import ChequeDesk, ChequeRefused
 from rpcpay.gateway.client_address import TrustedProxies, client_address
@@ -81,6 +82,7 @@ class GatewayCore:
     chain_cache: ChainCache | None = None
     cheques: ChequeDesk | None = None
     proxies: TrustedProxies = field(default_factory=TrustedProxies)
+    capacity: Capacity | None = None  # the free tier and paid priority, when configured
 
 
 def json_response(document: JSON, status: int = 200) -> web.Response:
@@ -252,7 +254,7 @@ class PublicHandler:
         # The client id must verify before anything else (error, not status).
         if payment.authenticate(params.get("client", "")) is None:
             raise RpcFault(ERROR_INVALID_CLIENT, MESSAGE_INVALID_CLIENT)
-        charge = await payment.charge(params.get("client"), amount, paying_for, peer)
+        charge = await payment.charge(params.get("client"), amount, paying_for, peer, free=False)
         if not charge.ok:
             return _payment_answer(charge)
         self.core.tracker.record("external:" + paying_for, 0, amount)

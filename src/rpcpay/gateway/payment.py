@@ -275,9 +275,18 @@ class PaymentService:
         }
 
     async def charge(
-        self, client: object, amount: int, rpc: str, address: str, *, same_ts: bool = False
+        self,
+        client: object,
+        amount: int,
+        rpc: str,
+        address: str,
+        *,
+        same_ts: bool = False,
+        free: bool = True,
     ) -> Charge:
-        """monerod's check_payment: verify the client id, then debit ``amount`` credits."""
+        """monerod's check_payment: verify the client id, then debit ``amount`` credits.
+        ``free`` False: never served by the free tier (``capacity.FreeTierPayment``), for
+        rpc_access_pay, whose OK a third party takes as payment; unused here."""
         top_hash = (await self.jobs.top()).top_hash
         # Free calls, and every call from loopback when the operator allows it, pass unpaid.
         if amount <= 0 or (self.settings.allow_free_loopback and is_loopback(address)):

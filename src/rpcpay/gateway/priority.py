@@ -33,6 +33,9 @@ from rpcpay.gateway.peers import host_key
 
 CallClass = Literal["paid", "free"]
 CLASSES: tuple[CallClass, ...] = ("paid", "free")
+DEFAULT_QUEUE = 1024
+"""Calls that may wait for a slot: enough for a flood's every connection to wait (a flooder
+answered at once only asks again, and costs the event loop more)."""
 FREE_BACKLOG_ROUNDS = 4
 """Free calls may queue up to this many times their slots before new ones are refused."""
 

@@ -20,6 +20,7 @@ from aiohttp import web
 from rpcpay.errors import ConfigError, RpcPayError, UpstreamError, WireError
 from rpcpay.gateway.admin import AdminHandler
 from rpcpay.gateway.app import GatewayCore, PublicHandler
+from rpcpay.gateway.capacity import AdmittedUpstream, FreeTierPayment, build_capacity
 from rpcpay.gateway.chain_cache import ChainCache
 from rpcpay.gateway.cheques import ChequeDesk, LotterySettings
 from rpcpay.gateway.client_address import TrustedProxies
@@ -32,6 +33,7 @@ from rpcpay.gateway.connections import (
 )
 from rpcpay.gateway.costs import PriceList, load_price_list
 from rpcpay.gateway.dashboard import BlockRecorder, DashboardPages, History
+from rpcpay.gateway.free_tier import FreeTierSettings
 from rpcpay.gateway.info_cache import InfoCache
 from rpcpay.gateway.jobs import JobSource
 from rpcpay.gateway.limits import AbuseGuard, AbuseLimits
@@ -100,6 +102,9 @@ class GatewayConfig:
     ssl_certificate: Path | None = None  # TLS on the public listener (with ssl_private_key)
     ssl_private_key: Path | None = None
     dashboard_sample_s: float = 10.0  # the dashboard's charts: one sample every so often
+    free_tier: FreeTierSettings = field(default_factory=FreeTierSettings)  # off by default
+    upstream_concurrency: int = 0  # 0: unbounded (8 with the free tier on)
+    upstream_queue: int = 1024
 
 
 def check_config(config: GatewayConfig) -> None:
@@ -131,6 +136,7 @@ def check_config(config: GatewayConfig) -> None:
     if not 0 < config.upstream_timeout_s <= 3600 or not 0 < config.shutdown_grace_s <= 3600:
         raise ConfigError("--upstream-timeout and --shutdown-grace must be 0 to 3600 seconds")
     check_http_url("--upstream", config.upstream)
+    build_capacity(config.free_tier, config.upstream_concurrency, config.upstream_queue)
 
 
 def check_lottery(settings: LotterySettings) -> None:
@@ -428,13 +434,16 @@ async def _assemble(
             f"upstream {config.upstream} is not usable: {exc}; start it or fix --upstream"
         ) from exc
     undo.push_async_callback(jobs.close)
-    payment = PaymentService(
+    capacity = build_capacity(config.free_tier, config.upstream_concurrency, config.upstream_queue)
+    payment = (PaymentService if capacity is None else FreeTierPayment)(
         PaymentSettings(config.difficulty, config.credits_per_hash, config.allow_free_loopback),
         ledger,
         jobs,
         hasher,
         AbuseGuard(config.limits),
     )
+    if isinstance(payment, FreeTierPayment) and capacity is not None:
+        payment.capacity = capacity
     try:
         # Learn the current seed now, so its cache (and dataset) builds before any share.
         payment.warm_seed((await jobs.new_job(bytes(32), 0)).seed_hash)
@@ -447,7 +456,8 @@ async def _assemble(
     )
     core = GatewayCore(
         payment,
-        upstream,
+        # Only the calls clients make wait for slots; the gateway's own polls never queue.
+        upstream if capacity is None else AdmittedUpstream(upstream, capacity),
         Tracker(),
         mode,
         prices,
@@ -455,6 +465,7 @@ async def _assemble(
         chain_cache=chain_cache,
         cheques=cheques,
         proxies=config.proxies,
+        capacity=capacity,
     )
     public = PublicHandler(core)
     sinks: list[CallSink] = []
@@ -465,10 +476,12 @@ async def _assemble(
     if metrics is not None:
         metrics.watch(core, lambda: verifier.stats().pending)
         sinks.append(metrics)
-    handle = public.handle
+    handle: Callable[[web.BaseRequest], Awaitable[web.StreamResponse]] = public.handle
     observed = ObservedHandler(public.handle, config.proxies, sinks) if sinks else None
     if observed is not None:
         handle = observed.handle
+    if capacity is not None:
+        handle = capacity.wrap(handle, public.peer)
     inflight = InFlight()
     runner, public_port = await _listen(
         _server(handle, config.max_body_bytes, config.connections, public.peer, inflight),
