@@ -8,6 +8,7 @@ A gateway with ``--free-credits-per-second``, ``--free-burst``, ``--free-share``
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -259,3 +260,38 @@ async def test_a_full_line_sheds_free_calls_with_busy_at_no_cost(
             assert capacity_of(running).table.tokens(host, 0) == 100
     finally:
         await running.close()
+
+
+async def test_the_operator_sees_free_calls_shedding_queue_and_latency(
+    free_gateway: RunningGateway,
+) -> None:
+    port, admin = free_gateway.public_port, free_gateway.admin_port
+    for _ in range(4):
+        await get_info(port, "192.0.2.77")
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"http://127.0.0.1:{admin}/metrics") as response,
+    ):
+        text = await response.text()
+    assert 'rpcpay_free_calls_total{outcome="served"} 3.0' in text
+    assert 'rpcpay_free_calls_total{outcome="refused_allowance"} 1.0' in text
+    assert 'rpcpay_shed_calls_total{class="free"} 0.0' in text
+    assert 'rpcpay_upstream_waiting{class="paid"} 0.0' in text
+    assert 'rpcpay_call_seconds_by_class_count{class="free"} 3.0' in text
+    assert 'rpcpay_call_seconds_by_class_count{class="refused"} 1.0' in text
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "rpcpay",
+        "payments",
+        "--admin",
+        f"http://127.0.0.1:{admin}",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, err
+    lines = out.decode().splitlines()
+    assert lines[-3].startswith("Free calls: 3 served, 1 refused (host allowance)")
+    assert lines[-2].startswith("Upstream: 0/2 in flight (0/1 free), 0 waiting")
+    assert lines[-1].startswith("Latency p50/p99: paid -/-, free <=")

@@ -21,6 +21,7 @@ from rpcpay.errors import ConfigError, RpcPayError, UpstreamError, WireError
 from rpcpay.gateway.admin import AdminHandler
 from rpcpay.gateway.app import GatewayCore, PublicHandler
 from rpcpay.gateway.capacity import AdmittedUpstream, FreeTierPayment, build_capacity
+from rpcpay.gateway.capacity_metrics import CapacityCollector
 from rpcpay.gateway.chain_cache import ChainCache
 from rpcpay.gateway.cheques import ChequeDesk, LotterySettings
 from rpcpay.gateway.client_address import TrustedProxies
@@ -475,6 +476,8 @@ async def _assemble(
         sinks.append(access_log)
     if metrics is not None:
         metrics.watch(core, lambda: verifier.stats().pending)
+        if capacity is not None:
+            metrics.registry.register(CapacityCollector(capacity))
         sinks.append(metrics)
     handle: Callable[[web.BaseRequest], Awaitable[web.StreamResponse]] = public.handle
     observed = ObservedHandler(public.handle, config.proxies, sinks) if sinks else None
