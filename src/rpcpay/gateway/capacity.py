@@ -1,27 +1,24 @@
-"""Capacity: the free tier and paid priority, plugged into the gateway's call path.
+"""Capacity: the free tier and paid priority, plugged into the paid-call pipeline's seams.
 
 Contract (docs/gateway.md, "Capacity: free service with paid priority"):
 
-- Every public request gets a ``CallTag`` (a context variable, so nothing is plumbed through
-  the handlers): its real client address and its class, ``free`` until a charge passes.
-- ``FreeTierPayment.charge`` is ``PaymentService.charge`` plus one rule: a call the ledger
-  refused for payment (no id, a forged or replayed id, too few credits) is served free when
-  its host's allowance (``free_tier``) holds the up-front price *and* the global free share is
-  not spent (``AdmissionQueue.free_backlogged``); otherwise the refusal stands, as monerod
-  words it. The rest of a free call's price (counted in the answer) is owed to the allowance;
-  an upstream failure gives the up-front price back. ``rpc_access_pay`` is never served free.
-- ``AdmittedUpstream`` wraps the upstream the handlers forward to (the gateway's own calls,
-  top polls and templates, use the bare upstream and are never queued): each forward holds one
-  of ``--upstream-concurrency`` slots, paid calls first (``priority.AdmissionQueue``). A free
-  call shed from a full line is answered "busy" in the caller's protocol (monerod's ``BUSY``
-  status in JSON and epee; JSON-RPC error -32005 on other backends) and costs nothing; a paid
-  call shed (only a line full of paid calls does that) is an upstream failure, refunded.
+- ``Capacity.admit`` is the pipeline's ``FreeTier`` seam: a call the ledger refused for
+  payment (no id, a forged or replayed id, too few credits) is served free when its host's
+  allowance (``free_tier``) holds the up-front price *and* the global free share is not spent
+  (``AdmissionQueue.free_backlogged``); otherwise the refusal stands, as monerod words it
+  (``PAYMENT REQUIRED``; HTTP 402 on JSON-RPC backends). The admitted call carries a
+  ``FreeCharge``: ``FreeTierPayment`` books the rest of its price (counted in the answer) to
+  the allowance and gives the up-front price back if the call is refunded (upstream failure,
+  shed). ``rpc_access_pay`` is not a pipeline call and is never served free.
+- ``Capacity.slot`` is the ``Slots`` seam: each upstream request holds one of
+  ``--upstream-concurrency`` slots, paid calls first (``priority.AdmissionQueue``). A call shed
+  from a full line raises the pipeline's ``Shed``: it is refunded and answered "busy" in its
+  protocol (monerod's ``BUSY`` status; JSON-RPC error -32005 on other backends).
+- ``Capacity.wrap`` tags each public request (a context variable) so its latency is counted
+  by class: ``paid``, ``free``, ``refused`` (for payment), ``shed``.
 
-With the free tier off and no ``--upstream-concurrency`` none of this is built: the gateway
-is exactly what it was. This module is the narrowest integration into the handlers of today
-(``app.py``, ``binary.py``, ``paywall.py`` call ``payment.charge`` and ``upstream.post``); the
-unified paid-call pipeline (branch i11-pipeline) is to expose the same two seams explicitly:
-a refusal hook (``Capacity.admit_free``) and an admission wrapper (``Capacity.forward``).
+With the free tier off and no ``--upstream-concurrency`` none of this is built: the pipeline
+keeps its no-op seams and the gateway is exactly what it was.
 """
 
 from __future__ import annotations
@@ -29,39 +26,30 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from contextvars import ContextVar
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 
-from rpcpay.errors import UpstreamError
-from rpcpay.gateway.binary_costs import BINARY_RULES, refused_answer
+from rpcpay.gateway import pipeline
 from rpcpay.gateway.free_tier import FreeTable, FreeTierSettings, check_free_tier
-from rpcpay.gateway.jsoncodec import decode_json, encode_json
 from rpcpay.gateway.payment import Charge, PaymentService
+from rpcpay.gateway.pipeline import Admitted, CallClass, PaidCall, Seams
 from rpcpay.gateway.priority import (
     AdmissionQueue,
-    CallClass,
     QueueSettings,
     Shed,
     check_queue_settings,
     queue_settings,
 )
-from rpcpay.gateway.upstream import Upstream, UpstreamReply
-from rpcpay.wire import epee
-from rpcpay.wire.rpc import (
-    ERROR_RATE_LIMITED,
-    SIGNATURE_STATUS_PREFIX,
-    STATUS_BUSY,
-    STATUS_OK,
-    STATUS_PAYMENT_REQUIRED,
-)
+from rpcpay.wire.rpc import SIGNATURE_STATUS_PREFIX, STATUS_OK, STATUS_PAYMENT_REQUIRED
 
 log = logging.getLogger("rpcpay.capacity")
 
 Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
-MESSAGE_BUSY = "Server busy: free capacity is full; paid calls are served first"
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 DEFAULT_CONCURRENCY = 8
 """Upstream slots when the free tier is on and --upstream-concurrency is not given (monerod
@@ -76,7 +64,6 @@ class CallTag:
 
     address: str
     cls: CallClass = "free"
-    free_price: int = 0  # up-front credits taken from the allowance (given back on failure)
     refused: bool = False
     shed: bool = False
 
@@ -84,8 +71,13 @@ class CallTag:
 _tag: ContextVar[CallTag | None] = ContextVar("rpcpay_call_tag", default=None)
 
 
-def current_tag() -> CallTag | None:
-    return _tag.get()
+@dataclass(frozen=True, slots=True)
+class FreeCharge(Charge):
+    """A call the free tier admitted: nothing debited; ``price`` credits were taken from the
+    allowance of ``host`` (given back if the call is refunded)."""
+
+    host: str = ""
+    price: int = 0
 
 
 def is_payment_refusal(charge: Charge) -> bool:
@@ -145,65 +137,73 @@ class Capacity:
         self.refused_share = 0
         self.latency = Latency()
 
-    # -- the refusal hook -----------------------------------------------------------------
+    # -- seam (a): the free tier -----------------------------------------------------------
 
-    def admit_free(self, refusal: Charge, amount: int, address: str) -> Charge:
+    async def admit(self, call: PaidCall[Any], refused: Charge) -> Admitted | None:
         """A payment refusal turned into a free admission when the free tier allows it;
-        otherwise the refusal itself."""
+        None (the refusal stands) otherwise."""
         tag = _tag.get()
-        # Only a public call refused for payment can be served free.
-        if tag is None or not self.free.on or not is_payment_refusal(refusal):
-            return refusal
+        if tag is not None:
+            tag.refused = True
+        # Only a call refused for payment (or a bad id) can be served free.
+        if not self.free.on or not is_payment_refusal(refused):
+            return None
         # The global free share is spent: free calls already wait for every free slot.
         if self.queue is not None and self.queue.free_backlogged():
             self.refused_share += 1
-            tag.refused = True
-            return refusal
+            return None
+        price = call.upfront or 0
         # The host's allowance must hold the whole up-front price.
-        if not self.table.take(address, amount, self._clock()):
+        if not self.table.take(call.peer, price, self._clock()):
             self.refused_allowance += 1
-            tag.refused = True
-            return refusal
-        tag.cls, tag.free_price = "free", amount
+            return None
+        if tag is not None:
+            tag.refused, tag.cls = False, "free"
         self.free_served += 1
-        # Served as monerod serves a free call: the balance as it is, nothing taken.
-        return Charge(True, STATUS_OK, refusal.credits, refusal.top_hash)
+        # Served as monerod serves a free call: the balance as it is, nothing debited.
+        charge = FreeCharge(True, STATUS_OK, refused.credits, refused.top_hash, host=call.peer,
+                            price=price)  # fmt: skip
+        return Admitted(charge, "free")
 
-    def owe(self, amount: int) -> None:
+    def owe(self, charge: FreeCharge, amount: int) -> None:
         """The rest of a free call's price, counted in its answer."""
-        tag = _tag.get()
-        if tag is not None and tag.free_price and amount > 0:
-            self.table.owe(tag.address, amount, self._clock())
+        if amount > 0:
+            self.table.owe(charge.host, amount, self._clock())
 
-    def give_back(self) -> None:
-        """The upstream failed a free call: its host gets the up-front price back."""
-        tag = _tag.get()
-        if tag is not None and tag.free_price:
-            self.table.give_back(tag.address, tag.free_price, self._clock())
-            tag.free_price = 0
+    def give_back(self, charge: FreeCharge) -> None:
+        """A free call refunded (upstream failure, shed): its host gets the price back."""
+        if charge.price > 0:
+            self.table.give_back(charge.host, charge.price, self._clock())
 
-    # -- the admission wrapper ------------------------------------------------------------
+    # -- seam (b): upstream slots ------------------------------------------------------------
 
-    async def forward(
-        self, path: str, body: bytes, send: Callable[[], Awaitable[UpstreamReply]]
-    ) -> UpstreamReply:
-        """``send()`` inside an upstream slot for the current call's class; a shed free call
-        gets a "busy" answer in its protocol instead, a shed paid call an ``UpstreamError``."""
+    def slot(self, klass: CallClass, address: str) -> AbstractAsyncContextManager[object]:
+        """One upstream slot for a call of class ``klass`` from ``address``."""
         tag = _tag.get()
-        # The gateway's own calls, and everything when concurrency is unbounded, go straight.
-        if tag is None or self.queue is None:
-            return await send()
+        if tag is not None:
+            tag.cls = klass
+        if self.queue is None:
+            return contextlib.nullcontext()
+        return self._slot(self.queue, klass, address, tag)
+
+    @contextlib.asynccontextmanager
+    async def _slot(
+        self, queue: AdmissionQueue, klass: CallClass, address: str, tag: CallTag | None
+    ) -> AsyncIterator[object]:
         try:
-            async with self.queue.slot(tag.cls, tag.address):
-                return await send()
+            await queue.acquire(klass, address)
         except Shed:
-            tag.shed = True
-            self.give_back()  # a shed call costs nothing, free allowance included
-            if tag.cls == "paid":
-                raise UpstreamError(
-                    "upstream busy: every slot and the whole line are paid"
-                ) from None
-            return busy_reply(path, body)
+            if tag is not None:
+                tag.shed = True
+            raise pipeline.Shed() from None
+        try:
+            yield None
+        finally:
+            queue.release(klass)
+
+    def seams(self) -> Seams:
+        """The pipeline's seams, both served by this object."""
+        return Seams(free_tier=self, slots=self)
 
     # -- per request ------------------------------------------------------------------------
 
@@ -269,111 +269,20 @@ def outcome_of(tag: CallTag) -> str:
     return tag.cls
 
 
-def busy_reply(path: str, body: bytes) -> UpstreamReply:
-    """What a shed free call is told, as its upstream would have said "busy"."""
-    rule = BINARY_RULES.get(path)
-    if rule is not None:
-        answer = epee.encode(refused_answer(rule, STATUS_BUSY, 0, ""))
-        return UpstreamReply(200, answer, "application/octet-stream")
-    if path == "/json_rpc":
-        request_id = _request_id(body)
-        document: object = {
-            "id": request_id,
-            "jsonrpc": "2.0",
-            "result": {"status": STATUS_BUSY, "untrusted": False},
-        }
-    elif path == "":
-        document = _jsonrpc_busy(body)
-    else:
-        document = {"status": STATUS_BUSY, "untrusted": False}
-    return UpstreamReply(200, encode_json(document), "application/json")
-
-
-def _request_id(body: bytes) -> object:
-    with contextlib.suppress(ValueError, UnicodeDecodeError):
-        document = decode_json(body)
-        if isinstance(document, dict):
-            return document.get("id")
-    return None
-
-
-def _jsonrpc_busy(body: bytes) -> object:
-    """JSON-RPC 2.0 error -32005 for each call of a single call or a batch."""
-
-    def error(request_id: object) -> dict[str, object]:
-        return {
-            "error": {"code": ERROR_RATE_LIMITED, "message": MESSAGE_BUSY},
-            "id": request_id,
-            "jsonrpc": "2.0",
-        }
-
-    try:
-        document = decode_json(body)
-    except (ValueError, UnicodeDecodeError):
-        return error(None)
-    if isinstance(document, list):
-        return [error(item.get("id")) for item in document if isinstance(item, dict)]
-    return error(document.get("id") if isinstance(document, dict) else None)
-
-
-class AdmittedUpstream:
-    """An ``Upstream`` whose forwards wait for a slot (``Capacity.forward``)."""
-
-    def __init__(self, inner: Upstream, capacity: Capacity) -> None:
-        self._inner = inner
-        self._capacity = capacity
-
-    async def post(self, path: str, body: bytes, content_type: str) -> UpstreamReply:
-        return await self._capacity.forward(
-            path, body, lambda: self._inner.post(path, body, content_type)
-        )
-
-    async def close(self) -> None:
-        await self._inner.close()
-
-
 class FreeTierPayment(PaymentService):
-    """``PaymentService`` with the free tier's refusal hook (see the module docstring)."""
+    """``PaymentService`` that books a free call's second charge to its host's allowance and
+    gives its up-front price back on a refund (see ``FreeCharge``)."""
 
     capacity: Capacity
 
-    async def charge(
-        self,
-        client: object,
-        amount: int,
-        rpc: str,
-        address: str,
-        *,
-        same_ts: bool = False,
-        free: bool = True,
-    ) -> Charge:
-        result = await super().charge(client, amount, rpc, address, same_ts=same_ts)
-        tag = _tag.get()
-        if result.ok and result.client is not None and tag is not None:
-            tag.cls = "paid"
-            return result
-        # rpc_access_pay (free=False) must never see a free pass as payment.
-        if not free:
-            return result
-        return self.capacity.admit_free(result, amount, address)
+    async def charge_more(self, first: Charge, amount: int) -> Charge:
+        if isinstance(first, FreeCharge):
+            self.capacity.owe(first, amount)
+            return first
+        return await super().charge_more(first, amount)
 
-    def charge_more(self, first: Charge, amount: int) -> Charge:
-        if first.client is None:
-            self.capacity.owe(amount)
-        return super().charge_more(first, amount)
-
-    def refund(self, charge: Charge) -> int:
-        if charge.client is None:
-            self.capacity.give_back()
-        return super().refund(charge)
-
-
-@contextlib.contextmanager
-def tagged(address: str) -> Iterator[CallTag]:
-    """A request tag outside an HTTP handler (tests, the benchmark's driver)."""
-    tag = CallTag(address)
-    token = _tag.set(tag)
-    try:
-        yield tag
-    finally:
-        _tag.reset(token)
+    async def refund(self, charge: Charge) -> int:
+        if isinstance(charge, FreeCharge):
+            self.capacity.give_back(charge)
+            return charge.credits
+        return await super().refund(charge)

@@ -275,18 +275,9 @@ class PaymentService:
         }
 
     async def charge(
-        self,
-        client: object,
-        amount: int,
-        rpc: str,
-        address: str,
-        *,
-        same_ts: bool = False,
-        free: bool = True,
+        self, client: object, amount: int, rpc: str, address: str, *, same_ts: bool = False
     ) -> Charge:
-        """monerod's check_payment: verify the client id, then debit ``amount`` credits.
-        ``free`` False: never served by the free tier (``capacity.FreeTierPayment``), for
-        rpc_access_pay, whose OK a third party takes as payment; unused here."""
+        """monerod's check_payment: verify the client id, then debit ``amount`` credits."""
         top_hash = (await self.jobs.top()).top_hash
         # Free calls, and every call from loopback when the operator allows it, pass unpaid.
         if amount <= 0 or (self.settings.allow_free_loopback and is_loopback(address)):
@@ -305,7 +296,7 @@ class PaymentService:
             True, STATUS_OK, result.credits, top_hash, auth.public_key, amount, auth.timestamp_us
         )
 
-    def charge_more(self, first: Charge, amount: int) -> Charge:
+    async def charge_more(self, first: Charge, amount: int) -> Charge:
         """monerod's second, same-timestamp charge (``CHECK_PAYMENT_SAME_TS``) for a call
         whose first charge passed: the client id was verified then, so it is not again."""
         # Nothing more to pay, or a call that was free in the first place.
@@ -327,7 +318,7 @@ class PaymentService:
             first.timestamp_us,
         )
 
-    def refund(self, charge: Charge) -> int:
+    async def refund(self, charge: Charge) -> int:
         """Give back a charge whose call the upstream failed to answer; the new balance."""
         if charge.client is None or charge.amount == 0:
             return charge.credits

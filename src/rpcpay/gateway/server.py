@@ -20,7 +20,7 @@ from aiohttp import web
 from rpcpay.errors import ConfigError, RpcPayError, UpstreamError, WireError
 from rpcpay.gateway.admin import AdminHandler
 from rpcpay.gateway.app import GatewayCore, PublicHandler
-from rpcpay.gateway.capacity import AdmittedUpstream, FreeTierPayment, build_capacity
+from rpcpay.gateway.capacity import FreeTierPayment, build_capacity
 from rpcpay.gateway.capacity_metrics import CapacityCollector
 from rpcpay.gateway.chain_cache import ChainCache
 from rpcpay.gateway.cheques import ChequeDesk, LotterySettings
@@ -204,9 +204,7 @@ class RunningGateway:
         """Serve from ``core`` from now on (a SIGHUP reload's prices and proxies)."""
         self.core = core
         if self.public is not None:
-            self.public.core = core
-            self.public.binary.proxies = core.proxies
-            self.public.paywall.prices = core.prices
+            self.public.core = core  # its envelopes read prices and proxies from it
         if self.admin is not None:
             self.admin.core = core
             if self.admin.pages is not None:
@@ -457,8 +455,7 @@ async def _assemble(
     )
     core = GatewayCore(
         payment,
-        # Only the calls clients make wait for slots; the gateway's own polls never queue.
-        upstream if capacity is None else AdmittedUpstream(upstream, capacity),
+        upstream,
         Tracker(),
         mode,
         prices,
@@ -466,9 +463,12 @@ async def _assemble(
         chain_cache=chain_cache,
         cheques=cheques,
         proxies=config.proxies,
+        upstream_timeout_s=config.upstream_timeout_s,
         capacity=capacity,
     )
-    public = PublicHandler(core)
+    inflight = InFlight()
+    # Issue 14's seams: only calls clients make wait for slots; the gateway's polls never do.
+    public = PublicHandler(core, inflight, capacity.seams() if capacity is not None else None)
     sinks: list[CallSink] = []
     access_log = open_access_log(config.access_log)
     if access_log is not None:
@@ -485,7 +485,6 @@ async def _assemble(
         handle = observed.handle
     if capacity is not None:
         handle = capacity.wrap(handle, public.peer)
-    inflight = InFlight()
     runner, public_port = await _listen(
         _server(handle, config.max_body_bytes, config.connections, public.peer, inflight),
         config.bind_ip,

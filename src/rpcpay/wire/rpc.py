@@ -53,6 +53,8 @@ MESSAGE_STALE_CLIENT_ID: Final = (
 )
 MESSAGE_PAYMENT_REQUIRED: Final = "Payment required"
 MESSAGE_UPSTREAM_FAILED: Final = "Upstream unavailable; nothing was charged"
+MESSAGE_BUSY: Final = "Server busy: paid calls are served first; nothing was charged"
+"""A call shed from the gateway's full upstream line (``ERROR_RATE_LIMITED``, HTTP 200)."""
 
 # --- HTTP ---------------------------------------------------------------------------------
 HTTP_PAYMENT_REQUIRED: Final = 402
