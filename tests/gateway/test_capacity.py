@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -188,6 +189,7 @@ async def test_paid_calls_go_first_and_free_ones_keep_to_their_share(
         port = running.public_port
         queue = capacity_of(running).queue
         assert queue is not None and queue.settings.free_slots == 1
+        capacity_of(running).share_refusal_delay_s = 0.2
         peer = Peer("rpcpay", port, running.admin_port)
         key = ClientKey()
         await peer.fund(key, 10)
@@ -213,7 +215,10 @@ async def test_paid_calls_go_first_and_free_ones_keep_to_their_share(
         while queue.waiting("free") < 4:
             await asyncio.sleep(0.01)
         assert queue.free_backlogged()
+        # ... and hears so only after the share refusal's delay (the flood's tarpit).
+        began = time.monotonic()
         assert (await get_info(port, "10.0.4.1"))["status"] != "OK"
+        assert time.monotonic() - began >= 0.2
         assert capacity_of(running).refused_share == 1
         queue.release("paid")
         queue.release("paid")

@@ -23,6 +23,7 @@ keeps its no-op seams and the gateway is exactly what it was.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -54,6 +55,11 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 DEFAULT_CONCURRENCY = 8
 """Upstream slots when the free tier is on and --upstream-concurrency is not given (monerod
 serves RPC on a pool of about that many threads on a home PC)."""
+SHARE_REFUSAL_DELAY_S = 1.0
+"""A free call refused because the global share is spent hears so this late. Its client (a
+flood's connection, typically) asks again at once; held a second, 200 connections cost the
+event loop 200 refusals a second instead of thousands, so paid calls keep their latency
+(bench/priority.py). A wallet past the share waits a second to be told to pay."""
 OUTCOMES = ("paid", "free", "refused", "shed")
 """Classes a finished call is counted in: charged, served free, refused for payment, shed."""
 
@@ -132,6 +138,7 @@ class Capacity:
         self.table = FreeTable(free)
         self.queue = AdmissionQueue(queue) if queue is not None else None
         self._clock = clock
+        self.share_refusal_delay_s = SHARE_REFUSAL_DELAY_S
         self.free_served = 0
         self.refused_allowance = 0
         self.refused_share = 0
@@ -151,6 +158,7 @@ class Capacity:
         # The global free share is spent: free calls already wait for every free slot.
         if self.queue is not None and self.queue.free_backlogged():
             self.refused_share += 1
+            await asyncio.sleep(self.share_refusal_delay_s)
             return None
         price = call.upfront or 0
         # The host's allowance must hold the whole up-front price.
