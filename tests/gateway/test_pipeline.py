@@ -7,8 +7,9 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -64,16 +65,24 @@ async def fund(gateway: RunningGateway, key: ClientKey, amount: int) -> int:
     return int(answer["result"]["credits"])
 
 
-def balance(gateway: RunningGateway, key: ClientKey) -> int:
-    account = gateway.ledger.get(key.public)
-    return account.balance if account is not None else 0
+async def balance(gateway: RunningGateway, key: ClientKey) -> int:
+    """The client's balance, asked of the admin listener (as an operator would)."""
+    return await fund(gateway, key, 0)
 
 
-async def until(check: Callable[[], bool], limit_s: float = 10.0) -> None:
+async def until(check: Callable[[], Awaitable[bool]], limit_s: float = 10.0) -> None:
     deadline = time.monotonic() + limit_s
-    while not check():
+    while not await check():
         assert time.monotonic() < deadline, "condition not met in time"
         await asyncio.sleep(0.02)
+
+
+async def has_balance(gateway: RunningGateway, key: ClientKey, credits: int) -> bool:
+    return await balance(gateway, key) == credits
+
+
+async def handler_done(task: asyncio.Task[object]) -> bool:
+    return task.done()
 
 
 async def paid_call(port: int, key: ClientKey, method: str = "eth_blockNumber") -> JSON:
@@ -97,7 +106,7 @@ async def test_a_call_cancelled_mid_forward_by_shutdown_is_refunded(
     key = ClientKey()
     await fund(gateway, key, 100)
     calls = [asyncio.create_task(paid_call(gateway.public_port, key)) for _ in range(3)]
-    await until(lambda: balance(gateway, key) == 97)  # charged, all three waiting upstream
+    await until(lambda: has_balance(gateway, key, 97))  # charged, all three waiting upstream
     await gateway.close()  # past the grace aiohttp cancels them; drain waits for refunds
     assert await asyncio.gather(*calls) == [None, None, None]
     store = SqliteLedgerStore(data_dir / "ledger.sqlite3", synchronous="normal")
@@ -114,10 +123,13 @@ async def test_a_refund_survives_a_second_cancellation(hung: HungBackend, tmp_pa
     payment = gateway.core.payment
     real_refund = payment.refund
     finished: list[int] = []
+    started, release = asyncio.Event(), asyncio.Event()
 
     async def slow_refund(charge: Charge) -> int:
-        # A refund that awaits before it writes, as an async store's does.
-        await asyncio.sleep(0.2)
+        # A refund that awaits before it writes, as an async store's does (held here until
+        # the test lets it go).
+        started.set()
+        await release.wait()
         credits = await real_refund(charge)
         finished.append(credits)
         return credits
@@ -127,17 +139,18 @@ async def test_a_refund_survives_a_second_cancellation(hung: HungBackend, tmp_pa
         key = ClientKey()
         await fund(gateway, key, 100)
         call = asyncio.create_task(paid_call(gateway.public_port, key))
-        await until(lambda: balance(gateway, key) == 99)
+        await until(lambda: has_balance(gateway, key, 99))
         handlers = [t for t in gateway.inflight.tasks if not t.done()]
         assert len(handlers) == 1
         handlers[0].cancel()
-        await asyncio.sleep(0.05)  # the refund has started ...
+        await asyncio.wait_for(started.wait(), 10)  # the refund has started ...
         handlers[0].cancel()  # ... and the handler is cancelled again, before it ends
-        await until(handlers[0].done)
+        await until(lambda: handler_done(handlers[0]))
         assert finished == []  # the handler is gone; its refund is not done yet
+        release.set()
         await gateway.inflight.drain(5.0)  # what shutdown waits for
         assert finished == [100]
-        assert balance(gateway, key) == 100
+        assert await balance(gateway, key) == 100
         call.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await call
@@ -157,7 +170,7 @@ async def test_the_forward_is_bounded_by_the_upstream_timeout(
         assert time.monotonic() - started < 5
         assert answer["error"]["code"] == -32003, answer
         assert answer["credits"] == 100  # refunded before the client heard
-        assert balance(gateway, key) == 100
+        assert await balance(gateway, key) == 100
     finally:
         await gateway.close()
 
@@ -174,6 +187,28 @@ class AdmitEveryone:
     async def admit(self, call: PaidCall[Any], refused: Charge) -> Admitted | None:
         self.seen.append((call.rpc, call.upfront, call.peer, refused.status))
         return Admitted(Charge(True, "OK", 0, refused.top_hash))
+
+
+@dataclass(frozen=True, slots=True)
+class FromAllowance(Admitted):
+    """An admission that took the price from an allowance, and hears when to give it back."""
+
+    given_back: list[int] = field(default_factory=list)
+
+    async def refund(self) -> int:
+        self.given_back.append(self.charge.amount)
+        return 0
+
+
+class AdmitFromAllowance:
+    def __init__(self) -> None:
+        self.admitted: list[FromAllowance] = []
+
+    async def admit(self, call: PaidCall[Any], refused: Charge) -> Admitted | None:
+        assert call.upfront is not None
+        admitted = FromAllowance(Charge(True, "OK", 0, refused.top_hash, None, call.upfront))
+        self.admitted.append(admitted)
+        return admitted
 
 
 class RecordingSlots:
@@ -275,3 +310,49 @@ async def test_a_shed_call_is_refunded_and_never_forwarded(
         assert answer["credits"] == 7  # paid calls still pass
     assert slots.entered == [("free", "127.0.0.1"), ("paid", "127.0.0.1")]
     assert len(toy_backend.requests) == 1
+
+
+class ClosedSlots:
+    """Slots that never open (a queue that never moves)."""
+
+    def slot(self, klass: CallClass, address: str) -> AbstractAsyncContextManager[object]:
+        return self._never()
+
+    @asynccontextmanager
+    async def _never(self) -> AsyncIterator[object]:
+        await asyncio.Event().wait()
+        yield None
+
+
+async def test_waiting_for_a_slot_counts_against_the_upstream_timeout(
+    toy_backend: ToyBackend, tmp_path: Path
+) -> None:
+    gateway = await start_gateway(
+        gateway_config(toy_backend.url, tmp_path / "gw", upstream_timeout_s=0.5)
+    )
+    try:
+        handler = PublicHandler(gateway.core, gateway.inflight, Seams(slots=ClosedSlots()))
+        key = ClientKey()
+        await fund(gateway, key, 100)
+        async with listener(handler) as port:
+            started = time.monotonic()
+            _, answer = await post(port, "/", rpc("eth_blockNumber", [], client=key.client_id()))
+            assert time.monotonic() - started < 5
+        assert answer["error"]["code"] == -32003 and answer["credits"] == 100, answer
+        assert toy_backend.requests == []
+    finally:
+        await gateway.close()
+
+
+async def test_a_free_call_the_upstream_fails_is_given_back_to_its_admission(
+    priced_gateway: RunningGateway, toy_backend: ToyBackend
+) -> None:
+    free_tier = AdmitFromAllowance()
+    handler = PublicHandler(priced_gateway.core, priced_gateway.inflight, Seams(free_tier))
+    toy_backend.failing = True
+    async with listener(handler) as port:
+        _, answer = await post(
+            port, "/", rpc("eth_blockNumber", [], client=ClientKey().client_id())
+        )
+    assert answer["error"]["code"] == -32003, answer
+    assert [a.given_back for a in free_tier.admitted] == [[3]]

@@ -1,13 +1,15 @@
 """monerod's epee binary endpoints (``*.bin``): what wallets sync with.
 
 Each request is decoded with our own epee codec; its ``client`` field is read and removed
-before the request goes upstream; the call is charged as monerod 0.18 charges it (a pipeline
-envelope: ``rpcpay.gateway.pipeline`` owns the charge, the refunds and the second charge of
-/get_blocks.bin and /get_hashes.bin); and the answer gets the client's ``credits`` and the
-chain's ``top_hash``. Settled blocks, hashes
+before the request goes upstream; the call is charged as monerod 0.18 charges it; and the
+answer gets the client's ``credits`` and the chain's ``top_hash``. Settled blocks, hashes
 and outputs come from the ``ChainCache`` when it holds them, so paid reads of old blocks
 don't reach the upstream; answers built from the cache are byte for byte what the upstream
 would send.
+
+``BinaryHandler`` is a pipeline envelope (``rpcpay.gateway.pipeline``): it decodes, prices
+(including what /get_blocks.bin and /get_hashes.bin owe for the items in their answers),
+stamps and encodes; the charges, refunds and tracking are the pipeline's.
 """
 
 from __future__ import annotations
@@ -47,7 +49,14 @@ from rpcpay.gateway.costs import PriceError
 from rpcpay.gateway.jobs import ChainTop
 from rpcpay.gateway.observe import note_call
 from rpcpay.gateway.payment import Charge
-from rpcpay.gateway.pipeline import CallRefused, Forward, PaidCall, Pipeline, PipelineParts
+from rpcpay.gateway.pipeline import (
+    CallClass,
+    CallRefused,
+    Forward,
+    PaidCall,
+    Pipeline,
+    PipelineParts,
+)
 from rpcpay.gateway.protocol import STATUS_BUSY, STATUS_OK, STATUS_PAYMENT_REQUIRED
 from rpcpay.gateway.upstream import post_json
 from rpcpay.wire import epee
@@ -190,8 +199,17 @@ class BinaryHandler(Pipeline[BinaryCall, BinaryAnswer]):
         failed = refused_answer(call.request.rule, UPSTREAM_FAILED, credits, top_hash)
         return binary_response(failed, 502)
 
-    def shed(self, call: PaidCall[BinaryCall], charge: Charge | None, credits: int) -> web.Response:
-        """monerod's own "busy" status, in the endpoint's refusal shape, HTTP 200."""
+    def shed(
+        self,
+        call: PaidCall[BinaryCall],
+        charge: Charge | None,
+        credits: int,
+        klass: CallClass,
+    ) -> web.Response:
+        """A shed free call: monerod's own "busy" status, in the endpoint's refusal shape, HTTP 200.
+        A shed paid call: as an upstream failure (refunded)."""
+        if klass == "paid":
+            return self.failed(call, charge, credits)
         top_hash = charge.top_hash if charge is not None else ""
         return binary_response(refused_answer(call.request.rule, STATUS_BUSY, credits, top_hash))
 

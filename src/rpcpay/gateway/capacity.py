@@ -6,10 +6,10 @@ Contract (docs/gateway.md, "Capacity: free service with paid priority"):
   payment (no id, a forged or replayed id, too few credits) is served free when its host's
   allowance (``free_tier``) holds the up-front price *and* the global free share is not spent
   (``AdmissionQueue.free_backlogged``); otherwise the refusal stands, as monerod words it
-  (``PAYMENT REQUIRED``; HTTP 402 on JSON-RPC backends). The admitted call carries a
-  ``FreeCharge``: ``FreeTierPayment`` books the rest of its price (counted in the answer) to
-  the allowance and gives the up-front price back if the call is refunded (upstream failure,
-  shed). ``rpc_access_pay`` is not a pipeline call and is never served free.
+  (``PAYMENT REQUIRED``; HTTP 402 on JSON-RPC backends). Its ``FreeAdmission`` books the
+  rest of the price (counted in the answer) to the allowance and gives the up-front price
+  back if the call is refunded (upstream failure, shed). ``rpc_access_pay`` is not a
+  pipeline call and is never served free.
 - ``Capacity.slot`` is the ``Slots`` seam: each upstream request holds one of
   ``--upstream-concurrency`` slots, paid calls first (``priority.AdmissionQueue``). A call shed
   from a full line raises the pipeline's ``Shed``: it is refunded and answered "busy" in its
@@ -37,7 +37,7 @@ from aiohttp import web
 
 from rpcpay.gateway import pipeline
 from rpcpay.gateway.free_tier import FreeTable, FreeTierSettings, check_free_tier
-from rpcpay.gateway.payment import Charge, PaymentService
+from rpcpay.gateway.payment import Charge
 from rpcpay.gateway.pipeline import Admitted, CallClass, PaidCall, Seams
 from rpcpay.gateway.priority import (
     AdmissionQueue,
@@ -78,12 +78,24 @@ _tag: ContextVar[CallTag | None] = ContextVar("rpcpay_call_tag", default=None)
 
 
 @dataclass(frozen=True, slots=True)
-class FreeCharge(Charge):
+class FreeAdmission(Admitted):
     """A call the free tier admitted: nothing debited; ``price`` credits were taken from the
-    allowance of ``host`` (given back if the call is refunded)."""
+    allowance of ``host``. The pipeline asks it for the call's second charge (owed to the
+    allowance) and its refund (the price given back)."""
 
+    capacity: Capacity | None = None
     host: str = ""
     price: int = 0
+
+    async def charge_more(self, amount: int) -> Charge:
+        if self.capacity is not None:
+            self.capacity.owe(self.host, amount)
+        return self.charge
+
+    async def refund(self) -> int:
+        if self.capacity is not None:
+            self.capacity.give_back(self.host, self.price)
+        return self.charge.credits
 
 
 def is_payment_refusal(charge: Charge) -> bool:
@@ -169,19 +181,18 @@ class Capacity:
             tag.refused, tag.cls = False, "free"
         self.free_served += 1
         # Served as monerod serves a free call: the balance as it is, nothing debited.
-        charge = FreeCharge(True, STATUS_OK, refused.credits, refused.top_hash, host=call.peer,
-                            price=price)  # fmt: skip
-        return Admitted(charge, "free")
+        charge = Charge(True, STATUS_OK, refused.credits, refused.top_hash)
+        return FreeAdmission(charge, "free", self, call.peer, price)
 
-    def owe(self, charge: FreeCharge, amount: int) -> None:
+    def owe(self, host: str, amount: int) -> None:
         """The rest of a free call's price, counted in its answer."""
         if amount > 0:
-            self.table.owe(charge.host, amount, self._clock())
+            self.table.owe(host, amount, self._clock())
 
-    def give_back(self, charge: FreeCharge) -> None:
+    def give_back(self, host: str, price: int) -> None:
         """A free call refunded (upstream failure, shed): its host gets the price back."""
-        if charge.price > 0:
-            self.table.give_back(charge.host, charge.price, self._clock())
+        if price > 0:
+            self.table.give_back(host, price, self._clock())
 
     # -- seam (b): upstream slots ------------------------------------------------------------
 
@@ -275,22 +286,3 @@ def outcome_of(tag: CallTag) -> str:
     if tag.refused:
         return "refused"
     return tag.cls
-
-
-class FreeTierPayment(PaymentService):
-    """``PaymentService`` that books a free call's second charge to its host's allowance and
-    gives its up-front price back on a refund (see ``FreeCharge``)."""
-
-    capacity: Capacity
-
-    async def charge_more(self, first: Charge, amount: int) -> Charge:
-        if isinstance(first, FreeCharge):
-            self.capacity.owe(first, amount)
-            return first
-        return await super().charge_more(first, amount)
-
-    async def refund(self, charge: Charge) -> int:
-        if isinstance(charge, FreeCharge):
-            self.capacity.give_back(charge)
-            return charge.credits
-        return await super().refund(charge)

@@ -40,7 +40,7 @@ from rpcpay.gateway.envelope import Call, Envelope, Invalid, parse_request
 from rpcpay.gateway.jsoncodec import decode_json, encode_json
 from rpcpay.gateway.observe import note_call
 from rpcpay.gateway.payment import Charge, PaymentService
-from rpcpay.gateway.pipeline import Forward, PaidCall, Pipeline, PipelineParts
+from rpcpay.gateway.pipeline import CallClass, Forward, PaidCall, Pipeline, PipelineParts
 from rpcpay.gateway.protocol import RpcFault, error_response
 from rpcpay.wire.rpc import (
     ACCESS_INFO,
@@ -237,9 +237,16 @@ class JsonRpcPaywall(Pipeline[PaywallRequest, JSON]):
         return self._compose(request.envelope, request.answers + failed, None, None)
 
     def shed(
-        self, call: PaidCall[PaywallRequest], charge: Charge | None, credits: int
+        self,
+        call: PaidCall[PaywallRequest],
+        charge: Charge | None,
+        credits: int,
+        klass: CallClass,
     ) -> web.Response:
-        """JSON-RPC error -32005 "busy" for each call (HTTP 200); nothing was charged."""
+        """A shed free call: JSON-RPC error -32005 "busy" for each call (HTTP 200); nothing was
+        charged. A shed paid call: as an upstream failure (refunded)."""
+        if klass == "paid":
+            return self.failed(call, charge, credits)
         request = call.request
         busy = [
             {**error_response(p.call.request_id, ERROR_RATE_LIMITED, MESSAGE_BUSY),

@@ -20,7 +20,7 @@ from aiohttp import web
 from rpcpay.errors import ConfigError, RpcPayError, UpstreamError, WireError
 from rpcpay.gateway.admin import AdminHandler
 from rpcpay.gateway.app import GatewayCore, PublicHandler
-from rpcpay.gateway.capacity import FreeTierPayment, build_capacity
+from rpcpay.gateway.capacity import build_capacity
 from rpcpay.gateway.capacity_metrics import CapacityCollector
 from rpcpay.gateway.chain_cache import ChainCache
 from rpcpay.gateway.cheques import ChequeDesk, LotterySettings
@@ -434,15 +434,13 @@ async def _assemble(
         ) from exc
     undo.push_async_callback(jobs.close)
     capacity = build_capacity(config.free_tier, config.upstream_concurrency, config.upstream_queue)
-    payment = (PaymentService if capacity is None else FreeTierPayment)(
+    payment = PaymentService(
         PaymentSettings(config.difficulty, config.credits_per_hash, config.allow_free_loopback),
         ledger,
         jobs,
         hasher,
         AbuseGuard(config.limits),
     )
-    if isinstance(payment, FreeTierPayment) and capacity is not None:
-        payment.capacity = capacity
     try:
         # Learn the current seed now, so its cache (and dataset) builds before any share.
         payment.warm_seed((await jobs.new_job(bytes(32), 0)).seed_hash)
