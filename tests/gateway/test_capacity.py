@@ -301,3 +301,38 @@ async def test_the_operator_sees_free_calls_shedding_queue_and_latency(
     assert lines[-3].startswith("Free calls: 3 served, 1 refused (host allowance)")
     assert lines[-2].startswith("Upstream: 0/2 in flight (0/1 free), 0 waiting")
     assert lines[-1].startswith("Latency p50/p99: paid -/-, free <=")
+
+
+async def test_a_line_full_of_paid_calls_sheds_a_paid_call_refunded(
+    monerod: MonerodProcess, tmp_path: Path
+) -> None:
+    running = await start(
+        monerod,
+        tmp_path,
+        free_tier=FreeTierSettings(credits_per_second=100, burst=100),
+        upstream_concurrency=1,
+        upstream_queue=1,
+    )
+    try:
+        port = running.public_port
+        queue = capacity_of(running).queue
+        assert queue is not None
+        peer = Peer("rpcpay", port, running.admin_port)
+        first, second = ClientKey(), ClientKey()
+        await peer.fund(first, 10)
+        await peer.fund(second, 10)
+        await queue.acquire("paid", "127.0.0.1")
+        waiting = asyncio.create_task(get_info(port, "198.51.100.1", {"client": first.client_id()}))
+        while queue.waiting("paid") < 1:
+            await asyncio.sleep(0.01)
+        # The line holds one paid call: the next paid call is shed, refunded, told so.
+        status, answer = await post(
+            port, "/get_info", {"client": second.client_id()}, {"X-Forwarded-For": "198.51.100.2"}
+        )
+        assert status == 502 and answer["credits"] == 10, answer
+        assert (await peer.entry(second))["balance"] == 10
+        queue.release("paid")
+        assert (await waiting)["credits"] == 9
+        assert queue.stats.shed == {"paid": 1, "free": 0}
+    finally:
+        await running.close()
