@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -172,3 +173,18 @@ async def test_always_pays_every_call(gateway: RunningGateway) -> None:
             assert client.pay_state.free_calls == 0
     finally:
         funder.close()
+
+
+async def test_the_command_line_uses_free_service(gateway: RunningGateway, tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{gateway.public_port}"
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "rpcpay", "wallet", "--daemon", url,
+        "--wallet-file", str(tmp_path / "wallet.json"), "--pay-when", "refused",
+        "call", "eth_blockNumber", "[]",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(process.communicate(), 120)
+    assert process.returncode == 0, err
+    assert json.loads(out).startswith("0x")
+    assert "free call: nothing was charged" in err.decode()
+    assert capacity_of(gateway).free_served == 1
