@@ -19,7 +19,7 @@ _line = integer_in(1, 1_000_000, "must be 1 to 1000000 calls")
 
 def add_capacity_arguments(p: argparse.ArgumentParser) -> None:
     """--free-credits-per-second, --free-burst, --free-share, --upstream-concurrency,
-    --upstream-queue."""
+    --upstream-queue, --bids."""
     defaults = FreeTierSettings()
     g = p.add_argument_group(
         "capacity (free tier and paid priority)",
@@ -68,14 +68,23 @@ def add_capacity_arguments(p: argparse.ArgumentParser) -> None:
         help="calls that may wait for an upstream slot; when full, free calls are shed first "
         "with a 'busy' answer that costs nothing (default: %(default)s)",
     )
+    g.add_argument(
+        "--bids",
+        action="store_true",
+        help="let paying clients bid: an X-Rpc-Bid: N header adds N credits to a call's "
+        "charge, and higher bids go first among paid calls waiting for a slot (an extension "
+        "of monerod's protocol; its clients never send it) (default: off, the header is "
+        "ignored)",
+    )
 
 
 def capacity_settings(args: argparse.Namespace) -> dict[str, Any]:
-    """GatewayConfig's free_tier, upstream_concurrency and upstream_queue."""
+    """GatewayConfig's free_tier, upstream_concurrency, upstream_queue and bids."""
     rate = args.free_credits_per_second
     burst = args.free_burst if args.free_burst is not None else 60 * rate
     return {
         "free_tier": FreeTierSettings(rate, burst, args.free_share),
         "upstream_concurrency": args.upstream_concurrency,
         "upstream_queue": args.upstream_queue,
+        "bids": args.bids,
     }

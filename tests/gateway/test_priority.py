@@ -14,6 +14,7 @@ from rpcpay.gateway.priority import (
     CallClass,
     QueueSettings,
     Shed,
+    bid_level,
     check_queue_settings,
     queue_settings,
 )
@@ -184,3 +185,26 @@ def test_bad_bounds_name_their_flag() -> None:
         check_queue_settings(QueueSettings(0, 1, 10))
     with pytest.raises(ConfigError, match="--upstream-queue"):
         check_queue_settings(QueueSettings(4, 1, 0))
+
+
+async def test_higher_bids_go_first_among_paid_calls() -> None:
+    queue = AdmissionQueue(QueueSettings(concurrency=1, free_slots=1, queue=10))
+    order: list[int] = []
+    gate = asyncio.Event()
+    gate.set()
+    await queue.acquire("paid", "127.0.0.1")
+
+    async def paid(bid: int, host: str) -> None:
+        await queue.acquire("paid", host, bid_level(bid))
+        order.append(bid)
+        queue.release("paid")
+
+    tasks = []
+    for bid, host in ((0, "10.0.0.1"), (1, "10.0.0.2"), (8, "10.0.0.3"), (5, "10.0.0.4")):
+        tasks.append(asyncio.create_task(paid(bid, host)))
+        await _settle()
+    queue.release("paid")
+    await asyncio.gather(*tasks)
+    assert order == [8, 5, 1, 0]
+    assert queue.stats.overtakes == 3
+    assert [bid_level(b) for b in (0, 1, 2, 3, 4, 7, 8)] == [0, 1, 2, 2, 3, 3, 4]

@@ -14,6 +14,10 @@ Contract (docs/gateway.md, "Capacity: free service with paid priority"):
   ``--upstream-concurrency`` slots, paid calls first (``priority.AdmissionQueue``). A call shed
   from a full line raises the pipeline's ``Shed``: it is refunded and answered "busy" in its
   protocol (monerod's ``BUSY`` status; JSON-RPC error -32005 on other backends).
+- Bids (``--bids``, off by default; an extension of monerod's protocol that its clients never
+  see): a paying client may send ``X-Rpc-Bid: N``; ``BiddingPayment`` charges N more with the
+  call's first charge (refunded with it), and among paid calls waiting for a slot higher bids
+  go first (by power of two, ``priority.bid_level``). Without ``--bids`` the header is ignored.
 - ``Capacity.wrap`` tags each public request (a context variable) so its latency is counted
   by class: ``paid``, ``free``, ``refused`` (for payment), ``shed``.
 
@@ -37,16 +41,23 @@ from aiohttp import web
 
 from rpcpay.gateway import pipeline
 from rpcpay.gateway.free_tier import FreeTable, FreeTierSettings, check_free_tier
-from rpcpay.gateway.payment import Charge
+from rpcpay.gateway.payment import Charge, PaymentService
 from rpcpay.gateway.pipeline import Admitted, CallClass, PaidCall, Seams
 from rpcpay.gateway.priority import (
     AdmissionQueue,
     QueueSettings,
     Shed,
+    bid_level,
     check_queue_settings,
     queue_settings,
 )
-from rpcpay.wire.rpc import SIGNATURE_STATUS_PREFIX, STATUS_OK, STATUS_PAYMENT_REQUIRED
+from rpcpay.ledger.account import U64_MAX
+from rpcpay.wire.rpc import (
+    HEADER_BID,
+    SIGNATURE_STATUS_PREFIX,
+    STATUS_OK,
+    STATUS_PAYMENT_REQUIRED,
+)
 
 log = logging.getLogger("rpcpay.capacity")
 
@@ -55,6 +66,7 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 DEFAULT_CONCURRENCY = 8
 """Upstream slots when the free tier is on and --upstream-concurrency is not given (monerod
 serves RPC on a pool of about that many threads on a home PC)."""
+MESSAGE_BAD_BID = "X-Rpc-Bid must be a whole number of credits, 0 to 2^64-1; nothing was charged"
 SHARE_REFUSAL_DELAY_S = 1.0
 """A free call refused because the global share is spent hears so this late. Its client (a
 flood's connection, typically) asks again at once; held a second, 200 connections cost the
@@ -70,6 +82,8 @@ class CallTag:
 
     address: str
     cls: CallClass = "free"
+    bid: int = 0  # credits offered per charge (X-Rpc-Bid, with --bids)
+    bid_paid: int = 0  # what a passed charge took for it
     refused: bool = False
     shed: bool = False
 
@@ -145,8 +159,11 @@ class Capacity:
         free: FreeTierSettings,
         queue: QueueSettings | None,
         clock: Callable[[], float] = time.monotonic,
+        *,
+        bids: bool = False,
     ) -> None:
         self.free = free
+        self.bids = bids
         self.table = FreeTable(free)
         self.queue = AdmissionQueue(queue) if queue is not None else None
         self._clock = clock
@@ -203,14 +220,20 @@ class Capacity:
             tag.cls = klass
         if self.queue is None:
             return contextlib.nullcontext()
-        return self._slot(self.queue, klass, address, tag)
+        level = bid_level(tag.bid_paid) if tag is not None and klass == "paid" else 0
+        return self._slot(self.queue, klass, address, tag, level)
 
     @contextlib.asynccontextmanager
     async def _slot(
-        self, queue: AdmissionQueue, klass: CallClass, address: str, tag: CallTag | None
+        self,
+        queue: AdmissionQueue,
+        klass: CallClass,
+        address: str,
+        tag: CallTag | None,
+        level: int,
     ) -> AsyncIterator[object]:
         try:
-            await queue.acquire(klass, address)
+            await queue.acquire(klass, address, level)
         except Shed:
             if tag is not None:
                 tag.shed = True
@@ -231,6 +254,12 @@ class Capacity:
 
         async def handle(request: web.BaseRequest) -> web.StreamResponse:
             tag = CallTag(address(request))
+            if self.bids:
+                bid = parse_bid(request.headers.get(HEADER_BID))
+                # A bid is a whole number of credits; anything else is refused, for nothing.
+                if bid is None:
+                    return web.json_response({"status": MESSAGE_BAD_BID}, status=400)
+                tag.bid = bid
             token = _tag.set(tag)
             started = time.perf_counter()
             try:
@@ -266,17 +295,49 @@ class Capacity:
         return summary
 
 
-def build_capacity(free: FreeTierSettings, concurrency: int, queue: int) -> Capacity | None:
+def build_capacity(
+    free: FreeTierSettings, concurrency: int, queue: int, bids: bool = False
+) -> Capacity | None:
     """The capacity rules the flags ask for; None when they ask for none (today's gateway).
     ConfigError names a bad flag."""
     check_free_tier(free)
-    # Neither a free tier nor a bound on the upstream: nothing to build.
-    if not free.on and concurrency == 0:
+    # Neither a free tier, nor a bound on the upstream, nor bids: nothing to build.
+    if not free.on and concurrency == 0 and not bids:
         return None
     slots = concurrency or DEFAULT_CONCURRENCY
     settings = queue_settings(slots, free.share, queue)
     check_queue_settings(settings)
-    return Capacity(free, settings)
+    return Capacity(free, settings, bids=bids)
+
+
+def parse_bid(text: str | None) -> int | None:
+    """The ``X-Rpc-Bid`` header: 0 when absent, None when it is not a u64 of credits."""
+    if text is None:
+        return 0
+    text = text.strip()
+    # Decimal digits only, and a u64.
+    if not text.isdecimal() or not text.isascii() or len(text) > 20 or int(text) > U64_MAX:
+        return None
+    return int(text)
+
+
+class BiddingPayment(PaymentService):
+    """``PaymentService`` that adds the request's bid (``X-Rpc-Bid``, with ``--bids``) to each
+    first charge: paid with the call, refunded with it, and a balance short of price + bid
+    is refused as any short balance is (nothing charged). A charge of a request that bids
+    nothing is the plain one."""
+
+    async def charge(
+        self, client: object, amount: int, rpc: str, address: str, *, same_ts: bool = False
+    ) -> Charge:
+        tag = _tag.get()
+        # Only a priced first charge carries the bid (monerod's second charge never does).
+        if tag is None or tag.bid == 0 or amount <= 0 or same_ts:
+            return await super().charge(client, amount, rpc, address, same_ts=same_ts)
+        result = await super().charge(client, amount + tag.bid, rpc, address)
+        if result.ok and result.client is not None:
+            tag.bid_paid = tag.bid
+        return result
 
 
 def outcome_of(tag: CallTag) -> str:

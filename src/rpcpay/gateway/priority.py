@@ -15,6 +15,9 @@ the upstream, so it costs nothing.
 already waiting could fill every free slot ``FREE_BACKLOG_ROUNDS`` times over. A new free
 call is then refused for payment rather than queued (see ``capacity.Capacity``).
 
+Bids (``--bids``, off by default): a paid call may carry a bid level (``bid_level``); among
+paid calls waiting, the highest level goes first, then round robin by host as before.
+
 Everything here runs on the event loop's one thread; nothing blocks. Cost per admitted call
 with a free slot open: two dictionary reads and a counter, under 1 µs.
 """
@@ -73,6 +76,7 @@ def check_queue_settings(settings: QueueSettings) -> None:
 class _Waiter:
     key: str
     future: asyncio.Future[None]
+    level: int = 0
 
 
 @dataclass(slots=True)
@@ -118,12 +122,49 @@ class _Line:
 
 
 @dataclass(slots=True)
+class _Levels:
+    """Paid calls waiting, one ``_Line`` per bid level (``bid_level``): the highest level
+    with a call waiting goes first."""
+
+    lines: dict[int, _Line] = field(default_factory=dict)
+    size: int = 0
+
+    def push(self, waiter: _Waiter) -> None:
+        self.lines.setdefault(waiter.level, _Line()).push(waiter)
+        self.size += 1
+
+    def pop(self) -> _Waiter:
+        level = max(lvl for lvl, line in self.lines.items() if line.size)
+        self.size -= 1
+        return self.lines[level].pop()
+
+    def overtaking(self) -> bool:
+        """Would the next pop pass a call waiting at a lower level?"""
+        busy = [lvl for lvl, line in self.lines.items() if line.size]
+        return len(busy) > 1
+
+    def remove(self, waiter: _Waiter) -> bool:
+        line = self.lines.get(waiter.level)
+        if line is None or not line.remove(waiter):
+            return False
+        self.size -= 1
+        return True
+
+
+def bid_level(bid: int) -> int:
+    """Bids count by their power of two (1, 2-3, 4-7, ...): precedence needs a bid at least
+    twice as high, and the levels stay few whatever clients offer."""
+    return max(0, bid).bit_length()
+
+
+@dataclass(slots=True)
 class QueueStats:
     """Counters since start, by class (for /metrics and ``rpcpay payments``)."""
 
     admitted: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CLASSES, 0))
     shed: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CLASSES, 0))
     waited: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CLASSES, 0))
+    overtakes: int = 0  # paid calls handed a slot before an earlier one with a lower bid
 
 
 class AdmissionQueue:
@@ -132,7 +173,8 @@ class AdmissionQueue:
     def __init__(self, settings: QueueSettings) -> None:
         self.settings = settings
         self.in_flight: dict[CallClass, int] = dict.fromkeys(CLASSES, 0)
-        self._lines: dict[CallClass, _Line] = {c: _Line() for c in CLASSES}
+        self._lines: dict[CallClass, _Line | _Levels] = {"paid": _Levels(), "free": _Line()}
+        self._free = self._lines["free"]
         self.stats = QueueStats()
 
     def waiting(self, cls: CallClass | None = None) -> int:
@@ -144,7 +186,7 @@ class AdmissionQueue:
     def free_backlogged(self) -> bool:
         """Is the free share spent: enough free calls waiting to fill every free slot
         ``FREE_BACKLOG_ROUNDS`` times?"""
-        return self._lines["free"].size >= FREE_BACKLOG_ROUNDS * self.settings.free_slots
+        return self._free.size >= FREE_BACKLOG_ROUNDS * self.settings.free_slots
 
     def _may_start(self, cls: CallClass) -> bool:
         # A slot must be open, and for a free call one of the free share's.
@@ -152,9 +194,10 @@ class AdmissionQueue:
             return False
         return cls == "paid" or self.in_flight["free"] < self.settings.free_slots
 
-    async def acquire(self, cls: CallClass, address: str) -> None:
-        """Wait for a slot for a call of class ``cls`` from ``address``; ``Shed`` if the line
-        is full (see the module docstring for who is shed)."""
+    async def acquire(self, cls: CallClass, address: str, level: int = 0) -> None:
+        """Wait for a slot for a call of class ``cls`` from ``address`` (a paid call's bid
+        ``level``: higher levels go first); ``Shed`` if the line is full (see the module
+        docstring for who is shed)."""
         # Nobody of this class or above is waiting and a slot is open: start at once.
         ahead = self._lines["paid"].size + (self._lines["free"].size if cls == "free" else 0)
         if ahead == 0 and self._may_start(cls):
@@ -163,13 +206,14 @@ class AdmissionQueue:
             return
         # A full line sheds a free call first: this one, or (for a paid call) a waiting one.
         if self.waiting() >= self.settings.queue:
-            if cls == "free" or self._lines["free"].size == 0:
+            if cls == "free" or self._free.size == 0:
                 self.stats.shed[cls] += 1
                 raise Shed()
-            victim = self._lines["free"].pop_newest_of_busiest()
+            assert isinstance(self._free, _Line)
+            victim = self._free.pop_newest_of_busiest()
             self.stats.shed["free"] += 1
             victim.future.set_exception(Shed())
-        waiter = _Waiter(host_key(address), asyncio.get_running_loop().create_future())
+        waiter = _Waiter(host_key(address), asyncio.get_running_loop().create_future(), level)
         self._lines[cls].push(waiter)
         self.stats.waited[cls] += 1
         try:
@@ -194,6 +238,8 @@ class AdmissionQueue:
             for cls in CLASSES:
                 line = self._lines[cls]
                 if line.size and self._may_start(cls):
+                    if isinstance(line, _Levels) and line.overtaking():
+                        self.stats.overtakes += 1
                     waiter = line.pop()
                     self.in_flight[cls] += 1
                     waiter.future.set_result(None)

@@ -20,7 +20,7 @@ from aiohttp import web
 from rpcpay.errors import ConfigError, RpcPayError, UpstreamError, WireError
 from rpcpay.gateway.admin import AdminHandler
 from rpcpay.gateway.app import GatewayCore, PublicHandler
-from rpcpay.gateway.capacity import build_capacity
+from rpcpay.gateway.capacity import BiddingPayment, build_capacity
 from rpcpay.gateway.capacity_metrics import CapacityCollector
 from rpcpay.gateway.chain_cache import ChainCache
 from rpcpay.gateway.cheques import ChequeDesk, LotterySettings
@@ -106,6 +106,7 @@ class GatewayConfig:
     free_tier: FreeTierSettings = field(default_factory=FreeTierSettings)  # off by default
     upstream_concurrency: int = 0  # 0: unbounded (8 with the free tier on)
     upstream_queue: int = 1024
+    bids: bool = False  # X-Rpc-Bid: paying clients offer more per call to go first
 
 
 def check_config(config: GatewayConfig) -> None:
@@ -137,7 +138,9 @@ def check_config(config: GatewayConfig) -> None:
     if not 0 < config.upstream_timeout_s <= 3600 or not 0 < config.shutdown_grace_s <= 3600:
         raise ConfigError("--upstream-timeout and --shutdown-grace must be 0 to 3600 seconds")
     check_http_url("--upstream", config.upstream)
-    build_capacity(config.free_tier, config.upstream_concurrency, config.upstream_queue)
+    build_capacity(
+        config.free_tier, config.upstream_concurrency, config.upstream_queue, config.bids
+    )
 
 
 def check_lottery(settings: LotterySettings) -> None:
@@ -433,8 +436,10 @@ async def _assemble(
             f"upstream {config.upstream} is not usable: {exc}; start it or fix --upstream"
         ) from exc
     undo.push_async_callback(jobs.close)
-    capacity = build_capacity(config.free_tier, config.upstream_concurrency, config.upstream_queue)
-    payment = PaymentService(
+    capacity = build_capacity(
+        config.free_tier, config.upstream_concurrency, config.upstream_queue, config.bids
+    )
+    payment = (BiddingPayment if config.bids else PaymentService)(
         PaymentSettings(config.difficulty, config.credits_per_hash, config.allow_free_loopback),
         ledger,
         jobs,

@@ -42,6 +42,7 @@ from rpcpay.wire.rpc import (
     ERROR_PAYWALL,
     ERROR_RATE_LIMITED,
     ERROR_UPSTREAM,
+    HEADER_BID,
     HEADER_CLIENT,
     HEADER_CREDITS,
     SIGNATURE_STATUS_PREFIX,
@@ -127,8 +128,10 @@ class PayingClient:
         funder: Funder | None = None,
         max_funding_rounds: int = 20,
         policy: PayPolicy | None = None,
+        bid: int = 0,
     ) -> None:
         self.url = url.rstrip("/")
+        self.bid = bid  # X-Rpc-Bid on signed calls: credits more per call to go first
         self.policy = policy or PayPolicy()
         self.pay_state = PayState()
         self.key = key or ClientKey()
@@ -171,6 +174,9 @@ class PayingClient:
 
     async def _post(self, body: JSON, client: str | None) -> JSON:
         headers = {HEADER_CLIENT: client} if client else {}
+        # A bid rides only on signed calls: an unsigned one is not charged.
+        if client and self.bid > 0:
+            headers[HEADER_BID] = str(self.bid)
         try:
             async with self._http().post(
                 self.url + "/json_rpc", json=body, headers=headers

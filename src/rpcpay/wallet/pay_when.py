@@ -23,7 +23,7 @@ import argparse
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from rpcpay.argtypes import number_in
+from rpcpay.argtypes import integer_in, number_in
 
 PayWhen = Literal["always", "refused", "slow"]
 PAY_WHEN_CHOICES: tuple[PayWhen, ...] = ("always", "refused", "slow")
@@ -103,6 +103,22 @@ def add_pay_when_arguments(p: argparse.ArgumentParser) -> None:
         metavar="S",
         help="once paying started, keep paying this long before trying free service again "
         "(default: %(default)g)",
+    )
+
+
+_credits = integer_in(0, 2**64 - 1, "must be a whole number of credits, 0 or more")
+
+
+def add_bid_argument(p: argparse.ArgumentParser) -> None:
+    """``rpcpay wallet``'s --bid."""
+    p.add_argument(
+        "--bid",
+        type=_credits,
+        default=0,
+        metavar="CREDITS",
+        help="offer this many credits more per paid JSON-RPC call to go first when the node "
+        "is busy (an X-Rpc-Bid header; only a gateway run with --bids takes it, others "
+        "ignore it) (default: %(default)s)",
     )
 
 
