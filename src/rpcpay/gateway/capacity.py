@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
@@ -59,13 +58,11 @@ from rpcpay.wire.rpc import (
     STATUS_PAYMENT_REQUIRED,
 )
 
-log = logging.getLogger("rpcpay.capacity")
-
 Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 DEFAULT_CONCURRENCY = 8
-"""Upstream slots when the free tier is on and --upstream-concurrency is not given (monerod
-serves RPC on a pool of about that many threads on a home PC)."""
+"""Upstream slots when the free tier or bids are on and --upstream-concurrency is not given: a
+modest guess for a home PC's monerod; the operator sets what the upstream sustains."""
 MESSAGE_BAD_BID = "X-Rpc-Bid must be a whole number of credits, 0 to 2^64-1; nothing was charged"
 SHARE_REFUSAL_DELAY_S = 1.0
 """A free call refused because the global share is spent hears so this late. Its client (a
