@@ -53,6 +53,15 @@ def add_capacity_arguments(p: argparse.ArgumentParser) -> None:
         "(default: %(default)s)",
     )
     g.add_argument(
+        "--free-total-credits-per-second",
+        type=_credits,
+        default=0.0,
+        metavar="C",
+        help="free credits all hosts together may take per second (a bound on free work in "
+        "the gateway's own CPU, beside --free-share's bound on upstream slots); past it a "
+        "call is refused as past the share (default: 0, no global rate)",
+    )
+    g.add_argument(
         "--upstream-concurrency",
         type=_slots,
         default=0,
@@ -83,7 +92,9 @@ def capacity_settings(args: argparse.Namespace) -> dict[str, Any]:
     rate = args.free_credits_per_second
     burst = args.free_burst if args.free_burst is not None else 60 * rate
     return {
-        "free_tier": FreeTierSettings(rate, burst, args.free_share),
+        "free_tier": FreeTierSettings(
+            rate, burst, args.free_share, args.free_total_credits_per_second
+        ),
         "upstream_concurrency": args.upstream_concurrency,
         "upstream_queue": args.upstream_queue,
         "bids": args.bids,

@@ -336,3 +336,25 @@ async def test_a_line_full_of_paid_calls_sheds_a_paid_call_refunded(
         assert queue.stats.shed == {"paid": 1, "free": 0}
     finally:
         await running.close()
+
+
+async def test_a_global_free_rate_bounds_all_hosts_together(
+    monerod: MonerodProcess, tmp_path: Path
+) -> None:
+    running = await start(
+        monerod,
+        tmp_path,
+        free_tier=FreeTierSettings(100, 100, 1.0, total_credits_per_second=0.001),
+    )
+    try:
+        capacity = capacity_of(running)
+        capacity.share_refusal_delay_s = 0.01
+        port = running.public_port
+        # Burst: one second of the total rate, at least 1 credit: one get_info, from anyone.
+        assert (await get_info(port, "192.0.2.10"))["status"] == "OK"
+        assert (await get_info(port, "192.0.2.11"))["status"] != "OK"
+        assert capacity.refused_share == 1 and capacity.refused_allowance == 0
+        # The refused host spent nothing of its own allowance.
+        assert capacity.table.tokens("192.0.2.11", 0) == 100
+    finally:
+        await running.close()

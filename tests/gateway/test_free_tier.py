@@ -108,6 +108,7 @@ def test_table_is_bounded() -> None:
         (FreeTierSettings(1, 0.5), "--free-burst"),
         (FreeTierSettings(1, 10, 0), "--free-share"),
         (FreeTierSettings(1, 10, 1.5), "--free-share"),
+        (FreeTierSettings(1, 10, 0.5, -1), "--free-total-credits-per-second"),
     ],
 )
 def test_bad_settings_name_their_flag(settings: FreeTierSettings, flag: str) -> None:

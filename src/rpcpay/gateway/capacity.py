@@ -39,7 +39,12 @@ from typing import Any
 from aiohttp import web
 
 from rpcpay.gateway import pipeline
-from rpcpay.gateway.free_tier import FreeTable, FreeTierSettings, check_free_tier
+from rpcpay.gateway.free_tier import (
+    FreeTable,
+    FreeTierSettings,
+    check_free_tier,
+    total_settings,
+)
 from rpcpay.gateway.payment import Charge, PaymentService
 from rpcpay.gateway.pipeline import Admitted, CallClass, PaidCall, Seams
 from rpcpay.gateway.priority import (
@@ -69,6 +74,8 @@ SHARE_REFUSAL_DELAY_S = 1.0
 flood's connection, typically) asks again at once; held a second, 200 connections cost the
 event loop 200 refusals a second instead of thousands, so paid calls keep their latency
 (bench/priority.py). A wallet past the share waits a second to be told to pay."""
+_EVERYONE = "*"
+"""The one key of the global allowance (not an address: ``host_key`` keeps it as it is)."""
 OUTCOMES = ("paid", "free", "refused", "shed")
 """Classes a finished call is counted in: charged, served free, refused for payment, shed."""
 
@@ -162,6 +169,8 @@ class Capacity:
         self.free = free
         self.bids = bids
         self.table = FreeTable(free)
+        # All hosts together, when the operator bounds free work in credits too (one key).
+        self.total = FreeTable(total_settings(free), max_hosts=1)
         self.queue = AdmissionQueue(queue) if queue is not None else None
         self._clock = clock
         self.share_refusal_delay_s = SHARE_REFUSAL_DELAY_S
@@ -178,8 +187,9 @@ class Capacity:
         tag = _tag.get()
         if tag is not None:
             tag.refused = True
+        free = self.free
         # Only a call refused for payment (or a bad id) can be served free.
-        if not self.free.on or not is_payment_refusal(refused):
+        if not free.on or not is_payment_refusal(refused):
             return None
         # The global free share is spent: free calls already wait for every free slot.
         if self.queue is not None and self.queue.free_backlogged():
@@ -187,10 +197,18 @@ class Capacity:
             await asyncio.sleep(self.share_refusal_delay_s)
             return None
         price = call.upfront or 0
+        now = self._clock()
+        # The global rate, when set, must hold the price (before any host's is spent).
+        if free.total_credits_per_second > 0 and self.total.tokens(_EVERYONE, now) < price:
+            self.refused_share += 1
+            await asyncio.sleep(self.share_refusal_delay_s)
+            return None
         # The host's allowance must hold the whole up-front price.
-        if not self.table.take(call.peer, price, self._clock()):
+        if not self.table.take(call.peer, price, now):
             self.refused_allowance += 1
             return None
+        if free.total_credits_per_second > 0:
+            self.total.take(_EVERYONE, price, now)
         if tag is not None:
             tag.refused, tag.cls = False, "free"
         self.free_served += 1

@@ -41,6 +41,7 @@ class FreeTierSettings:
     credits_per_second: float = 0.0
     burst: float = 0.0
     share: float = 0.25
+    total_credits_per_second: float = 0.0  # all hosts together; 0: no global rate
 
     @property
     def on(self) -> bool:
@@ -58,6 +59,15 @@ def check_free_tier(settings: FreeTierSettings) -> None:
     # The share is a fraction of the upstream's slots, above 0 and at most all of them.
     if not 0 < settings.share <= 1:
         raise ConfigError("--free-share must be a fraction above 0 and at most 1")
+    # A global rate is a finite non-negative number of credits per second.
+    if not 0 <= settings.total_credits_per_second < 1e12:
+        raise ConfigError("--free-total-credits-per-second must be 0 (none) or positive")
+
+
+def total_settings(settings: FreeTierSettings) -> FreeTierSettings:
+    """The global allowance's rules: the total rate, with one second of it as its burst."""
+    rate = settings.total_credits_per_second
+    return FreeTierSettings(rate, max(1.0, rate), settings.share)
 
 
 @dataclass(frozen=True, slots=True)
