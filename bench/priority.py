@@ -4,8 +4,10 @@ without 200 free clients hammering the same gateway.
 Set-up, all on loopback, measured in one run with rounds alternating:
 
 * a regtest monerod (the upstream), behind ``rpcpay serve`` with the free tier on
-  (``--free-credits-per-second 10 --free-burst 100`` per host), ``--upstream-concurrency 8``
-  and ``--free-share 0.25`` (2 of the 8 upstream slots for free calls). Both the info cache
+  (``--free-credits-per-second 10 --free-burst 100`` per host), ``--upstream-concurrency 8``,
+  ``--free-share 0.25`` (2 of the 8 upstream slots for free calls) and
+  ``--free-total-credits-per-second 600`` (``--free-total``: free work bounded in the
+  gateway's own CPU too). Both the info cache
   and the chain cache are off (``--info-cache-ms 0 --cache-mb 0``) so that every call,
   paid or free, really reaches the upstream and has to wait for a slot;
 * 4 paying clients (Python, in this process, one keep-alive connection each) alternating
@@ -68,7 +70,7 @@ BLOCKS = 120
 RECENT = 20
 
 
-def gateway_flags(args: argparse.Namespace, share: float) -> list[str]:
+def gateway_flags(args: argparse.Namespace, share: float, total: float) -> list[str]:
     return [
         "--trusted-proxy", "127.0.0.1",
         "--info-cache-ms", "0",
@@ -76,6 +78,7 @@ def gateway_flags(args: argparse.Namespace, share: float) -> list[str]:
         "--free-credits-per-second", "10",
         "--free-burst", "100",
         "--free-share", str(share),
+        "--free-total-credits-per-second", str(total),
         "--upstream-concurrency", str(args.concurrency),
         # Every flood connection comes from 127.0.0.1 (the trusted proxy).
         "--max-connections-per-address", "4096",
@@ -216,6 +219,12 @@ def main() -> int:
     parser.add_argument("--hosts", type=int, default=4096, help="flood client addresses")
     parser.add_argument("--concurrency", type=int, default=8, help="--upstream-concurrency")
     parser.add_argument("--share", type=float, default=0.25, help="--free-share")
+    parser.add_argument(
+        "--free-total",
+        type=float,
+        default=600.0,
+        help="--free-total-credits-per-second of the measured gateway (0: none)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep logs and data")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -224,9 +233,11 @@ def main() -> int:
     with work_dir(args.keep) as tmp, start_monerod(tmp / "monerod") as mon:
         mon.generate_blocks(BLOCKS, TEST_ADDRESS)
         common = {"difficulty": 1000, "credits": 100, "pow_mode": "light", "ledger_sync": "normal"}
-        gw = start_gateway_process(tmp, mon.url, extra=gateway_flags(args, args.share), **common)
+        gw = start_gateway_process(
+            tmp, mon.url, extra=gateway_flags(args, args.share, args.free_total), **common
+        )
         ref = start_gateway_process(
-            tmp, mon.url, extra=gateway_flags(args, 1.0), name="reference", **common
+            tmp, mon.url, extra=gateway_flags(args, 1.0, 0.0), name="reference", **common
         )
         try:
             keys = [ClientKey() for _ in range(PAYING_CLIENTS)]
