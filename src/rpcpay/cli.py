@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from rpcpay import __version__
 from rpcpay.argtypes import BriefArgumentParser, integer_in, number_in
+from rpcpay.cli_capacity import add_capacity_arguments, capacity_settings
 from rpcpay.cli_limits import add_limit_arguments, limit_settings
 from rpcpay.config_file import SECRET_ENV, load_config_tokens, read_secret_file
 from rpcpay.errors import RpcPayError
@@ -274,6 +275,7 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="rate at which that budget refills (default: %(default)s)",
     )
     add_limit_arguments(p)
+    add_capacity_arguments(p)
     p.add_argument(
         "--rpc-ssl-certificate",
         type=Path,
@@ -674,6 +676,7 @@ def _gateway_config(args: argparse.Namespace) -> GatewayConfig:
         access_log=args.access_log,
         ssl_certificate=args.rpc_ssl_certificate,
         ssl_private_key=args.rpc_ssl_private_key,
+        **capacity_settings(args),
     )
 
 

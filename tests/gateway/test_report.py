@@ -51,3 +51,33 @@ def test_units() -> None:
     assert human_time_ago(0, 61) == "1 minute ago"
     assert mining_speed(999) == "999 H/s"
     assert mining_speed(2_500_000) == "2.50 MH/s"
+
+
+def test_report_shows_the_capacity_extension_when_present() -> None:
+    capacity = {
+        "free_served": 5,
+        "free_refused_allowance": 2,
+        "free_refused_share": 1,
+        "free_hosts": 3,
+        "concurrency": 8,
+        "free_slots": 2,
+        "queue_limit": 1024,
+        "in_flight": {"paid": 3, "free": 2},
+        "waiting": {"paid": 0, "free": 7},
+        "shed": {"paid": 0, "free": 4},
+        "latency_p50_s": {"paid": 0.005, "free": 0.1, "refused": None, "shed": None},
+        "latency_p99_s": {"paid": 0.01, "free": 1.0, "refused": None, "shed": None},
+    }
+    lines = format_payments({"hashrate": 0, "capacity": capacity}, 0).splitlines()
+    assert (
+        lines[-3]
+        == "Free calls: 5 served, 2 refused (host allowance), 1 refused (free share), 3 hosts"
+    )
+    assert lines[-2] == (
+        "Upstream: 5/8 in flight (2/2 free), 7 waiting (paid 0, free 7; line 1024), "
+        "shed: paid 0, free 4"
+    )
+    assert lines[-1] == (
+        "Latency p50/p99: paid <=5 ms/<=10 ms, free <=100 ms/<=1000 ms, refused -/-, shed -/-"
+    )
+    assert "Free calls" not in format_payments({"hashrate": 0}, 0)

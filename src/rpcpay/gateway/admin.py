@@ -141,6 +141,9 @@ class AdminHandler:
         # epee leaves an empty list out of the answer; so does monerod.
         if entries:
             result["entries"] = entries
+        # rpcpay's extension: the free tier and the upstream line, when configured.
+        if self.core.capacity is not None:
+            result["capacity"] = self.core.capacity.summary()
         return result
 
     async def _account(self, params: dict[str, JSON]) -> dict[str, JSON]:

@@ -18,6 +18,7 @@ from aiohttp import web
 from rpcpay.errors import ChainError, LedgerError
 from rpcpay.gateway.binary import BinaryHandler
 from rpcpay.gateway.binary_costs import BINARY_RULES
+from rpcpay.gateway.capacity import Capacity
 from rpcpay.gateway.chain_cache import ChainCache
 from rpcpay.gateway.cheques import ChequeDesk, ChequeRefused
 from rpcpay.gateway.client_address import TrustedProxies, client_address
@@ -83,6 +84,7 @@ class GatewayCore:
     cheques: ChequeDesk | None = None
     proxies: TrustedProxies = field(default_factory=TrustedProxies)
     upstream_timeout_s: float = 20.0  # a charged call's forward; refunded past it
+    capacity: Capacity | None = None  # the free tier and paid priority, when configured
 
 
 def _account_sig_bytes(value: JSON) -> bytes:

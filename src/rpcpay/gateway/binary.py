@@ -49,8 +49,15 @@ from rpcpay.gateway.costs import PriceError
 from rpcpay.gateway.jobs import ChainTop
 from rpcpay.gateway.observe import note_call
 from rpcpay.gateway.payment import Charge
-from rpcpay.gateway.pipeline import CallRefused, Forward, PaidCall, Pipeline, PipelineParts
-from rpcpay.gateway.protocol import STATUS_OK, STATUS_PAYMENT_REQUIRED
+from rpcpay.gateway.pipeline import (
+    CallClass,
+    CallRefused,
+    Forward,
+    PaidCall,
+    Pipeline,
+    PipelineParts,
+)
+from rpcpay.gateway.protocol import STATUS_BUSY, STATUS_OK, STATUS_PAYMENT_REQUIRED
 from rpcpay.gateway.upstream import post_json
 from rpcpay.wire import epee
 from rpcpay.wire.epee import Array, Int, PackedArray, Section, Type
@@ -191,6 +198,20 @@ class BinaryHandler(Pipeline[BinaryCall, BinaryAnswer]):
         top_hash = charge.top_hash if charge is not None else ""
         failed = refused_answer(call.request.rule, UPSTREAM_FAILED, credits, top_hash)
         return binary_response(failed, 502)
+
+    def shed(
+        self,
+        call: PaidCall[BinaryCall],
+        charge: Charge | None,
+        credits: int,
+        klass: CallClass,
+    ) -> web.Response:
+        """A shed free call: monerod's own "busy" status, in the endpoint's refusal shape, HTTP 200.
+        A shed paid call: as an upstream failure (refunded)."""
+        if klass == "paid":
+            return self.failed(call, charge, credits)
+        top_hash = charge.top_hash if charge is not None else ""
+        return binary_response(refused_answer(call.request.rule, STATUS_BUSY, credits, top_hash))
 
     # -- upstream -------------------------------------------------------------------------
 

@@ -40,11 +40,12 @@ from rpcpay.gateway.envelope import Call, Envelope, Invalid, parse_request
 from rpcpay.gateway.jsoncodec import decode_json, encode_json
 from rpcpay.gateway.observe import note_call
 from rpcpay.gateway.payment import Charge, PaymentService
-from rpcpay.gateway.pipeline import Forward, PaidCall, Pipeline, PipelineParts
+from rpcpay.gateway.pipeline import CallClass, Forward, PaidCall, Pipeline, PipelineParts
 from rpcpay.gateway.protocol import RpcFault, error_response
 from rpcpay.wire.rpc import (
     ACCESS_INFO,
     ERROR_PAYWALL,
+    ERROR_RATE_LIMITED,
     ERROR_UPSTREAM,
     HEADER_CLIENT,
     HEADER_CREDITS,
@@ -52,6 +53,7 @@ from rpcpay.wire.rpc import (
     HTTP_PAYMENT_REQUIRED,
     LOTTERY_INFO,
     LOTTERY_PAY_CHEQUE,
+    MESSAGE_BUSY,
     MESSAGE_PAYMENT_REQUIRED,
     MESSAGE_UPSTREAM_FAILED,
     PARSE_ERROR,
@@ -233,6 +235,26 @@ class JsonRpcPaywall(Pipeline[PaywallRequest, JSON]):
             if not p.call.is_notification
         ]  # fmt: skip
         return self._compose(request.envelope, request.answers + failed, None, None)
+
+    def shed(
+        self,
+        call: PaidCall[PaywallRequest],
+        charge: Charge | None,
+        credits: int,
+        klass: CallClass,
+    ) -> web.Response:
+        """A shed free call: JSON-RPC error -32005 "busy" for each call (HTTP 200); nothing was
+        charged. A shed paid call: as an upstream failure (refunded)."""
+        if klass == "paid":
+            return self.failed(call, charge, credits)
+        request = call.request
+        busy = [
+            {**error_response(p.call.request_id, ERROR_RATE_LIMITED, MESSAGE_BUSY),
+             "credits": credits}
+            for p in request.priced
+            if not p.call.is_notification
+        ]  # fmt: skip
+        return self._compose(request.envelope, request.answers + busy, None, None)
 
     async def _local(self, call: Call, peer: str) -> JSON:
         try:

@@ -56,4 +56,39 @@ def format_payments(data: Mapping[str, JSON], now: int) -> str:
         total += int(entry["balance"])
     lines.append(f"{len(entries)} clients with a total of {total} credits")
     lines.append(f"Aggregated client hash rate: {mining_speed(int(data.get('hashrate', 0)))}")
+    capacity = data.get("capacity")
+    if isinstance(capacity, Mapping):
+        lines.extend(format_capacity(capacity))
     return "\n".join(lines)
+
+
+def _ms(seconds: JSON) -> str:
+    return "-" if seconds is None else f"<={float(seconds) * 1000:g} ms"
+
+
+def format_capacity(capacity: Mapping[str, JSON]) -> list[str]:
+    """The free tier and the upstream line (rpcpay's ``capacity`` extension of the answer)."""
+    lines = [
+        f"Free calls: {capacity.get('free_served', 0)} served, "
+        f"{capacity.get('free_refused_allowance', 0)} refused (host allowance), "
+        f"{capacity.get('free_refused_share', 0)} refused (free share), "
+        f"{capacity.get('free_hosts', 0)} hosts"
+    ]
+    if "concurrency" in capacity:
+        in_flight, waiting = capacity.get("in_flight", {}), capacity.get("waiting", {})
+        shed = capacity.get("shed", {})
+        lines.append(
+            f"Upstream: {sum(in_flight.values())}/{capacity['concurrency']} in flight "
+            f"({in_flight.get('free', 0)}/{capacity.get('free_slots', 0)} free), "
+            f"{sum(waiting.values())} waiting (paid {waiting.get('paid', 0)}, free "
+            f"{waiting.get('free', 0)}; line {capacity.get('queue_limit', 0)}), "
+            f"shed: paid {shed.get('paid', 0)}, free {shed.get('free', 0)}"
+        )
+    p50, p99 = capacity.get("latency_p50_s", {}), capacity.get("latency_p99_s", {})
+    lines.append(
+        "Latency p50/p99: "
+        + ", ".join(
+            f"{c} {_ms(p50.get(c))}/{_ms(p99.get(c))}" for c in ("paid", "free", "refused", "shed")
+        )
+    )
+    return lines

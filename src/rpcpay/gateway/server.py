@@ -21,6 +21,8 @@ from aiohttp import web
 from rpcpay.errors import ConfigError, LedgerError, RpcPayError, UpstreamError, WireError
 from rpcpay.gateway.admin import AdminHandler
 from rpcpay.gateway.app import GatewayCore, PublicHandler
+from rpcpay.gateway.capacity import BiddingPayment, build_capacity
+from rpcpay.gateway.capacity_metrics import CapacityCollector
 from rpcpay.gateway.chain_cache import ChainCache
 from rpcpay.gateway.cheques import ChequeDesk, LotterySettings
 from rpcpay.gateway.client_address import TrustedProxies
@@ -33,6 +35,7 @@ from rpcpay.gateway.connections import (
 )
 from rpcpay.gateway.costs import PriceList, load_price_list
 from rpcpay.gateway.dashboard import BlockRecorder, DashboardPages, History
+from rpcpay.gateway.free_tier import FreeTierSettings
 from rpcpay.gateway.info_cache import InfoCache
 from rpcpay.gateway.jobs import JobSource
 from rpcpay.gateway.ledger_outage import answer_ledger_outages
@@ -108,6 +111,10 @@ class GatewayConfig:
     ssl_private_key: Path | None = None
     dashboard_sample_s: float = 10.0  # the dashboard's charts: one sample every so often
     worker: int | None = None  # a --workers N worker's index: SO_REUSEPORT, shared /metrics
+    free_tier: FreeTierSettings = field(default_factory=FreeTierSettings)  # off by default
+    upstream_concurrency: int = 0  # 0: unbounded (8 with the free tier on)
+    upstream_queue: int = 1024
+    bids: bool = False  # X-Rpc-Bid: paying clients offer more per call to go first
 
 
 def check_config(config: GatewayConfig) -> None:
@@ -140,6 +147,9 @@ def check_config(config: GatewayConfig) -> None:
     if not 0 < config.upstream_timeout_s <= 3600 or not 0 < config.shutdown_grace_s <= 3600:
         raise ConfigError("--upstream-timeout and --shutdown-grace must be 0 to 3600 seconds")
     check_http_url("--upstream", config.upstream)
+    build_capacity(
+        config.free_tier, config.upstream_concurrency, config.upstream_queue, config.bids
+    )
 
 
 def check_lottery(settings: LotterySettings) -> None:
@@ -461,7 +471,10 @@ async def _assemble(
             f"upstream {config.upstream} is not usable: {exc}; start it or fix --upstream"
         ) from exc
     undo.push_async_callback(jobs.close)
-    payment = PaymentService(
+    capacity = build_capacity(
+        config.free_tier, config.upstream_concurrency, config.upstream_queue, config.bids
+    )
+    payment = (BiddingPayment if config.bids else PaymentService)(
         PaymentSettings(config.difficulty, config.credits_per_hash, config.allow_free_loopback),
         ledger,
         jobs,
@@ -489,9 +502,11 @@ async def _assemble(
         cheques=cheques,
         proxies=config.proxies,
         upstream_timeout_s=config.upstream_timeout_s,
+        capacity=capacity,
     )
     inflight = InFlight()
-    public = PublicHandler(core, inflight)
+    # Issue 14's seams: only calls clients make wait for slots; the gateway's polls never do.
+    public = PublicHandler(core, inflight, capacity.seams() if capacity is not None else None)
     sinks: list[CallSink] = []
     access_log = open_access_log(config.access_log)
     if access_log is not None:
@@ -499,12 +514,18 @@ async def _assemble(
         sinks.append(access_log)
     if metrics is not None:
         metrics.watch(core, lambda: verifier.stats().pending)
+        if capacity is not None:
+            metrics.registry.register(CapacityCollector(capacity))
         sinks.append(metrics)
     # A ledger that cannot answer means a clean "busy", never a 500 (ledger_outage).
-    handle = answer_ledger_outages(public.handle, mode)
+    handle: Callable[[web.BaseRequest], Awaitable[web.StreamResponse]] = answer_ledger_outages(
+        public.handle, mode
+    )
     observed = ObservedHandler(handle, config.proxies, sinks) if sinks else None
     if observed is not None:
         handle = observed.handle
+    if capacity is not None:
+        handle = capacity.wrap(handle, public.peer)
     runner, public_port = await _listen(
         _server(handle, config.max_body_bytes, config.connections, public.peer, inflight),
         config.bind_ip,

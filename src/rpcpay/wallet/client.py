@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -35,13 +36,17 @@ from typing import Any, TypeVar
 import aiohttp
 
 from rpcpay.wallet.keys import ClientKey
+from rpcpay.wallet.pay_when import PayPolicy, PayState, after_free_call, after_refusal, goes_free
 from rpcpay.wire.rpc import (
     ERROR_INTERNAL,
     ERROR_PAYWALL,
+    ERROR_RATE_LIMITED,
     ERROR_UPSTREAM,
+    HEADER_BID,
     HEADER_CLIENT,
     HEADER_CREDITS,
     SIGNATURE_STATUS_PREFIX,
+    STATUS_BUSY,
     STATUS_PAYMENT_REQUIRED,
 )
 
@@ -69,6 +74,11 @@ class ShareRefused(ClientError):
     def __init__(self, code: int, message: str) -> None:
         super().__init__(f"share refused ({code}): {message}")
         self.code = code
+
+
+class FreeRefused(ClientError):
+    """An unsigned (free) call was refused: the node wants payment, or is busy for free
+    calls. ``PayingClient.call`` then pays; callers of ``call_free`` see it."""
 
 
 class UpstreamDown(ClientError):
@@ -117,8 +127,13 @@ class PayingClient:
         *,
         funder: Funder | None = None,
         max_funding_rounds: int = 20,
+        policy: PayPolicy | None = None,
+        bid: int = 0,
     ) -> None:
         self.url = url.rstrip("/")
+        self.bid = bid  # X-Rpc-Bid on signed calls: credits more per call to go first
+        self.policy = policy or PayPolicy()
+        self.pay_state = PayState()
         self.key = key or ClientKey()
         self._funder = funder
         self._max_funding_rounds = max_funding_rounds
@@ -159,6 +174,9 @@ class PayingClient:
 
     async def _post(self, body: JSON, client: str | None) -> JSON:
         headers = {HEADER_CLIENT: client} if client else {}
+        # A bid rides only on signed calls: an unsigned one is not charged.
+        if client and self.bid > 0:
+            headers[HEADER_BID] = str(self.bid)
         try:
             async with self._http().post(
                 self.url + "/json_rpc", json=body, headers=headers
@@ -229,8 +247,50 @@ class PayingClient:
         refuses although the balance suffices; a retry with a fresh id fixes that.
         Otherwise the funder (if any) earns credits and the call is retried; without one, or
         after ``max_funding_rounds``, ``PaymentRequired`` reaches the caller.
+
+        With a ``policy`` other than ``always`` the call first goes unsigned, to the node's
+        free tier, while free service serves (``rpcpay.wallet.pay_when``).
         """
+        started = time.monotonic()
+        if goes_free(self.policy, self.pay_state, started):
+            try:
+                result = await self.call_free(method, params)
+            except FreeRefused:
+                self.pay_state = after_refusal(self.policy, self.pay_state, time.monotonic())
+            else:
+                now = time.monotonic()
+                self.pay_state = after_free_call(self.policy, self.pay_state, now - started, now)
+                return result
+        if self.policy.when != "always":
+            await self._fund_if_empty()
         return await self._paid(lambda: self.call_once(method, params))
+
+    async def _fund_if_empty(self) -> None:
+        """Paying after free service failed needs credits up front: a node with a free tier
+        serves a signed call from an empty balance free, in the free class it just left."""
+        if self.credits > 0 or self._funder is None:
+            return
+        info = await self.access_info()
+        if info.credits <= 0:
+            await self._funder(self, info)
+
+    async def call_free(self, method: str, params: JSON = None) -> JSON:
+        """One unsigned call (no client id); its result, or ``FreeRefused`` if the node
+        wants payment or is too busy for free calls."""
+        self.charged = False
+        answer = await self.request(method, params)
+        error = answer.get("error")
+        if isinstance(error, dict):
+            code, message = int(error.get("code", 0) or 0), str(error.get("message", ""))
+            # The paywall's 402, "busy", and monerod's get_info refusal (error -5).
+            if code in (ERROR_PAYWALL, ERROR_RATE_LIMITED) or _is_refusal(message):
+                raise FreeRefused(message)
+        result = self._result(answer, track=False)
+        status = result.get("status") if isinstance(result, dict) else None
+        # monerod refuses with a status in the result.
+        if isinstance(status, str) and (_is_refusal(status) or status == STATUS_BUSY):
+            raise FreeRefused(status)
+        return result
 
     async def call_batch(self, calls: Sequence[tuple[str, JSON]]) -> list[JSON]:
         """Several calls in one batch, charged once; per call its result or, for a call the
@@ -343,6 +403,11 @@ class PayingClient:
         if not isinstance(result, dict):
             raise NodeError(0, "answer has no result object")
         return result
+
+
+def _is_refusal(status: str) -> bool:
+    """A status that means "pay first": no or a bad client id, or too few credits."""
+    return status == STATUS_PAYMENT_REQUIRED or status.startswith(SIGNATURE_STATUS_PREFIX)
 
 
 class SyncPayingClient:

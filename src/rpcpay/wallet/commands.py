@@ -53,6 +53,7 @@ from rpcpay.wallet.lottery_payer_commands import (
     add_lottery_parsers,
     run_lottery,
 )
+from rpcpay.wallet.pay_when import add_bid_argument, add_pay_when_arguments, pay_policy
 from rpcpay.wallet.proxy_commands import add_proxy_parser, run_proxy
 from rpcpay.wallet.settings import (
     SECRET_WARNING,
@@ -152,6 +153,8 @@ def add_wallet_parser(
         "hashes several times faster; auto picks fast when memory allows "
         "(default: %(default)s)",
     )
+    add_pay_when_arguments(p)
+    add_bid_argument(p)
     commands = p.add_subparsers(
         dest="wallet_command",
         required=True,
@@ -456,7 +459,7 @@ async def _call_async(
 ) -> tuple[JSON, int, bool] | int:
     miner: MinerLike | None = None
     deadline = time.monotonic() + args.max_mining_seconds
-    async with PayingClient(args.daemon, key) as client:
+    async with PayingClient(args.daemon, key, policy=pay_policy(args), bid=args.bid) as client:
         try:
             while True:
                 try:

@@ -9,6 +9,9 @@ and answers as a free node would.
   when refused; the answer keeps the caller's id. Calls the paying protocol itself defines
   (``rpc_access_*``) are answered by the proxy as a monerod without payment answers them:
   the caller has nothing to pay.
+- **When to pay** (``policy``, ``rpcpay wallet --pay-when``): JSON-RPC calls follow
+  ``rpcpay.wallet.pay_when`` (free service while it serves, paying once refused or slow);
+  Monero's JSON and epee endpoints are always signed.
 - **Monero's JSON endpoints** (``/get_info``, ``/get_transactions``, …): the body gets a
   fresh ``client`` field and goes to the same path; a "PAYMENT REQUIRED" status is paid
   for (mined, or by cheque) and the call sent again.
@@ -72,6 +75,7 @@ from rpcpay.wallet.market import (
     with_latency,
     with_price,
 )
+from rpcpay.wallet.pay_when import PayPolicy
 from rpcpay.wallet.proxy_monero import (
     BadRequest,
     check_epee_body,
@@ -194,6 +198,7 @@ class PayingProxy:
         clock: Callable[[], float] = time.monotonic,
         cheques: Callable[[str], Funder] | None = None,
         hash_value_wei: float = 0.0,
+        policy: PayPolicy | None = None,
     ) -> None:
         # A proxy needs somewhere to send calls.
         if not servers:
@@ -207,6 +212,7 @@ class PayingProxy:
         self._funder = funder
         self._cheques = cheques
         self.hash_value_wei = hash_value_wei
+        self.policy = policy
         self._urls = [u.rstrip("/") for u in servers]
         self.servers: list[Server] = []
         self._runner: web.ServerRunner | None = None
@@ -220,7 +226,9 @@ class PayingProxy:
         for url in self._urls:
             cheque = self._cheques(url) if self._cheques is not None else None
             funder = SerialFunder(self._funder, lock, cheque)
-            client = PayingClient(url, self.key, funder=funder, max_funding_rounds=FUNDING_ROUNDS)
+            client = PayingClient(
+                url, self.key, funder=funder, max_funding_rounds=FUNDING_ROUNDS, policy=self.policy
+            )
             http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
             server = Server(ServerTerms(url), client, funder, http)
             funder.rail = self._rail_for(server)

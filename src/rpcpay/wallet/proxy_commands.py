@@ -48,6 +48,7 @@ from rpcpay.wallet.lottery_payer import (
 )
 from rpcpay.wallet.lottery_payer_commands import DEFAULT_CHAIN_URL, DEFAULT_STAMPER_URL
 from rpcpay.wallet.lottery_payer_state import PayerStateFile
+from rpcpay.wallet.pay_when import pay_policy
 from rpcpay.wallet.proxy import PayingProxy
 from rpcpay.wallet.settings import client_key_for, load_wallet
 
@@ -303,7 +304,7 @@ async def _serve(
     proxy = PayingProxy(
         args.server, funder, key=key, host=host, port=port,
         max_latency=args.max_latency_ms / 1000, probe_interval=args.probe_interval,
-        cheques=cheques, hash_value_wei=args.hash_value_wei,
+        cheques=cheques, hash_value_wei=args.hash_value_wei, policy=pay_policy(args),
     )  # fmt: skip
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

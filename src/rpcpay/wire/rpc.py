@@ -53,6 +53,8 @@ MESSAGE_STALE_CLIENT_ID: Final = (
 )
 MESSAGE_PAYMENT_REQUIRED: Final = "Payment required"
 MESSAGE_UPSTREAM_FAILED: Final = "Upstream unavailable; nothing was charged"
+MESSAGE_BUSY: Final = "Server busy: paid calls are served first; nothing was charged"
+"""A call shed from the gateway's full upstream line (``ERROR_RATE_LIMITED``, HTTP 200)."""
 
 # --- HTTP ---------------------------------------------------------------------------------
 HTTP_PAYMENT_REQUIRED: Final = 402
@@ -60,6 +62,9 @@ HEADER_CLIENT: Final = "X-Rpc-Client"
 """Where a JSON-RPC client sends its 208-character client id (any params shape, batches)."""
 HEADER_CREDITS: Final = "X-Rpc-Credits"
 HEADER_TOP_HASH: Final = "X-Rpc-Top-Hash"
+HEADER_BID: Final = "X-Rpc-Bid"
+"""Credits a paying client offers per call beyond the price, to go first among paid calls
+waiting for the upstream (a gateway run with ``--bids``; monerod ignores it)."""
 
 # --- the gateway's own methods --------------------------------------------------------------
 ACCESS_INFO: Final = "rpc_access_info"
