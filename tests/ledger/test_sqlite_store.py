@@ -266,6 +266,7 @@ def test_version_3_file_gains_the_shared_sessions(tmp_path: Path) -> None:
     db = sqlite3.connect(path)
     for table in ("sessions", "jobs", "templates"):
         db.execute(f"DROP TABLE {table}")
+    db.execute("DROP INDEX nonces_by_expiry")
     db.execute("PRAGMA user_version = 3")
     db.commit()
     db.close()

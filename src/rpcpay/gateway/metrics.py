@@ -2,7 +2,7 @@
 
 Contract: every series is ``rpcpay_*`` in a registry of this gateway's own (two gateways in
 one process, as in the tests, never share counters). Counters are fed where things happen,
-without touching the payment rules: ``MeteredLedger`` (a ``Ledger`` that counts shares by
+without touching the payment rules: ``MeteredLedger`` (a ``SharedLedger`` that counts shares by
 verdict, credits earned and spent, and times each durable write), ``MeteredUpstream`` (times
 upstream calls, counts failures), ``TimedHasher`` (times share verification) and the
 ``record`` of each public call (``observe.CallRecord``). Gauges are read at scrape time:

@@ -3,7 +3,7 @@
 Every rule here mirrors ``rpc_payment::pay``, ``submit_nonce``, ``balance`` and
 ``flush_by_age`` in monerod's ``src/rpc/rpc_payment.cpp``: an ``Account`` is never
 mutated, each rule returns the account the client would have in monerod after the same
-event. Keeping the rules pure lets the ``Ledger`` store the new account durably *before*
+event. Keeping the rules pure lets the ``SharedLedger`` store the new account durably *before*
 it adopts it, so a failed write changes no balance.
 
 monerod keeps every value in a ``uint64_t``. Balances and the credit totals therefore
@@ -146,7 +146,7 @@ def is_blank(acct: Account) -> bool:
     """True when the account never held a credit: no balance, none earned, none spent.
 
     Such an account is worth nothing to its client, and anyone can make millions of
-    them with free keys; the ``Ledger`` keeps them in memory only.
+    them with free keys; an account that is also ``is_pristine`` gets no row.
     """
     return acct.balance == 0 and acct.credits_total == 0 and acct.credits_used == 0
 

@@ -1,6 +1,6 @@
-"""``SharedLedger``: the ``Ledger``'s calls, async, over a store other processes also write.
+"""``SharedLedger``: the gateway's ledger calls, async, over a store other processes also write.
 
-Same names and answers as ``Ledger`` (``pay``, ``claim``, ``record_share``, ...), but no
+The calls of the former single-writer ``Ledger`` (``pay``, ``claim``, ``record_share``, ...), but no
 account is held in memory: every call is one ``TransactionalStore.apply`` of the matching
 pure rule, committed before the call returns ("durable before the client hears"), and
 every read asks the store, so what another gateway process did is always seen. Credits

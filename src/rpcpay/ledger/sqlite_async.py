@@ -119,11 +119,14 @@ def _apply_nonce_in(
 
 
 def _forget_nonces_in(db: sqlite3.Connection, now: int) -> tuple[int, bool]:
-    """Delete expired nonces (compared in Python: u64 columns do not compare in SQLite)."""
-    rows = db.execute("SELECT client, job_id, nonce, expires FROM nonces").fetchall()
-    doomed = [(c, j, n) for c, j, n, e in rows if decode_u64(e) < now]
-    db.executemany("DELETE FROM nonces WHERE client = ? AND job_id = ? AND nonce = ?", doomed)
-    return len(doomed), True
+    """Delete expired nonces in SQL, by the expiry index (a share's nonce is a row, so there
+    are many). A stored u64 of 2**63 or more reads as negative (``encode_u64``): it is never
+    before ``now`` (itself below 2**63), so only the non-negative ones are compared."""
+    # A time past 2**63 - 1 s would be no time at all: keep every row rather than misjudge.
+    if now > 2**63 - 1:
+        return 0, False
+    cursor = db.execute("DELETE FROM nonces WHERE expires >= 0 AND expires < ?", (now,))
+    return cursor.rowcount, True
 
 
 def _forget_in(db: sqlite3.Connection, now: int, idle_s: int, zero_idle_s: int) -> tuple[int, bool]:

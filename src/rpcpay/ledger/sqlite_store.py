@@ -257,10 +257,12 @@ class SqliteLedgerStore:
             if version in (0, 1, 2):
                 db.execute(_CREATE_NONCES)
                 db.execute(_CREATE_LEASES)
-            # Version 3 lacks the shared sessions, jobs and templates.
+            # Version 3 lacks the shared sessions, jobs and templates, and the nonces' expiry
+            # index (every share's nonce is a row now; housekeeping deletes them by expiry).
             if version in (0, 1, 2, 3):
                 for sql in _CREATE_SESSIONS:
                     db.execute(sql)
+                db.execute("CREATE INDEX nonces_by_expiry ON nonces (expires)")
                 db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             # Anything but the current schema is a file we do not understand.
             elif version != SCHEMA_VERSION:
