@@ -158,6 +158,43 @@ async def test_a_refund_survives_a_second_cancellation(hung: HungBackend, tmp_pa
         await gateway.close()
 
 
+async def test_a_call_cancelled_while_its_charge_commits_is_refunded(
+    hung: HungBackend, tmp_path: Path
+) -> None:
+    gateway = await start_gateway(gateway_config(hung.url, tmp_path / "gw"))
+    payment = gateway.core.payment
+    real_charge = payment.charge
+    committed, release = asyncio.Event(), asyncio.Event()
+
+    async def slow_charge(client: object, amount: int, rpc: str, address: str) -> Charge:
+        # The store has committed the debit; its answer reaches the handler only later, as
+        # an async store's does (held here until the test lets it go).
+        charge = await real_charge(client, amount, rpc, address)
+        committed.set()
+        await release.wait()
+        return charge
+
+    payment.charge = slow_charge  # type: ignore[method-assign]
+    try:
+        key = ClientKey()
+        await fund(gateway, key, 100)
+        call = asyncio.create_task(paid_call(gateway.public_port, key))
+        await asyncio.wait_for(committed.wait(), 10)
+        assert await balance(gateway, key) == 99  # debited, and the handler still waits
+        handlers = [t for t in gateway.inflight.tasks if not t.done()]
+        assert len(handlers) == 1
+        handlers[0].cancel()  # shutdown past its grace, while the charge is in flight
+        await until(lambda: handler_done(handlers[0]))
+        release.set()
+        await gateway.inflight.drain(5.0)  # what shutdown waits for
+        assert await balance(gateway, key) == 100
+        call.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await call
+    finally:
+        await gateway.close()
+
+
 async def test_the_forward_is_bounded_by_the_upstream_timeout(
     hung: HungBackend, tmp_path: Path
 ) -> None:

@@ -32,6 +32,8 @@ The base owns the money and its order, and an envelope may not change it:
      charge is made: the first charge is refunded in a task of its own, which a second
      cancellation cannot stop and ``InFlight.drain`` waits for. (A second charge the store
      committed just before the cancellation landed is not known here and stays charged.)
+     A cancellation during the first charge is safe too: the charge runs in a task of its
+     own, and what it debited is refunded once it commits.
    Never refunded: an answer the upstream gave with its own error (it did the work), and
    the first charge when the second is refused (monerod keeps it too).
 4. The second, same-timestamp charge (``PaymentService.charge_more``) of ``price_after``;
@@ -263,7 +265,7 @@ class Pipeline(Generic[R, A]):
         admission: Admitted | None = None  # the free tier's, for a call it let through
         klass: CallClass = "free"
         if call.upfront is not None:
-            charge = await payment.charge(call.client, call.upfront, call.rpc, call.peer)
+            charge = await self._charge(call, call.upfront)
             if charge.ok:
                 klass = class_of(charge)
             else:
@@ -325,6 +327,38 @@ class Pipeline(Generic[R, A]):
         for method, price in call.items:
             self.parts.tracker.record(method, share, price if charge is not None else 0)
 
+    async def _charge(self, call: PaidCall[R], upfront: int) -> Charge:
+        """The first charge, which a cancellation cannot lose: the store's transaction runs
+        in a task of its own, so a handler cancelled while it commits (shutdown past its
+        grace) leaves a task that waits for the commit and refunds what it debited, and
+        ``InFlight.drain`` waits for that task before the ledger closes."""
+        pending = asyncio.ensure_future(
+            self.parts.payment.charge(call.client, upfront, call.rpc, call.peer)
+        )
+        try:
+            return await asyncio.shield(pending)
+        except asyncio.CancelledError:
+            self._track_task(
+                asyncio.get_running_loop().create_task(
+                    self._refund_when_charged(pending), name="rpcpay-refund"
+                )
+            )
+            raise
+
+    async def _refund_when_charged(self, pending: asyncio.Future[Charge]) -> None:
+        """Refund a cancelled call's first charge once its transaction has ended."""
+        try:
+            charge = await pending
+        except Exception:  # nothing was charged: a failed transaction changed nothing
+            return
+        if charge.ok and charge.client is not None:
+            await self._refund_logged(charge, None)
+
+    def _track_task(self, task: asyncio.Task[None]) -> None:
+        tasks = self.parts.inflight.tasks
+        tasks.add(task)
+        task.add_done_callback(_discarder(tasks))
+
     async def _refund(self, charge: Charge | None, admission: Admitted | None) -> int:
         """Give the call's charge back; the balance to report (0 for an uncharged call)."""
         if admission is not None:
@@ -337,9 +371,7 @@ class Pipeline(Generic[R, A]):
         task = asyncio.get_running_loop().create_task(
             self._refund_logged(charge, admission), name="rpcpay-refund"
         )
-        tasks = self.parts.inflight.tasks
-        tasks.add(task)
-        task.add_done_callback(_discarder(tasks))
+        self._track_task(task)
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.shield(task)
 
