@@ -1,58 +1,60 @@
 """HTTP handling: the public listener (paid calls, forwarding) and the admin listener.
 
 Every request is answered in monerod's form. Unpaid calls never reach the upstream; an
-upstream failure is refunded before the client hears about it.
+upstream failure is refunded before the client hears about it. Charged calls of every kind
+run through one pipeline (``rpcpay.gateway.pipeline``), in the envelope of their protocol:
+``monero_rpc`` (JSON-RPC, JSON endpoints), ``binary`` (epee) and ``paywall`` (a JSON-RPC
+backend). Payment and lottery methods are answered here.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from aiohttp import web
 
-from rpcpay.errors import ChainError, LedgerError, UpstreamError
+from rpcpay.errors import ChainError, LedgerError
 from rpcpay.gateway.binary import BinaryHandler
 from rpcpay.gateway.binary_costs import BINARY_RULES
 from rpcpay.gateway.chain_cache import ChainCache
 from rpcpay.gateway.cheques import ChequeDesk, ChequeRefused
 from rpcpay.gateway.client_address import TrustedProxies, client_address
+from rpcpay.gateway.connections import InFlight
 from rpcpay.gateway.costs import (
     MONERO_FREE_JSON_ENDPOINTS,
-    MONERO_FREE_JSON_RPC,
     MONERO_JSON_ENDPOINT_PRICES,
-    MONERO_JSON_RPC_PRICES,
-    Price,
-    PriceError,
     PriceList,
-    after_charge_amount,
 )
 from rpcpay.gateway.info_cache import InfoCache
-from rpcpay.gateway.jsoncodec import decode_json, encode_json
-from rpcpay.gateway.observe import note_call
+from rpcpay.gateway.monero_rpc import (
+    MoneroJsonEndpoint,
+    MoneroJsonRpc,
+    object_params,
+    payment_answer,
+)
+from rpcpay.gateway.monero_rpc import (
+    json_response as json_response,
+)
+from rpcpay.gateway.monero_rpc import (
+    read_json_body as read_json_body,
+)
 from rpcpay.gateway.param_checks import is_uint
-from rpcpay.gateway.payment import Charge, PaymentService
+from rpcpay.gateway.payment import PaymentService
 from rpcpay.gateway.paywall import JsonRpcPaywall
+from rpcpay.gateway.pipeline import PipelineParts, Seams
 from rpcpay.gateway.protocol import (
     ERROR_CHEQUE_REFUSED,
-    ERROR_INTERNAL,
     ERROR_INVALID_CLIENT,
-    ERROR_UPSTREAM,
     INVALID_PARAMS,
-    INVALID_REQUEST,
     MESSAGE_INVALID_CLIENT,
     METHOD_NOT_FOUND,
-    PARSE_ERROR,
     STATUS_OK,
     RpcFault,
-    error_response,
-    result_response,
 )
 from rpcpay.gateway.tracking import Tracker
-from rpcpay.gateway.upstream import Upstream, UpstreamReply
+from rpcpay.gateway.upstream import Upstream
 from rpcpay.ledger.account import U64_MAX
 from rpcpay.lottery.cheque import STAMPED_CHEQUE_LENGTH
 from rpcpay.lottery.gossip import FROM_HEADER, GOSSIP_PATH, split_batch
@@ -63,7 +65,6 @@ Mode = Literal["monero", "jsonrpc"]
 PAYMENT_METHODS = frozenset({"rpc_access_info", "rpc_access_submit_nonce", "rpc_access_pay"})
 LOTTERY_METHODS = frozenset({"lottery_pay_cheque", "lottery_info"})
 ADMIN_METHODS = frozenset({"rpc_access_tracking", "rpc_access_data", "rpc_access_account"})
-UPSTREAM_FAILED = "Upstream unavailable; nothing was charged"
 U32_MAX = 0xFFFFFFFF
 
 
@@ -81,32 +82,7 @@ class GatewayCore:
     chain_cache: ChainCache | None = None
     cheques: ChequeDesk | None = None
     proxies: TrustedProxies = field(default_factory=TrustedProxies)
-
-
-def json_response(document: JSON, status: int = 200) -> web.Response:
-    return web.Response(body=encode_json(document), status=status, content_type="application/json")
-
-
-async def read_json_body(request: web.BaseRequest) -> JSON:
-    """The request body as JSON; ``ValueError`` if it is not JSON at all."""
-    body = await request.read()
-    if not body.strip():
-        return None
-    return decode_json(body)
-
-
-def _strip_client(params: Mapping[str, JSON]) -> dict[str, JSON]:
-    return {k: v for k, v in params.items() if k != "client"}
-
-
-def _payment_answer(charge: Charge) -> dict[str, JSON]:
-    """The body monerod returns for a refused charge: status, credits, top_hash."""
-    return {
-        "credits": charge.credits,
-        "status": charge.status,
-        "top_hash": charge.top_hash,
-        "untrusted": False,
-    }
+    upstream_timeout_s: float = 20.0  # a charged call's forward; refunded past it
 
 
 def _account_sig_bytes(value: JSON) -> bytes:
@@ -147,19 +123,32 @@ def _cheque_bytes(value: JSON) -> bytes:
 class PublicHandler:
     """Routes every public request: payment methods, charged calls, free calls."""
 
-    def __init__(self, core: GatewayCore) -> None:
+    def __init__(
+        self, core: GatewayCore, inflight: InFlight | None = None, seams: Seams | None = None
+    ) -> None:
+        """``inflight``: the set the shutdown drains (a cancelled call's refund joins it);
+        ``seams``: issue 14's free tier and priority slots (default: off)."""
         self.core = core
-        self.binary = BinaryHandler(
-            core.payment, core.upstream, core.tracker, core.chain_cache, core.proxies
-        )
-        self.paywall = JsonRpcPaywall(
+        parts = PipelineParts(
             core.payment,
             core.upstream,
             core.tracker,
-            core.prices,
-            PAYMENT_METHODS | LOTTERY_METHODS | ADMIN_METHODS,
+            inflight if inflight is not None else InFlight(),
+            core.upstream_timeout_s,
+            seams if seams is not None else Seams(),
+        )
+        local_methods = PAYMENT_METHODS | LOTTERY_METHODS | ADMIN_METHODS
+        self.json_rpc = MoneroJsonRpc(
+            parts, core.info_cache, local_methods, self.local_method, core.upstream_path
+        )
+        self.json_endpoint = MoneroJsonEndpoint(parts, core.info_cache)
+        self.binary = BinaryHandler(parts, core.chain_cache)
+        self.paywall = JsonRpcPaywall(
+            parts,
+            lambda: self.core.prices,
+            local_methods,
             self.local_method,
-            lambda: core.cheques.info() if core.cheques is not None else None,
+            lambda: self.core.cheques.info() if self.core.cheques is not None else None,
         )
 
     def peer(self, request: web.BaseRequest) -> str:
@@ -170,58 +159,26 @@ class PublicHandler:
         path = request.path
         if self.core.mode == "jsonrpc" and path in ("/", "/json_rpc"):
             return await self.paywall.handle(request, self.peer(request))
-        if path == "/json_rpc" or (self.core.mode == "jsonrpc" and path == "/"):
-            return await self._json_rpc(request)
+        if path == "/json_rpc":
+            return await self.json_rpc.handle(request, self.peer(request))
         if path == GOSSIP_PATH and self.core.cheques is not None:
             return await self._gossip(request, self.core.cheques)
         if self.core.mode == "monero":
             if path in MONERO_JSON_ENDPOINT_PRICES or path in MONERO_FREE_JSON_ENDPOINTS:
-                return await self._json_endpoint(request, path)
+                return await self.json_endpoint.handle(request, path, self.peer(request))
             if path in BINARY_RULES:
-                return await self.binary.handle(request, path)
+                return await self.binary.handle(request, path, self.peer(request))
         return json_response({"status": f"Unknown endpoint {path}"}, 404)
 
-    # -- JSON-RPC ----------------------------------------------------------------------------
-
-    async def _json_rpc(self, request: web.BaseRequest) -> web.Response:
-        try:
-            document = await read_json_body(request)
-        except (ValueError, UnicodeDecodeError):
-            note_call(outcome="error")
-            return json_response(error_response(None, PARSE_ERROR, "Parse error"))
-        # A request is one object with a string method (batches are not served).
-        if not isinstance(document, dict) or not isinstance(document.get("method"), str):
-            note_call(outcome="error")
-            return json_response(error_response(None, INVALID_REQUEST, "Invalid Request"))
-        request_id = document.get("id", "")
-        method: str = document["method"]
-        note_call(method=method)
-        params = document.get("params")
-        try:
-            if method in PAYMENT_METHODS | LOTTERY_METHODS | ADMIN_METHODS:
-                result = await self.local_method(method, params, self.peer(request))
-                return json_response(result_response(request_id, result))
-            return await self._charged_rpc(request, document, method, params)
-        except RpcFault as fault:
-            note_call(outcome="error")
-            return json_response(error_response(request_id, fault.code, fault.message))
+    # -- methods the gateway answers itself ------------------------------------------------
 
     async def local_method(self, method: str, params: JSON, peer: str) -> dict[str, JSON]:
         """A method the gateway answers itself (payments, the lottery); RpcFault otherwise."""
         if method in PAYMENT_METHODS:
-            return await self._payment_method(method, self._object_params(params), peer)
+            return await self._payment_method(method, object_params(params), peer)
         if method in LOTTERY_METHODS:
-            return await self._lottery_method(method, self._object_params(params))
+            return await self._lottery_method(method, object_params(params))
         raise RpcFault(METHOD_NOT_FOUND, "Method not found")
-
-    @staticmethod
-    def _object_params(params: JSON) -> dict[str, JSON]:
-        # monerod's methods take an object (or nothing) as params.
-        if params is None:
-            return {}
-        if not isinstance(params, dict):
-            raise RpcFault(INVALID_PARAMS, "Invalid params")
-        return params
 
     async def _payment_method(
         self, method: str, params: dict[str, JSON], peer: str
@@ -254,7 +211,7 @@ class PublicHandler:
             raise RpcFault(ERROR_INVALID_CLIENT, MESSAGE_INVALID_CLIENT)
         charge = await payment.charge(params.get("client"), amount, paying_for, peer)
         if not charge.ok:
-            return _payment_answer(charge)
+            return payment_answer(charge)
         self.core.tracker.record("external:" + paying_for, 0, amount)
         return {
             "credits": charge.credits,
@@ -321,191 +278,3 @@ class PublicHandler:
         if (report.held or report.fraud) and FROM_HEADER in request.headers:
             desk.learn_peer(request.headers[FROM_HEADER])
         return json_response({"status": STATUS_OK, **report.to_json()})
-
-    def _price_of(self, method: str, params: JSON) -> Price | None:
-        """The call's price; None if it is free. RpcFault if it is not served or malformed."""
-        if self.core.mode == "jsonrpc":
-            price = self.core.prices.price(method)
-            return price if price.upfront > 0 else None
-        if method in MONERO_FREE_JSON_RPC:
-            return None
-        rule = MONERO_JSON_RPC_PRICES.get(method)
-        # Only monerod's restricted-safe methods are served to the public.
-        if rule is None:
-            raise RpcFault(METHOD_NOT_FOUND, "Method not found")
-        try:
-            return rule(self._object_params(params))
-        except PriceError as exc:
-            raise RpcFault(INVALID_PARAMS, f"Invalid params: {exc}") from exc
-
-    @staticmethod
-    def _client_of(request: web.BaseRequest, document: dict[str, JSON], params: JSON) -> JSON:
-        """Where the client id travels: in object params (monerod's way), else beside them
-        in the request object or in an X-Rpc-Client header (for array-params backends)."""
-        if isinstance(params, dict) and "client" in params:
-            return params["client"]
-        if "client" in document:
-            return document["client"]
-        return request.headers.get("X-Rpc-Client")
-
-    async def _charged_rpc(
-        self, request: web.BaseRequest, document: dict[str, JSON], method: str, params: JSON
-    ) -> web.Response:
-        request_id = document.get("id", "")
-        price = self._price_of(method, params)
-        client = self._client_of(request, document, params)
-        started = time.perf_counter()
-        charge = None
-        paid = 0
-        if price is not None:
-            charge = await self.core.payment.charge(
-                client, price.upfront, price.rpc, self.peer(request)
-            )
-            paid = charge.amount
-            if not charge.ok:
-                note_call(outcome="unpaid")
-                if method == "get_info":
-                    # monerod's JSON-RPC get_info turns any non-OK status into error -5.
-                    return json_response(error_response(request_id, ERROR_INTERNAL, charge.status))
-                return json_response(result_response(request_id, _payment_answer(charge)))
-        forwarded = {k: v for k, v in document.items() if k != "client"}
-        if isinstance(params, dict):
-            forwarded["params"] = _strip_client(params)
-        cache_key = "get_info" if self.core.mode == "monero" and method == "get_info" else None
-        cached = self._cached(cache_key, charge)
-        if cached is not None:
-            answer: dict[str, JSON] = {"id": request_id, "jsonrpc": "2.0", "result": cached}
-        else:
-            try:
-                answer = await self._upstream_object(self.core.upstream_path, forwarded)
-            except asyncio.CancelledError:  # shutdown past its grace: the call never happened
-                if charge is not None:
-                    await self.core.payment.refund(charge)
-                raise
-            except UpstreamError:
-                note_call(outcome="upstream_error")
-                credits = await self.core.payment.refund(charge) if charge is not None else 0
-                failed = error_response(request_id, ERROR_UPSTREAM, UPSTREAM_FAILED)
-                return json_response({**failed, "credits": credits})
-            self._remember(cache_key, charge, answer.get("result"))
-        if charge is not None and price is not None:
-            final = await self._charge_rest(price, charge, answer.get("result"))
-            if not final.ok:
-                note_call(outcome="unpaid")
-                return json_response(result_response(request_id, _payment_answer(final)))
-            paid += final.amount if final is not charge else 0
-            self._stamp(answer, final)
-        note_call(outcome="paid" if paid else "free", credits=paid)
-        self.core.tracker.record(
-            price.rpc if price else method, int((time.perf_counter() - started) * 1e6), paid
-        )
-        return json_response(answer)
-
-    def _cached(self, key: str | None, charge: Charge | None) -> dict[str, JSON] | None:
-        """A cached answer for a paid call, if the call is cacheable and one is fresh."""
-        if key is None or charge is None:
-            return None
-        return self.core.info_cache.get(key, charge.top_hash)
-
-    def _remember(self, key: str | None, charge: Charge | None, answer: JSON) -> None:
-        # Only a successful answer, fetched at a known top, is worth keeping.
-        if key is None or charge is None or not isinstance(answer, dict):
-            return
-        if answer.get("status") == STATUS_OK:
-            self.core.info_cache.put(key, charge.top_hash, answer)
-
-    async def _upstream_object(self, path: str, document: JSON) -> dict[str, JSON]:
-        """Forward ``document`` and decode the answer; UpstreamError unless it is a JSON object
-        with HTTP 200."""
-        reply = await self._forward(path, document)
-        try:
-            answer = decode_json(reply.body)
-        except ValueError as exc:
-            raise UpstreamError(f"upstream answered non-JSON for {path}") from exc
-        # The upstream must answer 200 with a JSON object.
-        if reply.status != 200 or not isinstance(answer, dict):
-            raise UpstreamError(f"upstream answered HTTP {reply.status} for {path}")
-        return answer
-
-    async def _charge_rest(self, price: Price, charge: Charge, counted: JSON) -> Charge:
-        """monerod's second, same-timestamp charge for items counted in the answer."""
-        if price.after is None or not isinstance(counted, dict):
-            return charge
-        rest = after_charge_amount(price.after, counted)
-        return await self.core.payment.charge_more(charge, rest)
-
-    def _stamp(self, answer: dict[str, JSON], charge: Charge) -> None:
-        """Tell the client its balance and the chain top, where monerod puts them."""
-        result = answer.get("result")
-        if self.core.mode == "monero" and isinstance(result, dict):
-            result["credits"] = charge.credits
-            result["top_hash"] = charge.top_hash
-        else:
-            answer["credits"] = charge.credits
-            answer["top_hash"] = charge.top_hash
-
-    async def _forward(self, path: str, document: JSON) -> UpstreamReply:
-        return await self.core.upstream.post(path, encode_json(document), "application/json")
-
-    # -- JSON endpoints (monerod's /get_info, /get_transactions, ...) ---------------------------
-
-    async def _json_endpoint(self, request: web.BaseRequest, path: str) -> web.Response:
-        try:
-            body = await read_json_body(request)
-        except (ValueError, UnicodeDecodeError):
-            return json_response({"status": "Failed to parse JSON request"}, 400)
-        body = {} if body is None else body
-        # A JSON endpoint takes an object.
-        if not isinstance(body, dict):
-            return json_response(
-                {"status": "Failed to parse JSON request: expected an object"}, 400
-            )
-        rule = MONERO_JSON_ENDPOINT_PRICES.get(path)
-        note_call(method=path.lstrip("/"))
-        started = time.perf_counter()
-        charge = None
-        price = None
-        paid = 0
-        if rule is not None:
-            try:
-                price = rule(body)
-            except PriceError as exc:
-                return json_response({"status": f"Invalid parameters: {exc}"}, 400)
-            charge = await self.core.payment.charge(
-                body.get("client"), price.upfront, price.rpc, self.peer(request)
-            )
-            if not charge.ok:
-                note_call(outcome="unpaid")
-                return json_response(_payment_answer(charge))
-            paid = charge.amount
-        cache_key = "get_info" if path in ("/get_info", "/getinfo") else None
-        cached = self._cached(cache_key, charge)
-        if cached is not None:
-            answer: dict[str, JSON] = cached
-        else:
-            try:
-                answer = await self._upstream_object(path, _strip_client(body))
-            except asyncio.CancelledError:  # shutdown past its grace: the call never happened
-                if charge is not None:
-                    await self.core.payment.refund(charge)
-                raise
-            except UpstreamError:
-                note_call(outcome="upstream_error")
-                credits = await self.core.payment.refund(charge) if charge is not None else 0
-                return json_response({"status": UPSTREAM_FAILED, "credits": credits}, 502)
-            self._remember(cache_key, charge, answer)
-        if charge is not None and price is not None:
-            final = await self._charge_rest(price, charge, answer)
-            if not final.ok:
-                note_call(outcome="unpaid")
-                return json_response(_payment_answer(final))
-            paid += final.amount if final is not charge else 0
-            answer["credits"] = final.credits
-            answer["top_hash"] = final.top_hash
-        note_call(outcome="paid" if paid else "free", credits=paid)
-        self.core.tracker.record(
-            price.rpc if price else path.lstrip("/"),
-            int((time.perf_counter() - started) * 1e6),
-            paid,
-        )
-        return json_response(answer)

@@ -6,13 +6,16 @@ answer gets the client's ``credits`` and the chain's ``top_hash``. Settled block
 and outputs come from the ``ChainCache`` when it holds them, so paid reads of old blocks
 don't reach the upstream; answers built from the cache are byte for byte what the upstream
 would send.
+
+``BinaryHandler`` is a pipeline envelope (``rpcpay.gateway.pipeline``): it decodes, prices
+(including what /get_blocks.bin and /get_hashes.bin owe for the items in their answers),
+stamps and encodes; the charges, refunds and tracking are the pipeline's.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -42,14 +45,13 @@ from rpcpay.gateway.chain_cache import (
     may_add_block,
     stops_after_block,
 )
-from rpcpay.gateway.client_address import TrustedProxies, client_address
 from rpcpay.gateway.costs import PriceError
 from rpcpay.gateway.jobs import ChainTop
 from rpcpay.gateway.observe import note_call
-from rpcpay.gateway.payment import Charge, PaymentService
+from rpcpay.gateway.payment import Charge
+from rpcpay.gateway.pipeline import CallRefused, Forward, PaidCall, Pipeline, PipelineParts
 from rpcpay.gateway.protocol import STATUS_OK, STATUS_PAYMENT_REQUIRED
-from rpcpay.gateway.tracking import Tracker
-from rpcpay.gateway.upstream import Upstream, post_json
+from rpcpay.gateway.upstream import post_json
 from rpcpay.wire import epee
 from rpcpay.wire.epee import Array, Int, PackedArray, Section, Type
 
@@ -108,25 +110,26 @@ def _output_keys(request: Section, get_txid: bool) -> list[OutputKey]:
     return keys
 
 
-class BinaryHandler:
-    """Serves every ``*.bin`` path of a monerod upstream."""
+@dataclass(frozen=True, slots=True)
+class BinaryAnswer:
+    """A binary call's answer, and the items it counts for monerod's second charge."""
 
-    def __init__(
-        self,
-        payment: PaymentService,
-        upstream: Upstream,
-        tracker: Tracker,
-        cache: ChainCache | None,
-        proxies: TrustedProxies | None = None,
-    ) -> None:
-        self.proxies = proxies or TrustedProxies()
-        self.payment = payment
-        self.upstream = upstream
-        self.tracker = tracker
+    section: Section
+    more: int = 0
+
+
+class BinaryHandler(Pipeline[BinaryCall, BinaryAnswer]):
+    """Serves every ``*.bin`` path of a monerod upstream (a pipeline envelope)."""
+
+    def __init__(self, parts: PipelineParts, cache: ChainCache | None) -> None:
+        super().__init__(parts)
+        self.payment = parts.payment
+        self.upstream = parts.upstream
         self.cache = cache
         self._validating = asyncio.Lock()
 
-    async def handle(self, request: web.BaseRequest, path: str) -> web.Response:
+    async def handle(self, request: web.BaseRequest, path: str, peer: str) -> web.Response:
+        """Decode and price one request to ``path`` (bad input: HTTP 400), then run it."""
         rule = BINARY_RULES.get(path)
         if rule is None:
             return bad_request(f"Unknown binary endpoint {path}")
@@ -137,14 +140,7 @@ class BinaryHandler:
             epee.remove(section, "client")
         except WireError as exc:
             return bad_request(f"Malformed epee request: {exc}")
-        call = BinaryCall(
-            path,
-            rule,
-            section,
-            client.decode("latin-1") if client else None,
-            client_address(request, self.proxies),
-        )
-        started = time.perf_counter()
+        call = BinaryCall(path, rule, section, client.decode("latin-1") if client else None, peer)
         note_call(method=rule.rpc)
         try:
             refusal = rule.limit(section)
@@ -153,42 +149,54 @@ class BinaryHandler:
             return bad_request(f"Invalid parameters: {exc}")
         if refusal is not None:
             return binary_response(refused_answer(rule, refusal, 0, ""))
-        charge = await self.payment.charge(call.client, upfront, rule.rpc, call.peer)
-        if not charge.ok:
-            note_call(outcome="unpaid")
-            return binary_response(
-                refused_answer(rule, charge.status, charge.credits, charge.top_hash)
-            )
+        return await self.run(PaidCall(call, rule.rpc, upfront, call.client, peer))
+
+    async def fetch(
+        self, call: PaidCall[BinaryCall], charge: Charge | None, forward: Forward
+    ) -> BinaryAnswer:
+        assert charge is not None  # every binary call is charged (upfront may be 0)
+        request, path = call.request, call.request.path
         try:
             if path in GET_BLOCKS_PATHS:
-                answer, paid = await self._get_blocks(call, charge)
-            elif path in GET_HASHES_PATHS:
-                answer, paid = await self._get_hashes(call, charge)
-            elif path == GET_OUTS_PATH:
-                answer, paid = await self._get_outs(call, charge)
-            else:
-                answer, paid = await self._forward_stamped(call, charge)
-        except asyncio.CancelledError:  # shutdown past its grace: the call never happened
-            await self.payment.refund(charge)
-            raise
+                return await self._get_blocks(request, charge, forward)
+            if path in GET_HASHES_PATHS:
+                return await self._get_hashes(request, forward)
+            if path == GET_OUTS_PATH:
+                return await self._get_outs(request, forward)
+            return BinaryAnswer(await self._forward(request, forward))
         except PriceError as exc:
-            await self.payment.refund(charge)
-            return bad_request(f"Invalid parameters: {exc}")
-        except UpstreamError as exc:
-            log.warning("upstream failed", extra={"path": path, "error": str(exc)})
-            note_call(outcome="upstream_error")
-            credits = await self.payment.refund(charge)
-            failed = refused_answer(rule, UPSTREAM_FAILED, credits, charge.top_hash)
-            return binary_response(failed, 502)
-        note_call(outcome="paid" if paid else "free", credits=paid)
-        self.tracker.record(rule.rpc, int((time.perf_counter() - started) * 1e6), paid)
-        return binary_response(answer)
+            raise CallRefused(bad_request(f"Invalid parameters: {exc}")) from exc
+
+    def price_after(self, call: PaidCall[BinaryCall], answer: BinaryAnswer) -> int:
+        return answer.more
+
+    def stamp(
+        self, call: PaidCall[BinaryCall], answer: BinaryAnswer, charge: Charge
+    ) -> BinaryAnswer:
+        _stamp(answer.section, charge)
+        return answer
+
+    def encode(
+        self, call: PaidCall[BinaryCall], answer: BinaryAnswer, charge: Charge | None
+    ) -> web.Response:
+        return binary_response(answer.section)
+
+    def refuse(self, call: PaidCall[BinaryCall], charge: Charge) -> web.Response:
+        rule = call.request.rule
+        return binary_response(refused_answer(rule, charge.status, charge.credits, charge.top_hash))
+
+    def failed(
+        self, call: PaidCall[BinaryCall], charge: Charge | None, credits: int
+    ) -> web.Response:
+        top_hash = charge.top_hash if charge is not None else ""
+        failed = refused_answer(call.request.rule, UPSTREAM_FAILED, credits, top_hash)
+        return binary_response(failed, 502)
 
     # -- upstream -------------------------------------------------------------------------
 
-    async def _forward(self, call: BinaryCall) -> Section:
+    async def _forward(self, call: BinaryCall, forward: Forward) -> Section:
         """The upstream's decoded answer to the request, without the client id."""
-        reply = await self.upstream.post(call.path, epee.encode(call.request), BINARY_TYPE)
+        reply = await forward(call.path, epee.encode(call.request), BINARY_TYPE)
         # Only an HTTP 200 answer carries a message.
         if reply.status != 200:
             raise UpstreamError(f"upstream answered HTTP {reply.status} for {call.path}")
@@ -196,11 +204,6 @@ class BinaryHandler:
             return epee.decode(reply.body)
         except WireError as exc:
             raise UpstreamError(f"upstream answered malformed epee for {call.path}") from exc
-
-    async def _forward_stamped(self, call: BinaryCall, charge: Charge) -> tuple[Section, int]:
-        answer = await self._forward(call)
-        _stamp(answer, charge)
-        return answer, charge.amount
 
     # -- the cache ------------------------------------------------------------------------
 
@@ -259,7 +262,7 @@ class BinaryHandler:
 
     # -- /get_blocks.bin ------------------------------------------------------------------
 
-    async def _get_blocks(self, call: BinaryCall, charge: Charge) -> tuple[Section, int]:
+    async def _get_blocks(self, call: BinaryCall, charge: Charge, forward: Forward) -> BinaryAnswer:
         request = call.request
         block_ids = hash_list(request, "block_ids")
         start_height = uint_field(request, "start_height")
@@ -267,24 +270,22 @@ class BinaryHandler:
         top = await self.payment.jobs.top()
         # A client already at the top gets monerod's empty answer.
         if block_ids and block_ids[0].hex() == top.top_hash:
-            return _noop_answer(top, charge), charge.amount
+            return BinaryAnswer(_noop_answer(top, charge))
         max_blocks = 1000 if charge.client is None else max_blocks_for(charge.credits)
         # monerod refuses when the credits left cannot pay for a single block.
+        # (Its stamp repeats the credits and top hash it already has.)
         if max_blocks == 0:
-            return refused_answer(
-                call.rule, STATUS_PAYMENT_REQUIRED, charge.credits, charge.top_hash
-            ), charge.amount
-        answer = await self._cached_blocks(call, block_ids, start_height, variant, max_blocks)
+            return BinaryAnswer(
+                refused_answer(call.rule, STATUS_PAYMENT_REQUIRED, charge.credits, charge.top_hash)
+            )
+        answer = await self._cached_blocks(
+            call, block_ids, start_height, variant, max_blocks, forward
+        )
         if answer is None:
-            answer = await self._forward(call)
+            answer = await self._forward(call, forward)
             _truncate_blocks(answer, max_blocks)
             self._keep_blocks(answer, variant)
-        count = _array_len(answer, "blocks")
-        final = await self.payment.charge_more(charge, blocks_cost(count))
-        if not final.ok:
-            return refused_answer(call.rule, final.status, final.credits, final.top_hash), 0
-        _stamp(answer, final)
-        return answer, charge.amount + (final.amount if final is not charge else 0)
+        return BinaryAnswer(answer, blocks_cost(_array_len(answer, "blocks")))
 
     async def _cached_blocks(
         self,
@@ -293,6 +294,7 @@ class BinaryHandler:
         start_height: int,
         variant: tuple[bool, bool],
         limit: int,
+        forward: Forward,
     ) -> Section | None:
         """monerod's whole answer, from the cache where the blocks are settled; None to
         forward the request instead."""
@@ -311,7 +313,7 @@ class BinaryHandler:
             # settled line come the recent blocks, linked to the cached run.
             if not blocks or not run.at_settled_line:
                 return None
-            recent = await self._recent_blocks(call, cache, run, variant, top)
+            recent = await self._recent_blocks(call, cache, run, variant, top, forward)
             if recent is None:
                 return None
             blocks = blocks + _within_limits(blocks, recent, limit)
@@ -336,6 +338,7 @@ class BinaryHandler:
         run: CachedRun,
         variant: tuple[bool, bool],
         top: ChainTop,
+        forward: Forward,
     ) -> list[CachedBlock] | None:
         """The blocks from the settled line to the top: held for this top, or fetched from
         the upstream; None if the upstream's do not continue the run up to our top."""
@@ -344,7 +347,8 @@ class BinaryHandler:
             return held
         request = dict(call.request)
         epee.set_uint64(request, "start_height", run.next_height)
-        answer = await self._forward(BinaryCall(call.path, call.rule, request, None, call.peer))
+        recent_call = BinaryCall(call.path, call.rule, request, None, call.peer)
+        answer = await self._forward(recent_call, forward)
         blocks, indices = answer.get("blocks"), answer.get("output_indices")
         try:
             start = epee.get_int(answer, "start_height")
@@ -399,19 +403,15 @@ class BinaryHandler:
 
     # -- /get_hashes.bin ------------------------------------------------------------------
 
-    async def _get_hashes(self, call: BinaryCall, charge: Charge) -> tuple[Section, int]:
+    async def _get_hashes(self, call: BinaryCall, forward: Forward) -> BinaryAnswer:
         block_ids = hash_list(call.request, "block_ids")
         answer = await self._cached_hashes(block_ids)
         if answer is None:
-            answer = await self._forward(call)
+            answer = await self._forward(call, forward)
             self._keep_hashes(answer)
         ids = answer.get("m_block_ids", b"")
         count = len(ids) // HASH_SIZE if isinstance(ids, bytes) else 0
-        final = await self.payment.charge_more(charge, hashes_cost(count))
-        if not final.ok:
-            return refused_answer(call.rule, final.status, final.credits, final.top_hash), 0
-        _stamp(answer, final)
-        return answer, charge.amount + (final.amount if final is not charge else 0)
+        return BinaryAnswer(answer, hashes_cost(count))
 
     async def _cached_hashes(self, block_ids: list[bytes]) -> Section | None:
         checked = await self._checked_cache()
@@ -450,7 +450,7 @@ class BinaryHandler:
 
     # -- /get_outs.bin --------------------------------------------------------------------
 
-    async def _get_outs(self, call: BinaryCall, charge: Charge) -> tuple[Section, int]:
+    async def _get_outs(self, call: BinaryCall, forward: Forward) -> BinaryAnswer:
         keys = _output_keys(call.request, _bool_field(call.request, "get_txid"))
         checked = await self._checked_cache() if keys else None
         cached = checked[0].outputs_for(keys) if checked is not None else None
@@ -464,14 +464,13 @@ class BinaryHandler:
                 "untrusted": False,
             }
         else:
-            answer = await self._forward(call)
+            answer = await self._forward(call, forward)
             outs = answer.get("outs")
             ok = answer.get("status") == STATUS_OK.encode()
             if checked is not None and ok and isinstance(outs, Array):
                 sections = [item for item in outs.items if isinstance(item, dict)]
                 checked[0].add_outputs(keys, sections, checked[1].height)
-        _stamp(answer, charge)
-        return answer, charge.amount
+        return BinaryAnswer(answer)
 
 
 def _within_limits(

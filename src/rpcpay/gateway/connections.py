@@ -317,10 +317,16 @@ class InFlight:
         self.tasks: set[asyncio.Task[object]] = set()
 
     async def drain(self, timeout_s: float) -> None:
-        """Wait up to ``timeout_s`` for every handler still running to end."""
-        pending = [t for t in self.tasks if not t.done()]
-        if pending:
-            await asyncio.wait(pending, timeout=timeout_s)
+        """Wait up to ``timeout_s`` for every task still running to end, including those
+        added while waiting (a cancelled call's refund task, ``rpcpay.gateway.pipeline``)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while True:
+            pending = [t for t in self.tasks if not t.done()]
+            left = deadline - loop.time()
+            if not pending or left <= 0:
+                return
+            await asyncio.wait(pending, timeout=left)
 
 
 def guard_requests(

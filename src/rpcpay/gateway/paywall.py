@@ -19,13 +19,15 @@ Contract (docs/gateway.md, "The paywall for JSON-RPC backends"):
   cheap one.
 - Notifications are forwarded and charged like calls, and get no answer (HTTP 204 when
   nothing at all is left to answer).
+
+The paywall is a pipeline envelope (``rpcpay.gateway.pipeline``): the charge, the refund and
+the tracking are the pipeline's; here are the parsing, the pricing, the splice and the
+answers' shapes.
 """
 
 from __future__ import annotations
 
-import asyncio
 import re
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -38,9 +40,8 @@ from rpcpay.gateway.envelope import Call, Envelope, Invalid, parse_request
 from rpcpay.gateway.jsoncodec import decode_json, encode_json
 from rpcpay.gateway.observe import note_call
 from rpcpay.gateway.payment import Charge, PaymentService
+from rpcpay.gateway.pipeline import Forward, PaidCall, Pipeline, PipelineParts
 from rpcpay.gateway.protocol import RpcFault, error_response
-from rpcpay.gateway.tracking import Tracker
-from rpcpay.gateway.upstream import Upstream
 from rpcpay.wire.rpc import (
     ACCESS_INFO,
     ERROR_PAYWALL,
@@ -120,22 +121,30 @@ def _response(
     )
 
 
-class JsonRpcPaywall:
-    """Answers ``/`` and ``/json_rpc`` for a JSON-RPC backend."""
+@dataclass(frozen=True, slots=True)
+class PaywallRequest:
+    """One request body: its items, the raw bytes, the answers made before the charge
+    (invalid and gateway items) and the items to price and forward."""
+
+    envelope: Envelope
+    raw: bytes
+    answers: list[JSON]
+    priced: list[Priced]
+
+
+class JsonRpcPaywall(Pipeline[PaywallRequest, JSON]):
+    """Answers ``/`` and ``/json_rpc`` for a JSON-RPC backend (a pipeline envelope)."""
 
     def __init__(
         self,
-        payment: PaymentService,
-        upstream: Upstream,
-        tracker: Tracker,
-        prices: PriceList,
+        parts: PipelineParts,
+        prices: Callable[[], PriceList],
         local_methods: frozenset[str],
         local: LocalMethod,
         lottery_terms: Callable[[], dict[str, object] | None],
     ) -> None:
-        self.payment = payment
-        self.upstream = upstream
-        self.tracker = tracker
+        super().__init__(parts)
+        self.payment = parts.payment
         self.prices = prices
         self.local_methods = local_methods
         self.local = local
@@ -164,6 +173,7 @@ class JsonRpcPaywall:
         note_call(method=first.method if single and isinstance(first, Call) else "batch")
         answers: list[JSON] = []
         priced: list[Priced] = []
+        prices = self.prices()
         for position, item in enumerate(envelope.items):
             if isinstance(item, Invalid):
                 answers.append(error_response(item.request_id, item.code, item.message))
@@ -172,43 +182,57 @@ class JsonRpcPaywall:
                 if not item.is_notification:
                     answers.append(answer)
             else:
-                priced.append(Priced(position, item, self.prices.price(item.method).upfront))
+                priced.append(Priced(position, item, prices.price(item.method).upfront))
         if not priced:
             return self._compose(envelope, answers, None, None)
-        started = time.perf_counter()
         total = sum(p.price for p in priced)
-        charge = None
-        if total > 0:
-            client = request.headers.get(HEADER_CLIENT) or next(
-                (p.call.client for p in priced if p.call.client is not None), None
-            )
-            label = priced[0].call.method if not envelope.is_batch else "batch"
-            charge = await self.payment.charge(client, total, label, peer)
-            if not charge.ok:
-                note_call(outcome="unpaid")
-                return self._refuse(envelope, answers, priced, total, charge)
-        try:
-            body = await self._forward(envelope, raw, priced)
-        except asyncio.CancelledError:  # shutdown past its grace: the call never happened
-            if charge is not None:
-                await self.payment.refund(charge)
-            raise
-        except UpstreamError:
-            note_call(outcome="upstream_error")
-            credits = await self.payment.refund(charge) if charge is not None else 0
-            failed = [
-                {**error_response(p.call.request_id, ERROR_UPSTREAM, MESSAGE_UPSTREAM_FAILED),
-                 "credits": credits}
-                for p in priced
-                if not p.call.is_notification
-            ]  # fmt: skip
-            return self._compose(envelope, answers + failed, None, None)
-        elapsed = int((time.perf_counter() - started) * 1e6)
-        paid = charge.amount if charge is not None else 0
-        note_call(outcome="paid" if paid else "free", credits=paid)
-        for p in priced:
-            self.tracker.record(p.call.method, elapsed // len(priced), p.price if charge else 0)
-        return self._compose(envelope, answers, body, charge)
+        client = request.headers.get(HEADER_CLIENT) or next(
+            (p.call.client for p in priced if p.call.client is not None), None
+        )
+        call = PaidCall(
+            PaywallRequest(envelope, raw, answers, priced),
+            priced[0].call.method if not envelope.is_batch else "batch",
+            total if total > 0 else None,
+            client,
+            peer,
+            tuple((p.call.method, p.price) for p in priced),
+        )
+        return await self.run(call)
+
+    async def fetch(
+        self, call: PaidCall[PaywallRequest], charge: Charge | None, forward: Forward
+    ) -> JSON:
+        request = call.request
+        return await self._forward(request.envelope, request.raw, request.priced, forward)
+
+    def stamp(self, call: PaidCall[PaywallRequest], answer: JSON, charge: Charge) -> JSON:
+        """One call's answer gets the balance spliced in; a batch only in the headers."""
+        single = not call.request.envelope.is_batch
+        if single and isinstance(answer, bytes) and charge.client is not None:
+            return splice_balance(answer, charge.credits, charge.top_hash)
+        return answer
+
+    def encode(
+        self, call: PaidCall[PaywallRequest], answer: JSON, charge: Charge | None
+    ) -> web.Response:
+        return self._compose(call.request.envelope, call.request.answers, answer, charge)
+
+    def refuse(self, call: PaidCall[PaywallRequest], charge: Charge) -> web.Response:
+        request = call.request
+        total = call.upfront or 0
+        return self._refuse(request.envelope, request.answers, request.priced, total, charge)
+
+    def failed(
+        self, call: PaidCall[PaywallRequest], charge: Charge | None, credits: int
+    ) -> web.Response:
+        request = call.request
+        failed = [
+            {**error_response(p.call.request_id, ERROR_UPSTREAM, MESSAGE_UPSTREAM_FAILED),
+             "credits": credits}
+            for p in request.priced
+            if not p.call.is_notification
+        ]  # fmt: skip
+        return self._compose(request.envelope, request.answers + failed, None, None)
 
     async def _local(self, call: Call, peer: str) -> JSON:
         try:
@@ -218,14 +242,16 @@ class JsonRpcPaywall:
             return error_response(call.request_id, fault.code, fault.message)
         return {"id": call.request_id, "jsonrpc": "2.0", "result": result}
 
-    async def _forward(self, envelope: Envelope, raw: bytes, priced: list[Priced]) -> JSON:
+    async def _forward(
+        self, envelope: Envelope, raw: bytes, priced: list[Priced], forward: Forward
+    ) -> JSON:
         """Send the calls; the backend's answer: bytes for one call, a list for a batch."""
         if not envelope.is_batch:
             call = priced[0].call
             body = raw if not call.stripped else encode_json(call.forwarded)
         else:
             body = encode_json([p.call.forwarded for p in priced])
-        reply = await self.upstream.post("", body, "application/json")
+        reply = await forward("", body, "application/json")
         # The backend answers 200 (a notification's answer may be empty).
         if reply.status not in (200, 204):
             raise UpstreamError(f"upstream answered HTTP {reply.status}")
@@ -250,8 +276,6 @@ class JsonRpcPaywall:
         headers = balance_headers(charge)
         if not envelope.is_batch:
             if isinstance(upstream, bytes):
-                if charge is not None and charge.client is not None:
-                    upstream = splice_balance(upstream, charge.credits, charge.top_hash)
                 return web.Response(body=upstream, content_type="application/json", headers=headers)
             if not answers:
                 return web.Response(status=204, headers=headers)

@@ -203,9 +203,7 @@ class RunningGateway:
         """Serve from ``core`` from now on (a SIGHUP reload's prices and proxies)."""
         self.core = core
         if self.public is not None:
-            self.public.core = core
-            self.public.binary.proxies = core.proxies
-            self.public.paywall.prices = core.prices
+            self.public.core = core  # its envelopes read prices and proxies from it
         if self.admin is not None:
             self.admin.core = core
             if self.admin.pages is not None:
@@ -480,8 +478,10 @@ async def _assemble(
         chain_cache=chain_cache,
         cheques=cheques,
         proxies=config.proxies,
+        upstream_timeout_s=config.upstream_timeout_s,
     )
-    public = PublicHandler(core)
+    inflight = InFlight()
+    public = PublicHandler(core, inflight)
     sinks: list[CallSink] = []
     access_log = open_access_log(config.access_log)
     if access_log is not None:
@@ -494,7 +494,6 @@ async def _assemble(
     observed = ObservedHandler(public.handle, config.proxies, sinks) if sinks else None
     if observed is not None:
         handle = observed.handle
-    inflight = InFlight()
     runner, public_port = await _listen(
         _server(handle, config.max_body_bytes, config.connections, public.peer, inflight),
         config.bind_ip,
