@@ -158,7 +158,18 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         type=_positive,
         default=None,
         metavar="N",
-        help="share verification threads (default: one per CPU)",
+        help="share verification threads per worker (default: one per CPU, divided among "
+        "the --workers)",
+    )
+    p.add_argument(
+        "--workers",
+        type=integer_in(1, 64, "must be 1 to 64 processes"),
+        default=1,
+        metavar="N",
+        help="gateway processes sharing the public and admin ports (SO_REUSEPORT) and the "
+        "ledger, each verifying shares, under one supervisor that restarts a worker that "
+        "dies; connection caps and abuse budgets apply per worker (docs/gateway.md, "
+        '"Workers") (default: %(default)s, a single process)',
     )
     p.add_argument(
         "--max-body-bytes",
@@ -187,9 +198,27 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         type=_positive,
         default=8,
         metavar="N",
-        help="PostgreSQL connections this instance opens at most (with --ledger-url); calls "
-        "wait up to 5 s for a free one, then get a clean error. Keep instances x N under "
-        "the server's max_connections (default: %(default)s)",
+        help="PostgreSQL connections this instance (each worker) opens at most (with "
+        "--ledger-url); calls wait for a free one as --ledger-queue-timeout and "
+        "--ledger-max-waiters allow, then get a clean busy answer. Keep instances x workers x "
+        "N under the server's max_connections (default: %(default)s)",
+    )
+    p.add_argument(
+        "--ledger-queue-timeout",
+        type=number_in(0.0, include_low=False, rule="must be a positive number of seconds"),
+        default=5.0,
+        metavar="S",
+        help="with --ledger-url: how long a call waits for a free connection before it is "
+        "answered busy (monerod's BUSY; HTTP 503 in front of a JSON-RPC backend) "
+        "(default: %(default)s)",
+    )
+    p.add_argument(
+        "--ledger-max-waiters",
+        type=_positive,
+        default=64,
+        metavar="N",
+        help="with --ledger-url: how many calls may wait for a connection at once; more are "
+        "answered busy at once instead of queueing (default: %(default)s)",
     )
     p.add_argument(
         "--info-cache-ms",
@@ -627,11 +656,13 @@ def _gateway_config(args: argparse.Namespace) -> GatewayConfig:
         data_dir=args.data_dir,
         price_file=args.price_file,
         pow_mode=args.pow_mode,
-        **({"verify_threads": args.verify_threads} if args.verify_threads else {}),
+        verify_threads=args.verify_threads or max(1, (os.cpu_count() or 1) // args.workers),
         max_body_bytes=args.max_body_bytes,
         ledger_sync=args.ledger_sync,
         ledger_url=args.ledger_url,
         ledger_pool_size=args.ledger_pool_size,
+        ledger_queue_timeout_s=args.ledger_queue_timeout,
+        ledger_max_waiters=args.ledger_max_waiters,
         info_cache_ms=args.info_cache_ms,
         cache_mb=args.cache_mb,
         cache_margin=args.cache_margin,
@@ -658,6 +689,10 @@ def _serve(args: argparse.Namespace, argv: Sequence[str]) -> int:
         # SIGHUP: the same command line and config file, read again.
         return _gateway_config(parse_args(argv))
 
+    if args.workers > 1:
+        from rpcpay.gateway.workers import run_workers
+
+        return run_workers(config, args.workers, argv, reload)
     asyncio.run(serve_forever(config, reload))
     return 0
 

@@ -10,6 +10,7 @@ Every error rpcpay raises on purpose derives from ``RpcPayError``::
     ├── PowError               RandomX could not be loaded or run
     │   └── VerifierBusy       too many shares queued; the share was not checked
     ├── LedgerError            the ledger store failed; no balance changed
+    │   └── LedgerBusy         every database connection is in use and the queue is full
     ├── UpstreamError          the backend behind the gateway failed; nobody was charged
     ├── ChainError             the settlement chain failed, or its contract is not the shipped one
     │   ├── TransactionReverted  the contract refused a transaction (the reason is its message)
@@ -49,6 +50,10 @@ class VerifierBusy(PowError):
 
 class LedgerError(RpcPayError):
     """The ledger store failed; the operation changed no balance."""
+
+
+class LedgerBusy(LedgerError):
+    """No ledger connection came free in time, or too many calls already wait for one."""
 
 
 class UpstreamError(RpcPayError):

@@ -35,6 +35,7 @@ from rpcpay.gateway.costs import PriceList, load_price_list
 from rpcpay.gateway.dashboard import BlockRecorder, DashboardPages, History
 from rpcpay.gateway.info_cache import InfoCache
 from rpcpay.gateway.jobs import JobSource
+from rpcpay.gateway.ledger_outage import answer_ledger_outages
 from rpcpay.gateway.limits import AbuseGuard, AbuseLimits
 from rpcpay.gateway.metrics import GatewayMetrics, MeteredLedger, MeteredUpstream, TimedHasher
 from rpcpay.gateway.mode import detect_mode
@@ -90,6 +91,8 @@ class GatewayConfig:
     ledger_sync: Literal["full", "normal"] = "normal"
     ledger_url: str | None = None  # None: SQLite in data_dir; else a shared PostgreSQL
     ledger_pool_size: int = 8  # PostgreSQL connections per process
+    ledger_queue_timeout_s: float = 5.0  # a call waits this long for a connection, then busy
+    ledger_max_waiters: int = 64  # calls waiting for a connection at once; more: busy at once
     info_cache_ms: int = 1000
     cache_margin: int = 20
     cache_mb: int = 256
@@ -105,6 +108,7 @@ class GatewayConfig:
     ssl_certificate: Path | None = None  # TLS on the public listener (with ssl_private_key)
     ssl_private_key: Path | None = None
     dashboard_sample_s: float = 10.0  # the dashboard's charts: one sample every so often
+    worker: int | None = None  # a --workers N worker's index: SO_REUSEPORT, shared /metrics
 
 
 def check_config(config: GatewayConfig) -> None:
@@ -232,6 +236,14 @@ class RunningGateway:
             self.access_log.close()
 
 
+def worker_metrics(config: GatewayConfig) -> GatewayMetrics:
+    """A worker's metrics: its own series and its siblings', labelled by worker."""
+    from rpcpay.gateway.worker_metrics import WorkerMetrics
+
+    assert config.worker is not None
+    return WorkerMetrics(config.worker, config.data_dir / "workers")
+
+
 def open_access_log(path: Path | None) -> AccessLog | None:
     """The access log at ``path`` (``-``: stderr), or None; ConfigError if it cannot be
     opened."""
@@ -310,12 +322,15 @@ async def _listen(
     port: int,
     grace_s: float,
     tls: ssl.SSLContext | None = None,
+    reuse_port: bool = False,
 ) -> tuple[web.BaseRunner, int]:
     runner = web.ServerRunner(server, shutdown_timeout=grace_s)
     await runner.setup()
     # A deep accept queue: under a connection flood, a good client's SYN is not dropped
     # (a dropped one waits a second for its retransmission).
-    site = web.TCPSite(runner, host, port, backlog=LISTEN_BACKLOG, ssl_context=tls)
+    site = web.TCPSite(
+        runner, host, port, backlog=LISTEN_BACKLOG, ssl_context=tls, reuse_port=reuse_port or None
+    )
     try:
         await site.start()
     except OSError as exc:
@@ -403,7 +418,9 @@ async def _assemble(
     tls: ssl.SSLContext | None,
 ) -> RunningGateway:
     """start_gateway's parts, each registered in ``undo`` as soon as it is open."""
-    metrics = GatewayMetrics() if config.metrics else None
+    metrics = None
+    if config.metrics:
+        metrics = GatewayMetrics() if config.worker is None else worker_metrics(config)
     upstream = upstream or HttpUpstream(config.upstream, timeout_s=config.upstream_timeout_s)
     undo.push_async_callback(upstream.close)
     if metrics is not None:
@@ -424,7 +441,8 @@ async def _assemble(
     blocks = BlockRecorder(jobs)
     jobs = blocks
     store = await open_gateway_store(config.ledger_url, config.data_dir, config.ledger_sync,
-                                     config.ledger_pool_size)  # fmt: skip
+                                     config.ledger_pool_size, config.ledger_queue_timeout_s,
+                                     config.ledger_max_waiters)  # fmt: skip
     ledger = MeteredLedger(store, metrics) if metrics is not None else SharedLedger(store)
     undo.push_async_callback(ledger.close)
     cheques = None
@@ -490,8 +508,9 @@ async def _assemble(
     if metrics is not None:
         metrics.watch(core, lambda: verifier.stats().pending)
         sinks.append(metrics)
-    handle = public.handle
-    observed = ObservedHandler(public.handle, config.proxies, sinks) if sinks else None
+    # A ledger that cannot answer means a clean "busy", never a 500 (ledger_outage).
+    handle = answer_ledger_outages(public.handle, mode)
+    observed = ObservedHandler(handle, config.proxies, sinks) if sinks else None
     if observed is not None:
         handle = observed.handle
     runner, public_port = await _listen(
@@ -500,6 +519,7 @@ async def _assemble(
         config.bind_port,
         config.shutdown_grace_s,
         tls,
+        reuse_port=config.worker is not None,
     )
     undo.push_async_callback(runner.cleanup)
     runners = [runner]
@@ -512,10 +532,11 @@ async def _assemble(
         pages = OpsPages(core, metrics, store.probe, dashboard.routes())
         admin = AdminHandler(core, config.admin_token, pages)
         admin_runner, admin_port = await _listen(
-            _server(admin.handle, 64 * 1024, config.connections),
+            _server(answer_ledger_outages(admin.handle, "monero"), 64 * 1024, config.connections),
             config.admin_bind_ip,
             config.admin_bind_port,
             config.shutdown_grace_s,
+            reuse_port=config.worker is not None,
         )
         undo.push_async_callback(admin_runner.cleanup)
         runners.append(admin_runner)
@@ -558,10 +579,13 @@ async def _assemble(
 
 
 async def serve_forever(
-    config: GatewayConfig, reload: Callable[[], GatewayConfig] | None = None
+    config: GatewayConfig,
+    reload: Callable[[], GatewayConfig] | None = None,
+    started: Callable[[RunningGateway, asyncio.Event], None] | None = None,
 ) -> None:
     """Run until SIGINT/SIGTERM, then close cleanly. SIGHUP reads the settings again with
-    ``reload`` and applies the reloadable ones (``rpcpay.gateway.reload``)."""
+    ``reload`` and applies the reloadable ones (``rpcpay.gateway.reload``). ``started`` is
+    called once listening, with the event that stops the gateway (a worker's supervisor)."""
     gateway = await start_gateway(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -585,6 +609,8 @@ async def serve_forever(
             current = new
 
     loop.add_signal_handler(signal.SIGHUP, on_hangup)
+    if started is not None:
+        started(gateway, stop)
     await stop.wait()
     log.info("shutting down", extra={"grace_s": config.shutdown_grace_s})
     await gateway.close()

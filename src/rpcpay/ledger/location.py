@@ -63,6 +63,8 @@ async def open_transactional_store(
     *,
     synchronous: Literal["normal", "full"] = "normal",
     pool_size: int = 8,
+    queue_timeout_s: float = 5.0,
+    max_waiters: int = 64,
 ) -> TransactionalStore:
     """The shared PostgreSQL store for ``ledger_url``, else SQLite in ``data_dir``."""
     # Without a URL the ledger is the embedded SQLite file, as before.
@@ -77,4 +79,6 @@ async def open_transactional_store(
         raise ConfigError(
             "--ledger-url needs the PostgreSQL driver: pip install 'rpcpay[postgres]'"
         ) from exc
-    return await PostgresLedgerStore.open(ledger_url, pool_size=pool_size)
+    return await PostgresLedgerStore.open(
+        ledger_url, pool_size=pool_size, acquire_timeout_s=queue_timeout_s, max_waiters=max_waiters
+    )

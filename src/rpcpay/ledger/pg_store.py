@@ -28,8 +28,13 @@ Cost (bench/ledger_store.py, one task, fsync on): p50 0.53 ms per charge, 0.29 m
 process's CPU; four round trips (BEGIN, SELECT ... FOR UPDATE, UPDATE, COMMIT). The pool
 skips asyncpg's reset query on release, which was a fifth.
 
-Pool: ``pool_size`` connections per store (per process), opened lazily up to that bound;
-a call waits for a free connection up to ``acquire_timeout_s``, then ``LedgerError``.
+Pool: ``pool_size`` connections per store (per process), opened lazily up to that bound.
+A call waits for a free connection at most ``acquire_timeout_s``, and at most
+``max_waiters`` calls wait (or are being handed a connection) at once; past either bound
+the call gets ``LedgerBusy`` at once, which the gateway answers as a clean "busy" error
+(tests/gateway/test_faults.py exhausts the pool). Without the bound, a database that
+slows down would let every connection's request pile up, each holding its client for the
+whole timeout.
 """
 
 from __future__ import annotations
@@ -43,7 +48,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-from rpcpay.errors import LedgerError
+from rpcpay.errors import LedgerBusy, LedgerError
 from rpcpay.ledger import pg_sessions
 from rpcpay.ledger.account import DEFAULT_FLUSH_AGE, DEFAULT_ZERO_FLUSH_AGE, U64_MAX, Account
 from rpcpay.ledger.session_rows import JobCache, JobRow, SessionRow, StoredSession
@@ -131,6 +136,10 @@ _FAILURES = (
 )
 
 
+DEFAULT_QUEUE_TIMEOUT_S = 5.0
+DEFAULT_MAX_WAITERS = 64
+
+
 class _InsertRace(Exception):
     """Another process created the account first: run the transaction again."""
 
@@ -204,16 +213,25 @@ async def _join_cheque(conn: asyncpg.Connection, cheque: ChequeJoin) -> bool:
 class PostgresLedgerStore:
     """Accounts and cheques in one PostgreSQL database, shared by every gateway process."""
 
-    def __init__(self, pool: asyncpg.Pool, acquire_timeout_s: float) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, acquire_timeout_s: float, max_waiters: int = DEFAULT_MAX_WAITERS
+    ) -> None:
         self._pool = pool
         self._acquire_timeout_s = acquire_timeout_s
+        self._max_waiters = max_waiters
+        self._waiting = 0
         self._closed = False
         self.cheques = PostgresChequeBook(self)
         self._jobs = JobCache()  # immutable job rows and templates
 
     @classmethod
     async def open(
-        cls, url: str, *, pool_size: int = 8, acquire_timeout_s: float = 5.0
+        cls,
+        url: str,
+        *,
+        pool_size: int = 8,
+        acquire_timeout_s: float = DEFAULT_QUEUE_TIMEOUT_S,
+        max_waiters: int = DEFAULT_MAX_WAITERS,
     ) -> PostgresLedgerStore:
         """Connect to ``url`` (``postgresql://USER@HOST:PORT/DB``), creating or checking
         the schema."""
@@ -221,9 +239,11 @@ class PostgresLedgerStore:
         if pool_size < 1:
             raise ValueError("pool_size must be at least 1")
         try:
+            # No floor of open connections: asyncpg would restore one in the background while
+            # the server is down, logging a traceback each time; a call connects on demand.
             pool = await asyncpg.create_pool(
                 url,
-                min_size=1,
+                min_size=0,
                 max_size=pool_size,
                 timeout=acquire_timeout_s,
                 reset=_roll_back_if_open,
@@ -238,7 +258,7 @@ class PostgresLedgerStore:
             if isinstance(exc, _FAILURES):
                 raise LedgerError(f"cannot prepare the ledger database: {exc}") from exc
             raise
-        return cls(pool, acquire_timeout_s)
+        return cls(pool, acquire_timeout_s, max_waiters)
 
     async def run(self, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         """Run ``work`` on a pooled connection; driver and network errors are LedgerError.
@@ -250,10 +270,7 @@ class PostgresLedgerStore:
         # A closed store cannot be used again.
         if self._closed:
             raise LedgerError("ledger store is closed")
-        try:
-            conn = await self._pool.acquire(timeout=self._acquire_timeout_s)
-        except _FAILURES as exc:
-            raise LedgerError(f"ledger database unavailable: {type(exc).__name__}: {exc}") from exc
+        conn = await self._acquire()
         try:
             return await work(conn)
         except _FAILURES as exc:
@@ -261,6 +278,23 @@ class PostgresLedgerStore:
         finally:
             with contextlib.suppress(*_FAILURES):
                 await self._pool.release(conn)
+
+    async def _acquire(self) -> asyncpg.Connection:
+        """A pooled connection, within the queue's bounds (``LedgerBusy`` past them)."""
+        # A full queue refuses at once: one more waiter would only wait longer.
+        if self._waiting >= self._max_waiters:
+            raise LedgerBusy(f"ledger busy: {self._waiting} calls already wait for a connection")
+        self._waiting += 1
+        try:
+            return await self._pool.acquire(timeout=self._acquire_timeout_s)
+        except TimeoutError:
+            raise LedgerBusy(
+                f"ledger busy: no connection free within {self._acquire_timeout_s:g} s"
+            ) from None
+        except _FAILURES as exc:
+            raise LedgerError(f"ledger database unavailable: {type(exc).__name__}: {exc}") from exc
+        finally:
+            self._waiting -= 1
 
     async def _transact(self, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         """Run ``work`` in one transaction, again on a conflict, ``MAX_ATTEMPTS`` at most."""

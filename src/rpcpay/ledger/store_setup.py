@@ -40,11 +40,18 @@ async def open_gateway_store(
     data_dir: Path,
     synchronous: Literal["normal", "full"],
     pool_size: int,
+    queue_timeout_s: float = 5.0,
+    max_waiters: int = 64,
 ) -> TransactionalStore:
     """The store the settings name, schema ready; ``ConfigError`` if it cannot be used."""
     try:
         return await open_transactional_store(
-            ledger_url, data_dir, synchronous=synchronous, pool_size=pool_size
+            ledger_url,
+            data_dir,
+            synchronous=synchronous,
+            pool_size=pool_size,
+            queue_timeout_s=queue_timeout_s,
+            max_waiters=max_waiters,
         )
     except LedgerError as exc:
         where = redacted(ledger_url) if ledger_url else str(data_dir / "ledger.sqlite3")
