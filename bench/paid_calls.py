@@ -1,5 +1,9 @@
 """Paid get_info calls per second: the rpcpay gateway vs monerod 0.18's own payment.
 
+Superseded as the reference method by ``bench/paid_calls_wrk.py`` (wrk, bodies signed
+beforehand): this script's Python load generator signs as it goes, on the same cores, and so
+takes CPU from the servers it measures. Kept for the history in docs/benchmarks.md.
+
 Starts on loopback, in one run on this machine:
   * a plain regtest monerod (no payment) that the gateway fronts,
   * the gateway as a separate process (``python -m rpcpay serve --upstream-kind monero``),

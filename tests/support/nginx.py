@@ -81,6 +81,44 @@ def _wait_listening(port: int, process: subprocess.Popen[bytes], prefix: Path) -
     raise RuntimeError("nginx did not start listening")
 
 
+#: The process-level part of a config: everything under the prefix, no root needed.
+SKELETON = """\
+daemon off;
+master_process off;
+worker_processes 1;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    client_body_temp_path {prefix}/body;
+    proxy_temp_path {prefix}/proxy;
+    fastcgi_temp_path {prefix}/fastcgi;
+    uwsgi_temp_path {prefix}/uwsgi;
+    scgi_temp_path {prefix}/scgi;
+{http}
+}}
+"""
+
+
+@contextmanager
+def nginx_with(http: str, port: int, prefix: Path) -> Iterator[Nginx]:
+    """nginx running ``http`` (upstream and server blocks, listening on ``port``)."""
+    prefix.mkdir(parents=True, exist_ok=True)
+    config = prefix / "nginx.conf"
+    config.write_text(SKELETON.format(prefix=prefix, http=http))
+    process = subprocess.Popen(
+        [NGINX, "-p", str(prefix), "-c", str(config), "-e", str(prefix / "error.log")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_listening(port, process, prefix)
+        yield Nginx(port, prefix)
+    finally:
+        stop_process(process, timeout=10)
+
+
 @contextmanager
 def nginx_proxy(upstream_port: int, prefix: Path) -> Iterator[Nginx]:
     """nginx on a free loopback port proxying every path to 127.0.0.1:``upstream_port``."""
