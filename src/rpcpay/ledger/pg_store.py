@@ -51,6 +51,7 @@ import asyncpg
 from rpcpay.errors import LedgerBusy, LedgerError
 from rpcpay.ledger import pg_sessions
 from rpcpay.ledger.account import DEFAULT_FLUSH_AGE, DEFAULT_ZERO_FLUSH_AGE, U64_MAX, Account
+from rpcpay.ledger.group_commit import GroupCommit, Pending, resolve, settle_batch
 from rpcpay.ledger.session_rows import JobCache, JobRow, SessionRow, StoredSession
 from rpcpay.ledger.sqlite_store import ChequeRow
 from rpcpay.ledger.transactional import (
@@ -124,6 +125,24 @@ _UPDATE = (
     "UPDATE accounts SET "
     + ", ".join(f"{c} = ${i}" for i, c in enumerate(_COLUMNS[1:], start=2))
     + " WHERE client = $1"
+)
+_SELECT_ONE = _SELECT + " WHERE client = $1 FOR UPDATE"
+# A group transaction locks its rows in client order: two batches (of this process or
+# another) that share clients wait for each other, never deadlock.
+_SELECT_MANY = _SELECT + " WHERE client = ANY($1::bytea[]) ORDER BY client FOR UPDATE"
+_UNNEST = (
+    "unnest($1::bytea[], "
+    + ", ".join(f"${i}::numeric[]" for i in range(2, len(_COLUMNS) + 1))
+    + f") AS u({', '.join(_COLUMNS)})"
+)
+_UPDATE_MANY = (
+    "UPDATE accounts AS a SET "
+    + ", ".join(f"{c} = u.{c}" for c in _COLUMNS[1:])
+    + f" FROM {_UNNEST} WHERE a.client = u.client"
+)
+_INSERT_MANY = (
+    f"INSERT INTO accounts ({', '.join(_COLUMNS)}) SELECT {', '.join(f'u.{c}' for c in _COLUMNS)} "
+    f"FROM {_UNNEST} ON CONFLICT (client) DO NOTHING"
 )
 _INSERT_CHEQUE = f"INSERT INTO cheques ({_CHEQUE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
 _RETRYABLE = (asyncpg.SerializationError, asyncpg.DeadlockDetectedError)
@@ -223,6 +242,7 @@ class PostgresLedgerStore:
         self._closed = False
         self.cheques = PostgresChequeBook(self)
         self._jobs = JobCache()  # immutable job rows and templates
+        self._group = GroupCommit(self._commit_batch)
 
     @classmethod
     async def open(
@@ -357,10 +377,14 @@ class PostgresLedgerStore:
         return _affected(status)
 
     async def apply(self, client: bytes, step: Step[R], *, now: int) -> Applied[R]:
-        """Run ``step`` on ``client``'s account in one committed transaction."""
-        applied = await self._apply(client, step, None, now)
-        assert applied is not None  # only a refused cheque makes None
-        return applied
+        """Run ``step`` on ``client``'s account in one committed transaction, shared with
+        the other ``apply`` calls queued meanwhile (``group_commit``)."""
+        return await self._group.apply(client, step, now)
+
+    async def _commit_batch(self, batch: list[Pending]) -> None:
+        """One group transaction (retried whole on a conflict); callers hear after COMMIT."""
+        answers = await self._transact(lambda conn: _settle_batch_in(conn, batch))
+        resolve(batch, answers)
 
     async def apply_with_cheque(
         self, client: bytes, step: Step[R], cheque: ChequeJoin, *, now: int
@@ -459,6 +483,8 @@ class PostgresLedgerStore:
         # Closing twice is allowed and does nothing.
         if self._closed:
             return
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._group.wait_idle(), timeout=10)
         self._closed = True
         try:
             await asyncio.wait_for(self._pool.close(), timeout=10)
@@ -479,6 +505,44 @@ async def _settle_in(
     elif write and _affected(await conn.execute(_INSERT, *_params(new))) != 1:
         raise _InsertRace
     return Applied(outcome, new, stored=write or old is not None)
+
+
+async def _settle_batch_in(
+    conn: asyncpg.Connection, batch: list[Pending]
+) -> list[Applied[Any] | BaseException]:
+    """Lock and read every client's row (in client order), run the steps in queue order,
+    write each changed row once. A batch of one client uses the single-row statements."""
+    clients = sorted({item.client for item in batch})
+    stored: dict[bytes, Account | None] = dict.fromkeys(clients)
+    if len(clients) == 1:
+        row = await conn.fetchrow(_SELECT_ONE, clients[0])
+        rows = [] if row is None else [row]
+    else:
+        rows = await conn.fetch(_SELECT_MANY, clients)
+    for row in rows:
+        acct = _account(row)
+        stored[acct.client] = acct
+    settled = settle_batch(stored, batch)
+    updates = [w.account for w in settled.writes if w.existed]
+    inserts = [w.account for w in settled.writes if not w.existed]
+    if len(updates) == 1:
+        await conn.execute(_UPDATE, *_params(updates[0]))
+    elif updates:
+        await conn.execute(_UPDATE_MANY, *_columns(updates))
+    inserted = 0
+    if len(inserts) == 1:
+        inserted = _affected(await conn.execute(_INSERT, *_params(inserts[0])))
+    elif inserts:
+        inserted = _affected(await conn.execute(_INSERT_MANY, *_columns(inserts)))
+    # A row another process inserted since our read: run the whole batch again.
+    if inserts and inserted != len(inserts):
+        raise _InsertRace
+    return settled.answers
+
+
+def _columns(accounts: list[Account]) -> list[list[Any]]:
+    """The accounts as one list per column, for ``unnest``."""
+    return [[getattr(a, c) for a in accounts] for c in _COLUMNS]
 
 
 async def _roll_back_if_open(conn: asyncpg.Connection) -> None:

@@ -28,12 +28,13 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from rpcpay.errors import LedgerError
 from rpcpay.ledger import account as rules
 from rpcpay.ledger import sqlite_sessions as sessions
 from rpcpay.ledger.account import DEFAULT_FLUSH_AGE, DEFAULT_ZERO_FLUSH_AGE, Account
+from rpcpay.ledger.group_commit import GroupCommit, Pending, resolve, settle_batch
 from rpcpay.ledger.session_rows import JobCache, JobRow, SessionRow, StoredSession
 from rpcpay.ledger.sqlite_store import (
     _INSERT_CHEQUE,
@@ -60,6 +61,8 @@ from rpcpay.ledger.transactional import (
 R = TypeVar("R")
 T = TypeVar("T")
 
+_SELECT_ONE = _SELECT + " WHERE client = ?"
+
 
 def _join_cheque(db: sqlite3.Connection, cheque: ChequeJoin) -> bool:
     """Write the cheque's side of a credit; False if the cheque book refuses it."""
@@ -78,7 +81,7 @@ def _join_cheque(db: sqlite3.Connection, cheque: ChequeJoin) -> bool:
 
 def _settle_in(db: sqlite3.Connection, client: bytes, step: Step[R], now: int) -> Applied[R]:
     """Read the account, run ``step``, write the result if it must be written."""
-    row = db.execute(_SELECT + " WHERE client = ?", (client,)).fetchone()
+    row = db.execute(_SELECT_ONE, (client,)).fetchone()
     old = None if row is None else row_to_account(row)
     new, outcome, write = settle(client, old, step, now)
     if write:
@@ -98,6 +101,24 @@ def _apply_in(
     if cheque is not None and not _join_cheque(db, cheque):
         return None, False
     return _settle_in(db, client, step, now), True
+
+
+def _apply_batch_in(
+    db: sqlite3.Connection, batch: list[Pending]
+) -> tuple[list[Applied[Any] | BaseException], bool]:
+    """The body of one group transaction: read each client's row once, run the steps in
+    queue order (``settle_batch``), write each changed row once."""
+    stored = {}
+    for item in batch:
+        if item.client not in stored:
+            row = db.execute(_SELECT_ONE, (item.client,)).fetchone()
+            stored[item.client] = None if row is None else row_to_account(row)
+    settled = settle_batch(stored, batch)
+    if len(settled.writes) == 1:
+        db.execute(_UPSERT, account_to_row(settled.writes[0].account))
+    elif settled.writes:
+        db.executemany(_UPSERT, [account_to_row(w.account) for w in settled.writes])
+    return settled.answers, True
 
 
 def _apply_nonce_in(
@@ -164,6 +185,7 @@ class ThreadedSqliteStore:
         self.path = store.path
         self.cheques = ThreadedSqliteChequeBook(self)
         self._jobs = JobCache()  # immutable job rows and templates: touched on the thread only
+        self._group = GroupCommit(self._commit_batch)
 
     @classmethod
     async def open(
@@ -190,12 +212,14 @@ class ThreadedSqliteStore:
         return await loop.run_in_executor(self._executor, call, self._store)
 
     async def apply(self, client: bytes, step: Step[R], *, now: int) -> Applied[R]:
-        """Run ``step`` on ``client``'s account in one ``BEGIN IMMEDIATE`` transaction."""
-        applied = await self.run(
-            lambda s: s.transaction(lambda db: _apply_in(db, client, step, None, now))
-        )
-        assert applied is not None  # only a refused cheque makes None
-        return applied
+        """Run ``step`` on ``client``'s account in one ``BEGIN IMMEDIATE`` transaction,
+        shared with the other ``apply`` calls queued meanwhile (``group_commit``)."""
+        return await self._group.apply(client, step, now)
+
+    async def _commit_batch(self, batch: list[Pending]) -> None:
+        """One group transaction on the thread; the callers hear after its commit."""
+        answers = await self.run(lambda s: s.transaction(lambda db: _apply_batch_in(db, batch)))
+        resolve(batch, answers)
 
     async def apply_with_cheque(
         self, client: bytes, step: Step[R], cheque: ChequeJoin, *, now: int
@@ -299,6 +323,7 @@ class ThreadedSqliteStore:
         if self._closed:
             return
         try:
+            await self._group.wait_idle()
             await self.run(lambda s: s.close())
         finally:
             self._closed = True

@@ -1,0 +1,186 @@
+"""Group commit: ``apply`` calls that arrive while a transaction is in flight share the next.
+
+A store's plain ``apply`` (pay, refund, claim, touch, ...) goes through one ``GroupCommit``
+per store (per process). The contract, for every caller:
+
+- With nothing in flight, a call's transaction starts at once, alone: one caller at a time
+  costs what it did before (the store runs a batch of one with its single-row statements).
+- Calls that arrive while a transaction is in flight wait, in arrival order, and the next
+  transaction takes up to ``max_batch`` of them: their rows are read (PostgreSQL: locked
+  ``FOR UPDATE`` in client order, so two batches never deadlock on each other), every step
+  runs in queue order (several steps on one client see each other's result, exactly as if
+  they had been applied one after another), each changed row is written once, and there is
+  ONE commit (one fsync) for all of them.
+- A caller's future is resolved only after that commit: "durable before the client hears"
+  holds for each of them.
+- A step that raises fails its own caller only, with its exception (as it would alone); the
+  rest of the batch goes on without it (steps are pure, so leaving one out is exact).
+- A store failure fails the whole batch: nothing is written and every caller gets
+  ``LedgerError``. Conflicts (serialization failure, deadlock, a lost first-insert race)
+  retry the whole batch inside the store, which is harmless because steps are pure.
+- A caller cancelled before its batch starts is left out; one cancelled during the batch
+  is committed anyway (as a transaction handed to a thread always was).
+
+``settle_batch`` is the pure part, shared by the stores: given what is stored for each
+client of the batch, it runs the steps in order and says what to write and what to answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from rpcpay.errors import LedgerError
+from rpcpay.ledger.account import Account
+from rpcpay.ledger.transactional import Applied, Step, settle
+
+log = logging.getLogger("rpcpay.ledger")
+
+R = TypeVar("R")
+
+MAX_BATCH = 64
+"""Steps in one group transaction at most: bounds how long the rows stay locked."""
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """One queued ``apply``: its client, its step, its clock, and its caller's future."""
+
+    client: bytes
+    step: Step[Any]
+    now: int
+    future: asyncio.Future[Applied[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Write:
+    """A row a batch writes: the account after its last step, and whether a row held it
+    before the batch (an UPDATE) or not (an INSERT)."""
+
+    account: Account
+    existed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """What a batch does: each pending call's answer (an ``Applied`` or the exception its
+    step raised), and one write per changed row, in client order."""
+
+    answers: list[Applied[Any] | BaseException]
+    writes: list[Write]
+
+
+def settle_batch(stored: Mapping[bytes, Account | None], batch: Sequence[Pending]) -> Settled:
+    """Run the batch's steps in queue order on the stored rows (``stored``: every client of
+    the batch, None for no row), as sequential ``apply`` calls would have."""
+    current: dict[bytes, Account | None] = dict(stored)
+    existed = {client: acct is not None for client, acct in stored.items()}
+    touched: set[bytes] = set()
+    answers: list[Applied[Any] | BaseException] = []
+    for item in batch:
+        old = current[item.client]
+        try:
+            new, outcome, write = settle(item.client, old, item.step, item.now)
+        except Exception as exc:  # this caller's step alone fails, as it would alone
+            answers.append(exc)
+            continue
+        # What the next step on this client sees is what the store would now hold.
+        if write:
+            current[item.client] = new
+            touched.add(item.client)
+        answers.append(Applied(outcome, new, stored=write or old is not None))
+    writes = []
+    for client in sorted(touched):
+        acct = current[client]
+        assert acct is not None  # only written accounts are touched
+        writes.append(Write(acct, existed[client]))
+    return Settled(answers, writes)
+
+
+def resolve(batch: Sequence[Pending], answers: Sequence[Applied[Any] | BaseException]) -> None:
+    """Hand each caller its answer (after the commit)."""
+    for item, answer in zip(batch, answers, strict=True):
+        if item.future.done():  # cancelled while the batch was in flight
+            continue
+        if isinstance(answer, BaseException):
+            item.future.set_exception(answer)
+        else:
+            item.future.set_result(answer)
+
+
+def fail(batch: Sequence[Pending], exc: BaseException) -> None:
+    """Fail every caller of a batch that was not committed."""
+    error = exc if isinstance(exc, LedgerError) else LedgerError(f"ledger batch failed: {exc}")
+    for item in batch:
+        if not item.future.done():
+            item.future.set_exception(error)
+
+
+class GroupCommit:
+    """The queue in front of a store's plain ``apply``: one transaction in flight at a time,
+    and whatever queued meanwhile goes in the next one (see the module docstring).
+
+    ``commit(batch)`` is the store's side: it runs one transaction for the batch, retrying
+    conflicts itself, and resolves the futures (``resolve``) once it has committed; if it
+    raises, every caller of the batch gets ``LedgerError``.
+    """
+
+    def __init__(
+        self, commit: Callable[[list[Pending]], Awaitable[None]], max_batch: int = MAX_BATCH
+    ) -> None:
+        # A batch holds at least the call that started it.
+        if max_batch < 1:
+            raise ValueError("max_batch must be at least 1")
+        self._commit = commit
+        self._max_batch = max_batch
+        self._queue: deque[Pending] = deque()
+        self._busy = False
+        self._drainer: asyncio.Task[None] | None = None
+
+    async def apply(self, client: bytes, step: Step[R], now: int) -> Applied[R]:
+        """Run ``step`` on ``client``'s account in the next group transaction."""
+        future: asyncio.Future[Applied[R]] = asyncio.get_running_loop().create_future()
+        pending = Pending(client, step, now, future)
+        self._queue.append(pending)
+        if not self._busy:
+            self._busy = True
+            self._drainer = asyncio.get_running_loop().create_task(
+                self._drain(), name="rpcpay-ledger-batch"
+            )
+        return await future
+
+    async def _drain(self) -> None:
+        """Commit batches until nobody waits."""
+        queue = self._queue
+        try:
+            while queue:
+                batch: list[Pending] = []
+                while queue and len(batch) < self._max_batch:
+                    item = queue.popleft()
+                    # A caller that gave up before its batch started is left out.
+                    if not item.future.cancelled():
+                        batch.append(item)
+                if not batch:
+                    continue
+                try:
+                    await self._commit(batch)
+                except Exception as exc:
+                    fail(batch, exc)
+                except BaseException as exc:  # cancelled (the store is closing): fail all
+                    fail(batch, LedgerError("ledger closed while a batch was in flight"))
+                    fail(list(queue), LedgerError("ledger closed"))
+                    queue.clear()
+                    raise exc
+        finally:
+            self._busy = False
+            self._drainer = None
+
+    async def wait_idle(self) -> None:
+        """Wait for the batch in flight and the queued ones (before the store closes)."""
+        drainer = self._drainer
+        if drainer is not None:
+            await asyncio.shield(drainer)
