@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from rpcpay.errors import LedgerError
 from rpcpay.ledger.account import U64_MAX, Account
-from rpcpay.ledger.group_commit import GroupCommit, Pending, resolve, settle_batch
+from rpcpay.ledger.group_commit import Answers, GroupCommit, Pending, settle_batch
 from rpcpay.ledger.transactional import (
     Applied,
     Step,
@@ -149,16 +149,22 @@ async def test_a_failure_mid_batch_writes_nothing(store_backend: StoreBackend) -
         await store.apply(a, adjust_step(100), now=T0)
         before = await rows(store)
         await poison(store_backend, location, poisoned)
-        # Three calls at once: one batch, whose write of ``poisoned`` the database refuses.
+        # Calls at once: the first commits alone, the rest queue behind it into one batch,
+        # whose write of ``poisoned`` the database refuses.
         results = await asyncio.gather(
+            store.apply(c, adjust_step(1), now=T0),
             store.apply(a, adjust_step(5), now=T0),
             store.apply(poisoned, adjust_step(7), now=T0),
             store.apply(c, adjust_step(9), now=T0),
             store.apply(a, pay_step(1, 3), now=T0),
             return_exceptions=True,
         )
-        assert all(isinstance(r, LedgerError) for r in results), results
-        assert await rows(store) == before
+        first, batch = results[0], results[1:]
+        assert isinstance(first, Applied) and first.account.balance == 1
+        assert all(isinstance(r, LedgerError) for r in batch), batch
+        after = await rows(store)
+        assert after.pop(c).balance == 1
+        assert after == before
         # The store goes on serving the clients the database accepts.
         applied = await store.apply(a, adjust_step(5), now=T0)
         assert applied.account.balance == 105
@@ -197,7 +203,7 @@ class Recorder:
         self.gate.set()
         self.broken = False
 
-    async def commit(self, batch: list[Pending]) -> None:
+    async def commit(self, batch: list[Pending]) -> Answers:
         await self.gate.wait()
         self.batches.append(len(batch))
         if self.broken:
@@ -206,7 +212,7 @@ class Recorder:
         settled = settle_batch(stored, batch)
         for write in settled.writes:
             self.rows[write.account.client] = write.account
-        resolve(batch, settled.answers)
+        return settled.answers
 
 
 async def test_calls_queued_during_a_commit_share_the_next_one() -> None:
@@ -253,7 +259,8 @@ async def test_a_caller_cancelled_before_its_batch_is_left_out() -> None:
 
 
 def test_a_batch_needs_room_for_one_call() -> None:
-    async def commit(batch: list[Pending]) -> None: ...
+    async def commit(batch: list[Pending]) -> Answers:
+        return []
 
     with pytest.raises(ValueError):
         GroupCommit(commit, max_batch=0)

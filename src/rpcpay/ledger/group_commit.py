@@ -112,25 +112,32 @@ def resolve(batch: Sequence[Pending], answers: Sequence[Applied[Any] | BaseExcep
             item.future.set_result(answer)
 
 
-def fail(batch: Sequence[Pending], exc: BaseException) -> None:
+def fail(batch: Sequence[Pending], exc: Exception) -> None:
     """Fail every caller of a batch that was not committed."""
-    error = exc if isinstance(exc, LedgerError) else LedgerError(f"ledger batch failed: {exc}")
+    error = _as_ledger_error(exc)
     for item in batch:
         if not item.future.done():
             item.future.set_exception(error)
+
+
+Answers = list[Applied[Any] | BaseException]
 
 
 class GroupCommit:
     """The queue in front of a store's plain ``apply``: one transaction in flight at a time,
     and whatever queued meanwhile goes in the next one (see the module docstring).
 
-    ``commit(batch)`` is the store's side: it runs one transaction for the batch, retrying
-    conflicts itself, and resolves the futures (``resolve``) once it has committed; if it
-    raises, every caller of the batch gets ``LedgerError``.
+    ``commit(batch)`` is the store's side: it runs one transaction for the batch (retrying
+    conflicts itself) and returns each caller's answer once it has committed; if it raises,
+    every caller of the batch gets ``LedgerError``.
+
+    A call that finds nothing in flight runs its transaction in its own task (no queue, no
+    extra task: what one caller at a time paid before); a background task drains whatever
+    queued behind it, batch after batch, until nobody waits.
     """
 
     def __init__(
-        self, commit: Callable[[list[Pending]], Awaitable[None]], max_batch: int = MAX_BATCH
+        self, commit: Callable[[list[Pending]], Awaitable[Answers]], max_batch: int = MAX_BATCH
     ) -> None:
         # A batch holds at least the call that started it.
         if max_batch < 1:
@@ -143,15 +150,31 @@ class GroupCommit:
 
     async def apply(self, client: bytes, step: Step[R], now: int) -> Applied[R]:
         """Run ``step`` on ``client``'s account in the next group transaction."""
-        future: asyncio.Future[Applied[R]] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Applied[R]] = loop.create_future()
         pending = Pending(client, step, now, future)
-        self._queue.append(pending)
-        if not self._busy:
-            self._busy = True
-            self._drainer = asyncio.get_running_loop().create_task(
-                self._drain(), name="rpcpay-ledger-batch"
-            )
-        return await future
+        # A transaction in flight: wait for the next one, with whoever else queues.
+        if self._busy:
+            self._queue.append(pending)
+            return await future
+        self._busy = True
+        try:
+            answers = await self._commit([pending])
+        except Exception as exc:
+            raise _as_ledger_error(exc) from exc
+        finally:
+            self._hand_over(loop)
+        answer = answers[0]
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
+
+    def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
+        """After a transaction: drain what queued meanwhile, or go idle."""
+        if self._queue:
+            self._drainer = loop.create_task(self._drain(), name="rpcpay-ledger-batch")
+        else:
+            self._busy = False
 
     async def _drain(self) -> None:
         """Commit batches until nobody waits."""
@@ -167,20 +190,26 @@ class GroupCommit:
                 if not batch:
                     continue
                 try:
-                    await self._commit(batch)
+                    answers = await self._commit(batch)
                 except Exception as exc:
                     fail(batch, exc)
-                except BaseException as exc:  # cancelled (the store is closing): fail all
+                except BaseException:  # cancelled (the loop is closing): fail every caller
                     fail(batch, LedgerError("ledger closed while a batch was in flight"))
                     fail(list(queue), LedgerError("ledger closed"))
                     queue.clear()
-                    raise exc
+                    raise
+                else:
+                    resolve(batch, answers)
         finally:
             self._busy = False
             self._drainer = None
 
     async def wait_idle(self) -> None:
-        """Wait for the batch in flight and the queued ones (before the store closes)."""
+        """Wait for the queued batches to commit (before the store closes)."""
         drainer = self._drainer
         if drainer is not None:
             await asyncio.shield(drainer)
+
+
+def _as_ledger_error(exc: Exception) -> LedgerError:
+    return exc if isinstance(exc, LedgerError) else LedgerError(f"ledger batch failed: {exc}")

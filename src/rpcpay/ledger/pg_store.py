@@ -51,7 +51,7 @@ import asyncpg
 from rpcpay.errors import LedgerBusy, LedgerError
 from rpcpay.ledger import pg_sessions
 from rpcpay.ledger.account import DEFAULT_FLUSH_AGE, DEFAULT_ZERO_FLUSH_AGE, U64_MAX, Account
-from rpcpay.ledger.group_commit import GroupCommit, Pending, resolve, settle_batch
+from rpcpay.ledger.group_commit import Answers, GroupCommit, Pending, settle_batch
 from rpcpay.ledger.session_rows import JobCache, JobRow, SessionRow, StoredSession
 from rpcpay.ledger.sqlite_store import ChequeRow
 from rpcpay.ledger.transactional import (
@@ -381,10 +381,9 @@ class PostgresLedgerStore:
         the other ``apply`` calls queued meanwhile (``group_commit``)."""
         return await self._group.apply(client, step, now)
 
-    async def _commit_batch(self, batch: list[Pending]) -> None:
-        """One group transaction (retried whole on a conflict); callers hear after COMMIT."""
-        answers = await self._transact(lambda conn: _settle_batch_in(conn, batch))
-        resolve(batch, answers)
+    async def _commit_batch(self, batch: list[Pending]) -> Answers:
+        """One group transaction (retried whole on a conflict); the answers after COMMIT."""
+        return await self._transact(lambda conn: _settle_batch_in(conn, batch))
 
     async def apply_with_cheque(
         self, client: bytes, step: Step[R], cheque: ChequeJoin, *, now: int
@@ -507,9 +506,7 @@ async def _settle_in(
     return Applied(outcome, new, stored=write or old is not None)
 
 
-async def _settle_batch_in(
-    conn: asyncpg.Connection, batch: list[Pending]
-) -> list[Applied[Any] | BaseException]:
+async def _settle_batch_in(conn: asyncpg.Connection, batch: list[Pending]) -> Answers:
     """Lock and read every client's row (in client order), run the steps in queue order,
     write each changed row once. A batch of one client uses the single-row statements."""
     clients = sorted({item.client for item in batch})

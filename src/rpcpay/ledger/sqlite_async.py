@@ -28,13 +28,13 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Literal, TypeVar
 
 from rpcpay.errors import LedgerError
 from rpcpay.ledger import account as rules
 from rpcpay.ledger import sqlite_sessions as sessions
 from rpcpay.ledger.account import DEFAULT_FLUSH_AGE, DEFAULT_ZERO_FLUSH_AGE, Account
-from rpcpay.ledger.group_commit import GroupCommit, Pending, resolve, settle_batch
+from rpcpay.ledger.group_commit import Answers, GroupCommit, Pending, settle_batch
 from rpcpay.ledger.session_rows import JobCache, JobRow, SessionRow, StoredSession
 from rpcpay.ledger.sqlite_store import (
     _INSERT_CHEQUE,
@@ -103,9 +103,7 @@ def _apply_in(
     return _settle_in(db, client, step, now), True
 
 
-def _apply_batch_in(
-    db: sqlite3.Connection, batch: list[Pending]
-) -> tuple[list[Applied[Any] | BaseException], bool]:
+def _apply_batch_in(db: sqlite3.Connection, batch: list[Pending]) -> tuple[Answers, bool]:
     """The body of one group transaction: read each client's row once, run the steps in
     queue order (``settle_batch``), write each changed row once."""
     stored = {}
@@ -216,10 +214,9 @@ class ThreadedSqliteStore:
         shared with the other ``apply`` calls queued meanwhile (``group_commit``)."""
         return await self._group.apply(client, step, now)
 
-    async def _commit_batch(self, batch: list[Pending]) -> None:
-        """One group transaction on the thread; the callers hear after its commit."""
-        answers = await self.run(lambda s: s.transaction(lambda db: _apply_batch_in(db, batch)))
-        resolve(batch, answers)
+    async def _commit_batch(self, batch: list[Pending]) -> Answers:
+        """One group transaction on the thread; its callers' answers once it committed."""
+        return await self.run(lambda s: s.transaction(lambda db: _apply_batch_in(db, batch)))
 
     async def apply_with_cheque(
         self, client: bytes, step: Step[R], cheque: ChequeJoin, *, now: int
