@@ -509,6 +509,9 @@ async def _settle_in(
 async def _settle_batch_in(conn: asyncpg.Connection, batch: list[Pending]) -> Answers:
     """Lock and read every client's row (in client order), run the steps in queue order,
     write each changed row once. A batch of one client uses the single-row statements."""
+    # One call (the common case: nothing else was in flight) takes the single-row path.
+    if len(batch) == 1:
+        return await _settle_one_in(conn, batch[0])
     clients = sorted({item.client for item in batch})
     stored: dict[bytes, Account | None] = dict.fromkeys(clients)
     if len(clients) == 1:
@@ -535,6 +538,23 @@ async def _settle_batch_in(conn: asyncpg.Connection, batch: list[Pending]) -> An
     if inserts and inserted != len(inserts):
         raise _InsertRace
     return settled.answers
+
+
+async def _settle_one_in(conn: asyncpg.Connection, item: Pending) -> Answers:
+    """A group transaction of one call (``_settle_in``, with the step's own failure
+    reported to its caller, nothing written)."""
+    row = await conn.fetchrow(_SELECT_ONE, item.client)
+    old = None if row is None else _account(row)
+    try:
+        new, outcome, write = settle(item.client, old, item.step, item.now)
+    except Exception as exc:  # the step's failure is its caller's; nothing to write
+        return [exc]
+    if write and old is not None:
+        await conn.execute(_UPDATE, *_params(new))
+    # A row another process inserted since our read: run the whole transaction again.
+    elif write and _affected(await conn.execute(_INSERT, *_params(new))) != 1:
+        raise _InsertRace
+    return [Applied(outcome, new, stored=write or old is not None)]
 
 
 def _columns(accounts: list[Account]) -> list[list[Any]]:

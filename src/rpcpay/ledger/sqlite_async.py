@@ -125,6 +125,9 @@ def _apply_in(
 def _apply_batch_in(db: sqlite3.Connection, batch: list[Pending]) -> tuple[Answers, bool]:
     """The body of one group transaction: read each client's row once, run the steps in
     queue order (``settle_batch``), write each changed row once."""
+    # One call (the common case: nothing else was in flight) takes the single-row path.
+    if len(batch) == 1:
+        return _apply_one_in(db, batch[0])
     stored = {}
     for item in batch:
         if item.client not in stored:
@@ -136,6 +139,20 @@ def _apply_batch_in(db: sqlite3.Connection, batch: list[Pending]) -> tuple[Answe
     elif settled.writes:
         db.executemany(_UPSERT, [account_to_row(w.account) for w in settled.writes])
     return settled.answers, True
+
+
+def _apply_one_in(db: sqlite3.Connection, item: Pending) -> tuple[Answers, bool]:
+    """A group transaction of one call (``_settle_in``, with the step's own failure
+    reported to its caller, nothing written)."""
+    row = db.execute(_SELECT_ONE, (item.client,)).fetchone()
+    old = None if row is None else row_to_account(row)
+    try:
+        new, outcome, write = settle(item.client, old, item.step, item.now)
+    except Exception as exc:  # the step's failure is its caller's; nothing to write
+        return [exc], False
+    if write:
+        db.execute(_UPSERT, account_to_row(new))
+    return [Applied(outcome, new, stored=write or old is not None)], True
 
 
 def _apply_nonce_in(
