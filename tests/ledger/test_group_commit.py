@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rpcpay.errors import LedgerError
+from rpcpay.errors import LedgerBusy, LedgerError
 from rpcpay.ledger.account import U64_MAX, Account
 from rpcpay.ledger.group_commit import Answers, GroupCommit, Pending, settle_batch
 from rpcpay.ledger.transactional import (
@@ -220,12 +220,15 @@ class Recorder:
         self.gate = asyncio.Event()
         self.gate.set()
         self.broken = False
+        self.busy = False
 
     async def commit(self, batch: list[Pending]) -> Answers:
         await self.gate.wait()
         self.batches.append(len(batch))
         if self.broken:
             raise OSError("disk gone")
+        if self.busy:
+            raise LedgerBusy("ledger busy: no connection free")
         stored = {p.client: self.rows.get(p.client) for p in batch}
         settled = settle_batch(stored, batch)
         for write in settled.writes:
@@ -274,6 +277,27 @@ async def test_a_caller_cancelled_before_its_batch_is_left_out() -> None:
     await first
     assert rec.batches == [1]
     assert CLIENTS[1] not in rec.rows
+
+
+async def test_the_queue_is_bounded_and_a_busy_store_refuses_the_queue_too() -> None:
+    rec = Recorder()
+    group = GroupCommit(rec.commit, max_waiting=2)
+    rec.gate.clear()
+    first = asyncio.ensure_future(group.apply(CLIENTS[0], adjust_step(1), T0))
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    second = asyncio.ensure_future(group.apply(CLIENTS[1], adjust_step(1), T0))
+    await asyncio.sleep(0)
+    # One call in flight and one queued: a third is refused without waiting.
+    with pytest.raises(LedgerBusy, match="2 calls already wait"):
+        await group.apply(CLIENTS[2], adjust_step(1), T0)
+    # The store gives the first no connection: the one queued behind it is refused too.
+    rec.busy = True
+    rec.gate.set()
+    for call in (first, second):
+        with pytest.raises(LedgerBusy, match="no connection"):
+            await call
+    assert rec.batches == [1] and rec.rows == {}
 
 
 def test_a_batch_needs_room_for_one_call() -> None:

@@ -11,6 +11,9 @@ per store (per process). The contract, for every caller:
   runs in queue order (several steps on one client see each other's result, exactly as if
   they had been applied one after another), each changed row is written once, and there is
   ONE commit (one fsync) for all of them.
+- At most ``max_waiting`` calls wait at once (queued, or in the transaction in flight);
+  one more is refused at once with ``LedgerBusy``, and when the store gives a batch no
+  connection in time (``LedgerBusy``), the calls queued behind it get the same answer.
 - A caller's future is resolved only after that commit: "durable before the client hears"
   holds for each of them.
 - A step that raises fails its own caller only, with its exception (as it would alone); the
@@ -18,8 +21,10 @@ per store (per process). The contract, for every caller:
 - A store failure fails the whole batch: nothing is written and every caller gets
   ``LedgerError``. Conflicts (serialization failure, deadlock, a lost first-insert race)
   retry the whole batch inside the store, which is harmless because steps are pure.
-- A caller cancelled before its batch starts is left out; one cancelled during the batch
-  is committed anyway (as a transaction handed to a thread always was).
+- A queued caller cancelled before its batch starts is left out; one cancelled while its
+  batch is in flight is committed anyway (it shares the transaction with the others). A
+  call that ran alone is cancelled as before: its transaction still commits on SQLite's
+  thread, and is rolled back on PostgreSQL.
 
 ``settle_batch`` is the pure part, shared by the stores: given what is stored for each
 client of the batch, it runs the steps in order and says what to write and what to answer.
@@ -28,17 +33,14 @@ client of the batch, it runs the steps in order and says what to write and what 
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from rpcpay.errors import LedgerError
+from rpcpay.errors import LedgerBusy, LedgerError
 from rpcpay.ledger.account import Account
 from rpcpay.ledger.transactional import Applied, Step, settle
-
-log = logging.getLogger("rpcpay.ledger")
 
 R = TypeVar("R")
 
@@ -137,32 +139,58 @@ class GroupCommit:
     """
 
     def __init__(
-        self, commit: Callable[[list[Pending]], Awaitable[Answers]], max_batch: int = MAX_BATCH
+        self,
+        commit: Callable[[list[Pending]], Awaitable[Answers]],
+        max_batch: int = MAX_BATCH,
+        max_waiting: int | None = None,
     ) -> None:
         # A batch holds at least the call that started it.
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
         self._commit = commit
         self._max_batch = max_batch
+        self._max_waiting = max_waiting
         self._queue: deque[Pending] = deque()
+        self._in_flight = 0  # calls in the transaction now running
         self._busy = False
         self._drainer: asyncio.Task[None] | None = None
+
+    def _refuse_if_full(self) -> None:
+        """``LedgerBusy`` at once when ``max_waiting`` calls already wait (queued or in
+        the transaction in flight): one more would only wait longer."""
+        waiting = len(self._queue) + self._in_flight
+        if self._max_waiting is not None and waiting >= self._max_waiting:
+            raise LedgerBusy(f"ledger busy: {waiting} calls already wait")
+
+    def _give_up_queue(self, exc: LedgerBusy) -> None:
+        """The store gave a batch no connection in time: the calls queued behind it would
+        wait as long again, so they are refused now with the same answer."""
+        fail(list(self._queue), exc)
+        self._queue.clear()
 
     async def apply(self, client: bytes, step: Step[R], now: int) -> Applied[R]:
         """Run ``step`` on ``client``'s account in the next group transaction."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Applied[R]] = loop.create_future()
         pending = Pending(client, step, now, future)
+        self._refuse_if_full()
         # A transaction in flight: wait for the next one, with whoever else queues.
         if self._busy:
             self._queue.append(pending)
             return await future
         self._busy = True
+        self._in_flight = 1
         try:
             answers = await self._commit([pending])
+        except LedgerBusy as exc:
+            self._give_up_queue(exc)
+            raise
+        except LedgerError:
+            raise
         except Exception as exc:
             raise _as_ledger_error(exc) from exc
         finally:
+            self._in_flight = 0
             self._hand_over(loop)
         answer = answers[0]
         if isinstance(answer, BaseException):
@@ -189,10 +217,13 @@ class GroupCommit:
                         batch.append(item)
                 if not batch:
                     continue
+                self._in_flight = len(batch)
                 try:
                     answers = await self._commit(batch)
                 except Exception as exc:
                     fail(batch, exc)
+                    if isinstance(exc, LedgerBusy):
+                        self._give_up_queue(exc)
                 except BaseException:  # cancelled (the loop is closing): fail every caller
                     fail(batch, LedgerError("ledger closed while a batch was in flight"))
                     fail(list(queue), LedgerError("ledger closed"))
@@ -200,6 +231,8 @@ class GroupCommit:
                     raise
                 else:
                     resolve(batch, answers)
+                finally:
+                    self._in_flight = 0
         finally:
             self._busy = False
             self._drainer = None
