@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from rpcpay.errors import LedgerBusy, LedgerError
 from rpcpay.ledger.account import U64_MAX, Account
-from rpcpay.ledger.group_commit import Answers, GroupCommit, Pending, settle_batch
+from rpcpay.ledger.group_commit import Answers, GroupCommit, Locked, Pending, settle_batch
 from rpcpay.ledger.transactional import (
     Applied,
     Step,
@@ -222,7 +222,8 @@ class Recorder:
         self.broken = False
         self.busy = False
 
-    async def commit(self, batch: list[Pending]) -> Answers:
+    async def commit(self, batch: list[Pending], locked: Locked) -> Answers:
+        locked()
         await self.gate.wait()
         self.batches.append(len(batch))
         if self.broken:
@@ -301,7 +302,7 @@ async def test_the_queue_is_bounded_and_a_busy_store_refuses_the_queue_too() -> 
 
 
 def test_a_batch_needs_room_for_one_call() -> None:
-    async def commit(batch: list[Pending]) -> Answers:
+    async def commit(batch: list[Pending], locked: Locked) -> Answers:
         return []
 
     with pytest.raises(ValueError):

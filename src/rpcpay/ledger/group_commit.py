@@ -5,9 +5,12 @@ per store (per process). The contract, for every caller:
 
 - With nothing in flight, a call's transaction starts at once, alone: one caller at a time
   costs what it did before (the store runs a batch of one with its single-row statements).
-- Calls that arrive while a transaction is in flight wait, in arrival order, and the next
-  transaction takes up to ``max_batch`` of them: their rows are read (PostgreSQL: locked
-  ``FOR UPDATE`` in client order, so two batches never deadlock on each other), every step
+- Calls that arrive while transactions are in flight (at most ``max_in_flight``: 1 on
+  SQLite, whose writers take turns anyway; 2 on PostgreSQL, so that one batch's commit
+  overlaps the next one's round trips and PostgreSQL can flush both with one fsync) wait,
+  in arrival order, and the next transaction takes up to ``max_batch`` of them: their
+  rows are read (PostgreSQL: locked ``FOR UPDATE`` in client order, so two batches never
+  deadlock on each other), every step
   runs in queue order (several steps on one client see each other's result, exactly as if
   they had been applied one after another), each changed row is written once, and there is
   ONE commit (one fsync) for all of them.
@@ -125,40 +128,67 @@ def fail(batch: Sequence[Pending], exc: Exception) -> None:
 Answers = list[Applied[Any] | BaseException]
 
 
+Locked = Callable[[], None]
+"""Called by a store's commit once its transaction holds the batch's rows."""
+
+
+class _Txn:
+    """One transaction in flight: its batch's size, and whether it holds its rows yet."""
+
+    __slots__ = ("locked", "size")
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.locked = False
+
+
 class GroupCommit:
-    """The queue in front of a store's plain ``apply``: one transaction in flight at a time,
-    and whatever queued meanwhile goes in the next one (see the module docstring).
+    """The queue in front of a store's plain ``apply`` (see the module docstring).
 
-    ``commit(batch)`` is the store's side: it runs one transaction for the batch (retrying
-    conflicts itself) and returns each caller's answer once it has committed; if it raises,
-    every caller of the batch gets ``LedgerError``.
+    ``commit(batch, locked)`` is the store's side: it runs one transaction for the batch
+    (retrying conflicts itself), calls ``locked()`` once the transaction holds the batch's
+    rows (PostgreSQL: after ``SELECT ... FOR UPDATE``), and returns each caller's answer once
+    it has committed; if it raises, every caller of the batch gets ``LedgerError``.
 
-    A call that finds nothing in flight runs its transaction in its own task (no queue, no
-    extra task: what one caller at a time paid before); a background task drains whatever
-    queued behind it, batch after batch, until nobody waits.
+    At most ``max_in_flight`` transactions run at once, and one starts only when the one
+    before it holds its rows: a later transaction that shares a client then waits for the
+    earlier one's commit on the row lock, so steps on one client still run in queue order,
+    while the commits (the fsyncs) of the two overlap. (A transaction retried after a
+    conflict with another process gives its rows up meanwhile; calls on one client that were
+    queued at the same moment may then run in either order, as calls made at once may.)
+
+    A call that may start a transaction at once runs it in its own task (no queue, no extra
+    task: what one caller at a time paid before); queued calls are drained, batch after
+    batch, by tasks of their own until nobody waits.
     """
 
     def __init__(
         self,
-        commit: Callable[[list[Pending]], Awaitable[Answers]],
+        commit: Callable[[list[Pending], Locked], Awaitable[Answers]],
         max_batch: int = MAX_BATCH,
         max_waiting: int | None = None,
+        max_in_flight: int = 1,
     ) -> None:
-        # A batch holds at least the call that started it.
-        if max_batch < 1:
-            raise ValueError("max_batch must be at least 1")
+        # A batch holds at least the call that started it, and one transaction must run.
+        if max_batch < 1 or max_in_flight < 1:
+            raise ValueError("max_batch and max_in_flight must be at least 1")
         self._commit = commit
         self._max_batch = max_batch
         self._max_waiting = max_waiting
+        self._max_in_flight = max_in_flight
         self._queue: deque[Pending] = deque()
-        self._in_flight = 0  # calls in the transaction now running
-        self._busy = False
-        self._drainer: asyncio.Task[None] | None = None
+        self._txns: list[_Txn] = []  # the transactions in flight, oldest first
+        self._drainers: set[asyncio.Task[None]] = set()
+
+    def _may_start(self) -> bool:
+        """Room for another transaction, and every one in flight holds its rows."""
+        txns = self._txns
+        return len(txns) < self._max_in_flight and (not txns or txns[-1].locked)
 
     def _refuse_if_full(self) -> None:
         """``LedgerBusy`` at once when ``max_waiting`` calls already wait (queued or in
-        the transaction in flight): one more would only wait longer."""
-        waiting = len(self._queue) + self._in_flight
+        a transaction in flight): one more would only wait longer."""
+        waiting = len(self._queue) + sum(t.size for t in self._txns)
         if self._max_waiting is not None and waiting >= self._max_waiting:
             raise LedgerBusy(f"ledger busy: {waiting} calls already wait")
 
@@ -174,14 +204,29 @@ class GroupCommit:
         future: asyncio.Future[Applied[R]] = loop.create_future()
         pending = Pending(client, step, now, future)
         self._refuse_if_full()
-        # A transaction in flight: wait for the next one, with whoever else queues.
-        if self._busy:
+        # Transactions in flight, or calls queued before this one: wait for a later one.
+        if self._queue or not self._may_start():
             self._queue.append(pending)
             return await future
-        self._busy = True
-        self._in_flight = 1
+        answers = await self._run([pending])
+        answer = answers[0]
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
+
+    async def _run(self, batch: list[Pending]) -> Answers:
+        """One transaction for ``batch``; what it answers, or the store's error."""
+        txn = _Txn(len(batch))
+        self._txns.append(txn)
+
+        def locked() -> None:
+            # The next transaction may start once this one holds its rows.
+            if not txn.locked:
+                txn.locked = True
+                self._kick()
+
         try:
-            answers = await self._commit([pending])
+            return await self._commit(batch, locked)
         except LedgerBusy as exc:
             self._give_up_queue(exc)
             raise
@@ -190,58 +235,46 @@ class GroupCommit:
         except Exception as exc:
             raise _as_ledger_error(exc) from exc
         finally:
-            self._in_flight = 0
-            self._hand_over(loop)
-        answer = answers[0]
-        if isinstance(answer, BaseException):
-            raise answer
-        return answer
+            self._txns.remove(txn)
+            self._kick()
 
-    def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
-        """After a transaction: drain what queued meanwhile, or go idle."""
-        if self._queue:
-            self._drainer = loop.create_task(self._drain(), name="rpcpay-ledger-batch")
-        else:
-            self._busy = False
+    def _kick(self) -> None:
+        """Start a transaction for the queued calls, if one may start now."""
+        if not self._queue or not self._may_start():
+            return
+        batch: list[Pending] = []
+        while self._queue and len(batch) < self._max_batch:
+            item = self._queue.popleft()
+            # A caller that gave up before its batch started is left out.
+            if not item.future.cancelled():
+                batch.append(item)
+        if not batch:
+            self._kick()
+            return
+        task = asyncio.get_running_loop().create_task(
+            self._drain(batch), name="rpcpay-ledger-batch"
+        )
+        self._drainers.add(task)
+        task.add_done_callback(self._drainers.discard)
 
-    async def _drain(self) -> None:
-        """Commit batches until nobody waits."""
-        queue = self._queue
+    async def _drain(self, batch: list[Pending]) -> None:
+        """Commit one batch of queued calls and answer them."""
         try:
-            while queue:
-                batch: list[Pending] = []
-                while queue and len(batch) < self._max_batch:
-                    item = queue.popleft()
-                    # A caller that gave up before its batch started is left out.
-                    if not item.future.cancelled():
-                        batch.append(item)
-                if not batch:
-                    continue
-                self._in_flight = len(batch)
-                try:
-                    answers = await self._commit(batch)
-                except Exception as exc:
-                    fail(batch, exc)
-                    if isinstance(exc, LedgerBusy):
-                        self._give_up_queue(exc)
-                except BaseException:  # cancelled (the loop is closing): fail every caller
-                    fail(batch, LedgerError("ledger closed while a batch was in flight"))
-                    fail(list(queue), LedgerError("ledger closed"))
-                    queue.clear()
-                    raise
-                else:
-                    resolve(batch, answers)
-                finally:
-                    self._in_flight = 0
-        finally:
-            self._busy = False
-            self._drainer = None
+            answers = await self._run(batch)
+        except Exception as exc:
+            fail(batch, exc)
+        except BaseException:  # cancelled (the loop is closing): fail every caller
+            fail(batch, LedgerError("ledger closed while a batch was in flight"))
+            fail(list(self._queue), LedgerError("ledger closed"))
+            self._queue.clear()
+            raise
+        else:
+            resolve(batch, answers)
 
     async def wait_idle(self) -> None:
-        """Wait for the queued batches to commit (before the store closes)."""
-        drainer = self._drainer
-        if drainer is not None:
-            await asyncio.shield(drainer)
+        """Wait for the queued calls' transactions to commit (before the store closes)."""
+        while self._drainers:
+            await asyncio.gather(*self._drainers, return_exceptions=True)
 
 
 def _as_ledger_error(exc: Exception) -> LedgerError:

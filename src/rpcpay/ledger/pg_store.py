@@ -62,7 +62,7 @@ import asyncpg
 from rpcpay.errors import LedgerBusy, LedgerError
 from rpcpay.ledger import pg_sessions
 from rpcpay.ledger.account import DEFAULT_FLUSH_AGE, DEFAULT_ZERO_FLUSH_AGE, U64_MAX, Account
-from rpcpay.ledger.group_commit import Answers, GroupCommit, Pending, settle_batch
+from rpcpay.ledger.group_commit import Answers, GroupCommit, Locked, Pending, settle_batch
 from rpcpay.ledger.session_rows import JobCache, JobRow, SessionRow, StoredSession
 from rpcpay.ledger.sqlite_store import ChequeRow
 from rpcpay.ledger.transactional import (
@@ -254,7 +254,7 @@ class PostgresLedgerStore:
         self.cheques = PostgresChequeBook(self)
         self._jobs = JobCache()  # immutable job rows and templates
         # The group's queue is bounded as the pool's is: at most max_waiters calls wait.
-        self._group = GroupCommit(self._commit_batch, max_waiting=max_waiters)
+        self._group = GroupCommit(self._commit_batch, max_waiting=max_waiters, max_in_flight=2)
 
     @classmethod
     async def open(
@@ -393,9 +393,9 @@ class PostgresLedgerStore:
         the other ``apply`` calls queued meanwhile (``group_commit``)."""
         return await self._group.apply(client, step, now)
 
-    async def _commit_batch(self, batch: list[Pending]) -> Answers:
+    async def _commit_batch(self, batch: list[Pending], locked: Locked) -> Answers:
         """One group transaction (retried whole on a conflict); the answers after COMMIT."""
-        return await self._transact(lambda conn: _settle_batch_in(conn, batch))
+        return await self._transact(lambda conn: _settle_batch_in(conn, batch, locked))
 
     async def apply_with_cheque(
         self, client: bytes, step: Step[R], cheque: ChequeJoin, *, now: int
@@ -518,12 +518,14 @@ async def _settle_in(
     return Applied(outcome, new, stored=write or old is not None)
 
 
-async def _settle_batch_in(conn: asyncpg.Connection, batch: list[Pending]) -> Answers:
+async def _settle_batch_in(
+    conn: asyncpg.Connection, batch: list[Pending], locked: Locked
+) -> Answers:
     """Lock and read every client's row (in client order), run the steps in queue order,
     write each changed row once. A batch of one client uses the single-row statements."""
     # One call (the common case: nothing else was in flight) takes the single-row path.
     if len(batch) == 1:
-        return await _settle_one_in(conn, batch[0])
+        return await _settle_one_in(conn, batch[0], locked)
     clients = sorted({item.client for item in batch})
     stored: dict[bytes, Account | None] = dict.fromkeys(clients)
     if len(clients) == 1:
@@ -531,6 +533,7 @@ async def _settle_batch_in(conn: asyncpg.Connection, batch: list[Pending]) -> An
         rows = [] if row is None else [row]
     else:
         rows = await conn.fetch(_SELECT_MANY, clients)
+    locked()
     for row in rows:
         acct = _account(row)
         stored[acct.client] = acct
@@ -552,10 +555,11 @@ async def _settle_batch_in(conn: asyncpg.Connection, batch: list[Pending]) -> An
     return settled.answers
 
 
-async def _settle_one_in(conn: asyncpg.Connection, item: Pending) -> Answers:
+async def _settle_one_in(conn: asyncpg.Connection, item: Pending, locked: Locked) -> Answers:
     """A group transaction of one call (``_settle_in``, with the step's own failure
     reported to its caller, nothing written)."""
     row = await conn.fetchrow(_SELECT_ONE, item.client)
+    locked()
     old = None if row is None else _account(row)
     try:
         new, outcome, write = settle(item.client, old, item.step, item.now)

@@ -29,8 +29,9 @@ process or by this store's thread fails at once; the batch is tried again after 
 of the loop, ``INLINE_ATTEMPTS`` times, then goes to the thread, which waits for the lock
 as every other call does) and no automatic checkpoint (the checkpoint's fsync runs on the
 thread every ``CHECKPOINT_EVERY`` such commits). Durability is unchanged: a commit is in
-the WAL before its caller hears, as ``normal`` always promised. The thread hop was most of the ledger's cost per paid call: a queue put, a wake-up of the thread, a
-call back into the loop through its self-pipe, and the two threads trading the GIL.
+the WAL before its caller hears, as ``normal`` always promised. The thread hop was most
+of the ledger's cost per paid call: a queue put, a wake-up of the thread, a call back into
+the loop through its self-pipe, and the two threads trading the GIL.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ from rpcpay.errors import LedgerError
 from rpcpay.ledger import account as rules
 from rpcpay.ledger import sqlite_sessions as sessions
 from rpcpay.ledger.account import DEFAULT_FLUSH_AGE, DEFAULT_ZERO_FLUSH_AGE, Account
-from rpcpay.ledger.group_commit import Answers, GroupCommit, Pending, settle_batch
+from rpcpay.ledger.group_commit import Answers, GroupCommit, Locked, Pending, settle_batch
 from rpcpay.ledger.session_rows import JobCache, JobRow, SessionRow, StoredSession
 from rpcpay.ledger.sqlite_store import (
     _INSERT_CHEQUE,
@@ -281,7 +282,7 @@ class ThreadedSqliteStore:
         shared with the other ``apply`` calls queued meanwhile (``group_commit``)."""
         return await self._group.apply(client, step, now)
 
-    async def _commit_batch(self, batch: list[Pending]) -> Answers:
+    async def _commit_batch(self, batch: list[Pending], locked: Locked) -> Answers:
         """One group transaction, on the loop's connection if it can have the write lock at
         once, else on the thread; its callers' answers once it committed."""
         inline = self._inline
