@@ -31,7 +31,10 @@ as every other call does) and no automatic checkpoint (the checkpoint's fsync ru
 thread every ``CHECKPOINT_EVERY`` such commits). Durability is unchanged: a commit is in
 the WAL before its caller hears, as ``normal`` always promised. The thread hop was most
 of the ledger's cost per paid call: a queue put, a wake-up of the thread, a call back into
-the loop through its self-pipe, and the two threads trading the GIL.
+the loop through its self-pipe, and the two threads trading the GIL. Measured by
+bench/paid_calls_wrk.py (paid ``get_info``, one process, against the code before in the
+same run): server CPU per call 243/230/210 us at 1/4/16 connections against 339/275/303
+us, and the ledger's p99 per charge under 0.2 ms against 3.8-13 ms.
 """
 
 from __future__ import annotations
