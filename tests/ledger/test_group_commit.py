@@ -208,6 +208,23 @@ async def test_a_raising_step_fails_its_caller_only(store_backend: StoreBackend)
         await store.close()
 
 
+async def test_a_call_queued_behind_a_new_accounts_insert_sees_it(
+    store_backend: StoreBackend,
+) -> None:
+    store = await store_backend.open(store_backend.fresh())
+    try:
+        a = CLIENTS[0]
+        # The first creates the row; the touch (which writes nothing itself) must see it,
+        # although no lock could be taken on a row that did not exist yet.
+        created, touched = await asyncio.gather(
+            store.apply(a, adjust_step(10), now=T0), store.apply(a, touch_step(T0 + 5), now=T0)
+        )
+        assert created.account.balance == 10
+        assert touched.account.balance == 10 and touched.stored
+    finally:
+        await store.close()
+
+
 # -- the queue on its own (a recording commit stands in for a store) ------------------------
 
 

@@ -146,8 +146,10 @@ class GroupCommit:
     """The queue in front of a store's plain ``apply`` (see the module docstring).
 
     ``commit(batch, locked)`` is the store's side: it runs one transaction for the batch
-    (retrying conflicts itself), calls ``locked()`` once the transaction holds the batch's
-    rows (PostgreSQL: after ``SELECT ... FOR UPDATE``), and returns each caller's answer once
+    (retrying conflicts itself), calls ``locked()`` once the transaction holds every row of
+    the batch (PostgreSQL: after ``SELECT ... FOR UPDATE``, and only if every client had a
+    row: a row still to be inserted cannot be locked, and a later transaction would read
+    it as missing), and returns each caller's answer once
     it has committed; if it raises, every caller of the batch gets ``LedgerError``.
 
     At most ``max_in_flight`` transactions run at once, and one starts only when the one

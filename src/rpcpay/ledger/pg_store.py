@@ -537,7 +537,9 @@ async def _settle_batch_in(
         rows = [] if row is None else [row]
     else:
         rows = await conn.fetch(_SELECT_MANY, clients)
-    locked()
+    # A missing row cannot be locked: the next transaction waits for this one's commit.
+    if len(rows) == len(clients):
+        locked()
     for row in rows:
         acct = _account(row)
         stored[acct.client] = acct
@@ -563,7 +565,9 @@ async def _settle_one_in(conn: asyncpg.Connection, item: Pending, locked: Locked
     """A group transaction of one call (``_settle_in``, with the step's own failure
     reported to its caller, nothing written)."""
     row = await conn.fetchrow(_SELECT_ONE, item.client)
-    locked()
+    # A missing row cannot be locked: the next transaction waits for this one's commit.
+    if row is not None:
+        locked()
     old = None if row is None else _account(row)
     try:
         new, outcome, write = settle(item.client, old, item.step, item.now)
