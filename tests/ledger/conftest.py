@@ -26,10 +26,14 @@ def postgres_cluster() -> Iterator[PostgresCluster]:
         yield cluster
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(
+    params=["sqlite", "sqlite-normal", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
 def store_backend(request: pytest.FixtureRequest, tmp_path: Path) -> StoreBackend:
     if request.param == "sqlite":
         return SqliteBackend(tmp_path)
+    if request.param == "sqlite-normal":
+        return SqliteBackend(tmp_path, "normal")
     return PostgresBackend(request.getfixturevalue("postgres_cluster"))
 
 

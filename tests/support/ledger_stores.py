@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
 from rpcpay.ledger.pg_store import PostgresLedgerStore
 from rpcpay.ledger.sqlite_async import ThreadedSqliteStore
@@ -32,16 +32,19 @@ class StoreBackend(Protocol):
 
 
 class SqliteBackend:
-    name = "sqlite"
+    """``synchronous="full"`` commits on the store's thread; ``"normal"`` commits plain
+    ``apply`` calls on the event loop's own connection (``sqlite_async``)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, synchronous: Literal["normal", "full"] = "full") -> None:
         self.root = root
+        self.synchronous: Literal["normal", "full"] = synchronous
+        self.name = "sqlite" if synchronous == "full" else "sqlite-normal"
 
     def fresh(self) -> str:
         return str(self.root / uuid.uuid4().hex / "ledger.sqlite3")
 
     async def open(self, location: str) -> TransactionalStore:
-        return await ThreadedSqliteStore.open(Path(location), synchronous="full")
+        return await ThreadedSqliteStore.open(Path(location), synchronous=self.synchronous)
 
 
 class PostgresBackend:

@@ -28,6 +28,21 @@ Cost (bench/ledger_store.py, one task, fsync on): p50 0.53 ms per charge, 0.29 m
 process's CPU; four round trips (BEGIN, SELECT ... FOR UPDATE, UPDATE, COMMIT). The pool
 skips asyncpg's reset query on release, which was a fifth.
 
+Group commit (``group_commit``): plain ``apply`` calls that queue while one is in flight
+share the next transaction, still four round trips: ``SELECT ... WHERE client = ANY($1)
+ORDER BY client FOR UPDATE`` (rows locked in one order by every process, so batches never
+deadlock each other), the steps in queue order, one ``UPDATE ... FROM unnest(...)`` for
+the rows that existed and one ``INSERT ... SELECT FROM unnest(...) ON CONFLICT DO NOTHING``
+for new ones (fewer inserted than sent: another process created one, the batch runs
+again), one COMMIT, so one fsync for the whole batch. A batch of one uses the single-row
+statements above. Up to two transactions are in flight per store, the second starting once
+the first holds its rows (``GroupCommit``), so one batch's fsync overlaps the next one's
+round trips. Measured (bench/paid_calls_wrk.py, paid ``get_info``, 16 connections, one
+process, a disk whose fsync took ~3.5 ms, against the code before in the same run):
+1,439 calls/s and 302 us of server CPU per call (gateway, its monerod and PostgreSQL)
+against 1,087/s and 607 us. At 1 connection each call still waits for its own commit's
+fsync (164 calls/s against 132/s).
+
 Pool: ``pool_size`` connections per store (per process), opened lazily up to that bound.
 A call waits for a free connection at most ``acquire_timeout_s``, and at most
 ``max_waiters`` calls wait (or are being handed a connection) at once; past either bound
@@ -51,6 +66,7 @@ import asyncpg
 from rpcpay.errors import LedgerBusy, LedgerError
 from rpcpay.ledger import pg_sessions
 from rpcpay.ledger.account import DEFAULT_FLUSH_AGE, DEFAULT_ZERO_FLUSH_AGE, U64_MAX, Account
+from rpcpay.ledger.group_commit import Answers, GroupCommit, Locked, Pending, settle_batch
 from rpcpay.ledger.session_rows import JobCache, JobRow, SessionRow, StoredSession
 from rpcpay.ledger.sqlite_store import ChequeRow
 from rpcpay.ledger.transactional import (
@@ -124,6 +140,24 @@ _UPDATE = (
     "UPDATE accounts SET "
     + ", ".join(f"{c} = ${i}" for i, c in enumerate(_COLUMNS[1:], start=2))
     + " WHERE client = $1"
+)
+_SELECT_ONE = _SELECT + " WHERE client = $1 FOR UPDATE"
+# A group transaction locks its rows in client order: two batches (of this process or
+# another) that share clients wait for each other, never deadlock.
+_SELECT_MANY = _SELECT + " WHERE client = ANY($1::bytea[]) ORDER BY client FOR UPDATE"
+_UNNEST = (
+    "unnest($1::bytea[], "
+    + ", ".join(f"${i}::numeric[]" for i in range(2, len(_COLUMNS) + 1))
+    + f") AS u({', '.join(_COLUMNS)})"
+)
+_UPDATE_MANY = (
+    "UPDATE accounts AS a SET "
+    + ", ".join(f"{c} = u.{c}" for c in _COLUMNS[1:])
+    + f" FROM {_UNNEST} WHERE a.client = u.client"
+)
+_INSERT_MANY = (
+    f"INSERT INTO accounts ({', '.join(_COLUMNS)}) SELECT {', '.join(f'u.{c}' for c in _COLUMNS)} "
+    f"FROM {_UNNEST} ON CONFLICT (client) DO NOTHING"
 )
 _INSERT_CHEQUE = f"INSERT INTO cheques ({_CHEQUE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
 _RETRYABLE = (asyncpg.SerializationError, asyncpg.DeadlockDetectedError)
@@ -223,6 +257,8 @@ class PostgresLedgerStore:
         self._closed = False
         self.cheques = PostgresChequeBook(self)
         self._jobs = JobCache()  # immutable job rows and templates
+        # The group's queue is bounded as the pool's is: at most max_waiters calls wait.
+        self._group = GroupCommit(self._commit_batch, max_waiting=max_waiters, max_in_flight=2)
 
     @classmethod
     async def open(
@@ -357,10 +393,13 @@ class PostgresLedgerStore:
         return _affected(status)
 
     async def apply(self, client: bytes, step: Step[R], *, now: int) -> Applied[R]:
-        """Run ``step`` on ``client``'s account in one committed transaction."""
-        applied = await self._apply(client, step, None, now)
-        assert applied is not None  # only a refused cheque makes None
-        return applied
+        """Run ``step`` on ``client``'s account in one committed transaction, shared with
+        the other ``apply`` calls queued meanwhile (``group_commit``)."""
+        return await self._group.apply(client, step, now)
+
+    async def _commit_batch(self, batch: list[Pending], locked: Locked) -> Answers:
+        """One group transaction (retried whole on a conflict); the answers after COMMIT."""
+        return await self._transact(lambda conn: _settle_batch_in(conn, batch, locked))
 
     async def apply_with_cheque(
         self, client: bytes, step: Step[R], cheque: ChequeJoin, *, now: int
@@ -459,6 +498,8 @@ class PostgresLedgerStore:
         # Closing twice is allowed and does nothing.
         if self._closed:
             return
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._group.wait_idle(), timeout=10)
         self._closed = True
         try:
             await asyncio.wait_for(self._pool.close(), timeout=10)
@@ -479,6 +520,70 @@ async def _settle_in(
     elif write and _affected(await conn.execute(_INSERT, *_params(new))) != 1:
         raise _InsertRace
     return Applied(outcome, new, stored=write or old is not None)
+
+
+async def _settle_batch_in(
+    conn: asyncpg.Connection, batch: list[Pending], locked: Locked
+) -> Answers:
+    """Lock and read every client's row (in client order), run the steps in queue order,
+    write each changed row once. A batch of one client uses the single-row statements."""
+    # One call (the common case: nothing else was in flight) takes the single-row path.
+    if len(batch) == 1:
+        return await _settle_one_in(conn, batch[0], locked)
+    clients = sorted({item.client for item in batch})
+    stored: dict[bytes, Account | None] = dict.fromkeys(clients)
+    if len(clients) == 1:
+        row = await conn.fetchrow(_SELECT_ONE, clients[0])
+        rows = [] if row is None else [row]
+    else:
+        rows = await conn.fetch(_SELECT_MANY, clients)
+    # A missing row cannot be locked: the next transaction waits for this one's commit.
+    if len(rows) == len(clients):
+        locked()
+    for row in rows:
+        acct = _account(row)
+        stored[acct.client] = acct
+    settled = settle_batch(stored, batch)
+    updates = [w.account for w in settled.writes if w.existed]
+    inserts = [w.account for w in settled.writes if not w.existed]
+    if len(updates) == 1:
+        await conn.execute(_UPDATE, *_params(updates[0]))
+    elif updates:
+        await conn.execute(_UPDATE_MANY, *_columns(updates))
+    inserted = 0
+    if len(inserts) == 1:
+        inserted = _affected(await conn.execute(_INSERT, *_params(inserts[0])))
+    elif inserts:
+        inserted = _affected(await conn.execute(_INSERT_MANY, *_columns(inserts)))
+    # A row another process inserted since our read: run the whole batch again.
+    if inserts and inserted != len(inserts):
+        raise _InsertRace
+    return settled.answers
+
+
+async def _settle_one_in(conn: asyncpg.Connection, item: Pending, locked: Locked) -> Answers:
+    """A group transaction of one call (``_settle_in``, with the step's own failure
+    reported to its caller, nothing written)."""
+    row = await conn.fetchrow(_SELECT_ONE, item.client)
+    # A missing row cannot be locked: the next transaction waits for this one's commit.
+    if row is not None:
+        locked()
+    old = None if row is None else _account(row)
+    try:
+        new, outcome, write = settle(item.client, old, item.step, item.now)
+    except Exception as exc:  # the step's failure is its caller's; nothing to write
+        return [exc]
+    if write and old is not None:
+        await conn.execute(_UPDATE, *_params(new))
+    # A row another process inserted since our read: run the whole transaction again.
+    elif write and _affected(await conn.execute(_INSERT, *_params(new))) != 1:
+        raise _InsertRace
+    return [Applied(outcome, new, stored=write or old is not None)]
+
+
+def _columns(accounts: list[Account]) -> list[list[Any]]:
+    """The accounts as one list per column, for ``unnest``."""
+    return [[getattr(a, c) for a in accounts] for c in _COLUMNS]
 
 
 async def _roll_back_if_open(conn: asyncpg.Connection) -> None:

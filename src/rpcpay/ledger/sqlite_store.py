@@ -563,6 +563,22 @@ class SqliteLedgerStore:
         except sqlite3.Error as exc:
             raise LedgerError(f"cannot read ledger {self.path}: {exc}") from exc
 
+    def never_wait(self) -> None:
+        """For a connection used from the event loop: a write lock held elsewhere fails at
+        once (``SQLITE_BUSY``, never a sleep in SQLite's busy handler), and its commits never
+        checkpoint the WAL (that fsync is left to ``checkpoint``, called on another thread)."""
+        try:
+            db = self._conn()
+            db.execute("PRAGMA busy_timeout = 0")
+            db.execute("PRAGMA wal_autocheckpoint = 0")
+        except sqlite3.Error as exc:
+            raise LedgerError(f"cannot configure ledger {self.path}: {exc}") from exc
+
+    def checkpoint(self) -> None:
+        """Copy the WAL into the database file as far as readers allow (``PASSIVE``: writers
+        go on meanwhile)."""
+        self.reading(lambda db: db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall())
+
     def close(self) -> None:
         """Close the connection (checkpointing the WAL). Safe to call twice."""
         db, self._db = self._db, None

@@ -1,0 +1,283 @@
+"""Group commit: ``apply`` calls that arrive while a transaction is in flight share the next.
+
+A store's plain ``apply`` (pay, refund, claim, touch, ...) goes through one ``GroupCommit``
+per store (per process). The contract, for every caller:
+
+- With nothing in flight, a call's transaction starts at once, alone: one caller at a time
+  costs what it did before (the store runs a batch of one with its single-row statements).
+- Calls that arrive while transactions are in flight (at most ``max_in_flight``: 1 on
+  SQLite, whose writers take turns anyway; 2 on PostgreSQL, so that one batch's commit
+  overlaps the next one's round trips and PostgreSQL can flush both with one fsync) wait,
+  in arrival order, and the next transaction takes up to ``max_batch`` of them: their
+  rows are read (PostgreSQL: locked ``FOR UPDATE`` in client order, so two batches never
+  deadlock on each other), every step
+  runs in queue order (several steps on one client see each other's result, exactly as if
+  they had been applied one after another), each changed row is written once, and there is
+  ONE commit (one fsync) for all of them.
+- At most ``max_waiting`` calls wait at once (queued, or in the transaction in flight);
+  one more is refused at once with ``LedgerBusy``, and when the store gives a batch no
+  connection in time (``LedgerBusy``), the calls queued behind it get the same answer.
+- A caller's future is resolved only after that commit: "durable before the client hears"
+  holds for each of them.
+- A step that raises fails its own caller only, with its exception (as it would alone); the
+  rest of the batch goes on without it (steps are pure, so leaving one out is exact).
+- A store failure fails the whole batch: nothing is written and every caller gets
+  ``LedgerError``. Conflicts (serialization failure, deadlock, a lost first-insert race)
+  retry the whole batch inside the store, which is harmless because steps are pure.
+- A queued caller cancelled before its batch starts is left out; one cancelled while its
+  batch is in flight is committed anyway (it shares the transaction with the others). A
+  call that ran alone is cancelled as before: its transaction still commits on SQLite's
+  thread, and is rolled back on PostgreSQL.
+
+``settle_batch`` is the pure part, shared by the stores: given what is stored for each
+client of the batch, it runs the steps in order and says what to write and what to answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from rpcpay.errors import LedgerBusy, LedgerError
+from rpcpay.ledger.account import Account
+from rpcpay.ledger.transactional import Applied, Step, settle
+
+R = TypeVar("R")
+
+MAX_BATCH = 64
+"""Steps in one group transaction at most: bounds how long the rows stay locked."""
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """One queued ``apply``: its client, its step, its clock, and its caller's future."""
+
+    client: bytes
+    step: Step[Any]
+    now: int
+    future: asyncio.Future[Applied[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Write:
+    """A row a batch writes: the account after its last step, and whether a row held it
+    before the batch (an UPDATE) or not (an INSERT)."""
+
+    account: Account
+    existed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """What a batch does: each pending call's answer (an ``Applied`` or the exception its
+    step raised), and one write per changed row, in client order."""
+
+    answers: list[Applied[Any] | BaseException]
+    writes: list[Write]
+
+
+def settle_batch(stored: Mapping[bytes, Account | None], batch: Sequence[Pending]) -> Settled:
+    """Run the batch's steps in queue order on the stored rows (``stored``: every client of
+    the batch, None for no row), as sequential ``apply`` calls would have."""
+    current: dict[bytes, Account | None] = dict(stored)
+    existed = {client: acct is not None for client, acct in stored.items()}
+    touched: set[bytes] = set()
+    answers: list[Applied[Any] | BaseException] = []
+    for item in batch:
+        old = current[item.client]
+        try:
+            new, outcome, write = settle(item.client, old, item.step, item.now)
+        except Exception as exc:  # this caller's step alone fails, as it would alone
+            answers.append(exc)
+            continue
+        # What the next step on this client sees is what the store would now hold.
+        if write:
+            current[item.client] = new
+            touched.add(item.client)
+        answers.append(Applied(outcome, new, stored=write or old is not None))
+    writes = []
+    for client in sorted(touched):
+        acct = current[client]
+        assert acct is not None  # only written accounts are touched
+        writes.append(Write(acct, existed[client]))
+    return Settled(answers, writes)
+
+
+def resolve(batch: Sequence[Pending], answers: Sequence[Applied[Any] | BaseException]) -> None:
+    """Hand each caller its answer (after the commit)."""
+    for item, answer in zip(batch, answers, strict=True):
+        if item.future.done():  # cancelled while the batch was in flight
+            continue
+        if isinstance(answer, BaseException):
+            item.future.set_exception(answer)
+        else:
+            item.future.set_result(answer)
+
+
+def fail(batch: Sequence[Pending], exc: Exception) -> None:
+    """Fail every caller of a batch that was not committed."""
+    error = _as_ledger_error(exc)
+    for item in batch:
+        if not item.future.done():
+            item.future.set_exception(error)
+
+
+Answers = list[Applied[Any] | BaseException]
+
+
+Locked = Callable[[], None]
+"""Called by a store's commit once its transaction holds the batch's rows."""
+
+
+class _Txn:
+    """One transaction in flight: its batch's size, and whether it holds its rows yet."""
+
+    __slots__ = ("locked", "size")
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.locked = False
+
+
+class GroupCommit:
+    """The queue in front of a store's plain ``apply`` (see the module docstring).
+
+    ``commit(batch, locked)`` is the store's side: it runs one transaction for the batch
+    (retrying conflicts itself), calls ``locked()`` once the transaction holds every row of
+    the batch (PostgreSQL: after ``SELECT ... FOR UPDATE``, and only if every client had a
+    row: a row still to be inserted cannot be locked, and a later transaction would read
+    it as missing), and returns each caller's answer once
+    it has committed; if it raises, every caller of the batch gets ``LedgerError``.
+
+    At most ``max_in_flight`` transactions run at once, and one starts only when the one
+    before it holds its rows: a later transaction that shares a client then waits for the
+    earlier one's commit on the row lock, so steps on one client still run in queue order,
+    while the commits (the fsyncs) of the two overlap. (A transaction retried after a
+    conflict with another process gives its rows up meanwhile; calls on one client that were
+    queued at the same moment may then run in either order, as calls made at once may.)
+
+    A call that may start a transaction at once runs it in its own task (no queue, no extra
+    task: what one caller at a time paid before); queued calls are drained, batch after
+    batch, by tasks of their own until nobody waits.
+    """
+
+    def __init__(
+        self,
+        commit: Callable[[list[Pending], Locked], Awaitable[Answers]],
+        max_batch: int = MAX_BATCH,
+        max_waiting: int | None = None,
+        max_in_flight: int = 1,
+    ) -> None:
+        # A batch holds at least the call that started it, and one transaction must run.
+        if max_batch < 1 or max_in_flight < 1:
+            raise ValueError("max_batch and max_in_flight must be at least 1")
+        self._commit = commit
+        self._max_batch = max_batch
+        self._max_waiting = max_waiting
+        self._max_in_flight = max_in_flight
+        self._queue: deque[Pending] = deque()
+        self._txns: list[_Txn] = []  # the transactions in flight, oldest first
+        self._drainers: set[asyncio.Task[None]] = set()
+
+    def _may_start(self) -> bool:
+        """Room for another transaction, and every one in flight holds its rows."""
+        txns = self._txns
+        return len(txns) < self._max_in_flight and (not txns or txns[-1].locked)
+
+    def _refuse_if_full(self) -> None:
+        """``LedgerBusy`` at once when ``max_waiting`` calls already wait (queued or in
+        a transaction in flight): one more would only wait longer."""
+        waiting = len(self._queue) + sum(t.size for t in self._txns)
+        if self._max_waiting is not None and waiting >= self._max_waiting:
+            raise LedgerBusy(f"ledger busy: {waiting} calls already wait")
+
+    def _give_up_queue(self, exc: LedgerBusy) -> None:
+        """The store gave a batch no connection in time: the calls queued behind it would
+        wait as long again, so they are refused now with the same answer."""
+        fail(list(self._queue), exc)
+        self._queue.clear()
+
+    async def apply(self, client: bytes, step: Step[R], now: int) -> Applied[R]:
+        """Run ``step`` on ``client``'s account in the next group transaction."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Applied[R]] = loop.create_future()
+        pending = Pending(client, step, now, future)
+        self._refuse_if_full()
+        # Transactions in flight, or calls queued before this one: wait for a later one.
+        if self._queue or not self._may_start():
+            self._queue.append(pending)
+            return await future
+        answers = await self._run([pending])
+        answer = answers[0]
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
+
+    async def _run(self, batch: list[Pending]) -> Answers:
+        """One transaction for ``batch``; what it answers, or the store's error."""
+        txn = _Txn(len(batch))
+        self._txns.append(txn)
+
+        def locked() -> None:
+            # The next transaction may start once this one holds its rows.
+            if not txn.locked:
+                txn.locked = True
+                self._kick()
+
+        try:
+            return await self._commit(batch, locked)
+        except LedgerBusy as exc:
+            self._give_up_queue(exc)
+            raise
+        except LedgerError:
+            raise
+        except Exception as exc:
+            raise _as_ledger_error(exc) from exc
+        finally:
+            self._txns.remove(txn)
+            self._kick()
+
+    def _kick(self) -> None:
+        """Start a transaction for the queued calls, if one may start now."""
+        if not self._queue or not self._may_start():
+            return
+        batch: list[Pending] = []
+        while self._queue and len(batch) < self._max_batch:
+            item = self._queue.popleft()
+            # A caller that gave up before its batch started is left out.
+            if not item.future.cancelled():
+                batch.append(item)
+        if not batch:
+            self._kick()
+            return
+        task = asyncio.get_running_loop().create_task(
+            self._drain(batch), name="rpcpay-ledger-batch"
+        )
+        self._drainers.add(task)
+        task.add_done_callback(self._drainers.discard)
+
+    async def _drain(self, batch: list[Pending]) -> None:
+        """Commit one batch of queued calls and answer them."""
+        try:
+            answers = await self._run(batch)
+        except Exception as exc:
+            fail(batch, exc)
+        except BaseException:  # cancelled (the loop is closing): fail every caller
+            fail(batch, LedgerError("ledger closed while a batch was in flight"))
+            fail(list(self._queue), LedgerError("ledger closed"))
+            self._queue.clear()
+            raise
+        else:
+            resolve(batch, answers)
+
+    async def wait_idle(self) -> None:
+        """Wait for the queued calls' transactions to commit (before the store closes)."""
+        while self._drainers:
+            await asyncio.gather(*self._drainers, return_exceptions=True)
+
+
+def _as_ledger_error(exc: Exception) -> LedgerError:
+    return exc if isinstance(exc, LedgerError) else LedgerError(f"ledger batch failed: {exc}")
