@@ -139,7 +139,9 @@ async def test_the_wallet_payer_pays_three_real_gateways(
             after = chain.balance(net.gateway_keys[winner].address)
             assert after == before + prize - desk.claims[0].fee
         else:
-            # A fee cheque or an unused ticket won: nobody claims; the payer takes it back.
+            # A fee cheque or an unused ticket won: nobody claims; the payer takes it back,
+            # once every desk has seen it lost (a desk that looks after the refund sees it void).
+            await until(lambda: all_settled(net.desks, terms.id))
             chain.mine(PARAMS.redeem_blocks + 1)
             before = chain.balance(net.payer_key.address)
             async with aiohttp.ClientSession() as session:

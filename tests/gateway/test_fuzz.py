@@ -225,9 +225,13 @@ async def test_boundary_values_for_every_priced_param_never_500(
                     (await send(gateway.admin_port, "/json_rpc", body))[1]["result"]["credits"]
                 )
 
+            def forwarded() -> int:
+                # The gateway's own top poll (/get_height) runs in the background: not counted.
+                return sum(1 for p in upstream.paths if p != "/get_height")
+
             after = await funds(10**15)
             for path, method, params, refused in boundary_cases():
-                before, reached = after, len(upstream.paths)
+                before, reached = after, forwarded()
                 body = dict(params, client=key.client_id())
                 request = rpc(method, body) if method else body
                 status, answer = await send(gateway.public_port, path, request)
@@ -243,7 +247,7 @@ async def test_boundary_values_for_every_priced_param_never_500(
                         where,
                         answer,
                     )
-                    assert after == before and len(upstream.paths) == reached, where
+                    assert after == before and forwarded() == reached, where
                 else:
                     # Anything else is either not charged or charged what the answer says.
                     reported = answer.get("result", answer).get("credits", after)
