@@ -55,7 +55,7 @@ from rpcpay.ledger.account import DEFAULT_FLUSH_AGE, DEFAULT_ZERO_FLUSH_AGE, Acc
 from rpcpay.ledger.group_commit import Answers, GroupCommit, Locked, Pending, settle_batch
 from rpcpay.ledger.session_rows import JobCache, JobRow, SessionRow, StoredSession
 from rpcpay.ledger.sqlite_store import (
-    _INSERT_CHEQUE,
+    _INSERT_CHEQUE_OR_IGNORE,
     _SELECT,
     _UPSERT,
     ChequeRow,
@@ -96,8 +96,7 @@ def _join_cheque(db: sqlite3.Connection, cheque: ChequeJoin) -> bool:
     """Write the cheque's side of a credit; False if the cheque book refuses it."""
     # A cheque is recorded once: a second insert of its id changes nothing.
     if isinstance(cheque, RecordCheque):
-        sql = _INSERT_CHEQUE.replace("INSERT", "INSERT OR IGNORE", 1)
-        return db.execute(sql, _cheque_params(cheque.cheque)).rowcount == 1
+        return db.execute(_INSERT_CHEQUE_OR_IGNORE, _cheque_params(cheque.cheque)).rowcount == 1
     # A held cheque is released once, and only while it is still pending.
     assert isinstance(cheque, CreditHeld)
     cursor = db.execute(

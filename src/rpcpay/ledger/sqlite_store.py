@@ -139,6 +139,7 @@ _INSERT_CHEQUE = (
     "INSERT INTO cheques (cheque_id, lottery, wire, client, credits, reveal_block, received) "
     "VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
+_INSERT_CHEQUE_OR_IGNORE = _INSERT_CHEQUE.replace("INSERT", "INSERT OR IGNORE", 1)
 
 _UPSERT = (
     f"INSERT INTO accounts ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))}) "
@@ -442,9 +443,7 @@ class SqliteLedgerStore:
     def hold_cheque(self, cheque: ChequeRow) -> bool:
         """Keep a peer's cheque (no credit); False if it is held already."""
         try:
-            cursor = self._conn().execute(
-                _INSERT_CHEQUE.replace("INSERT", "INSERT OR IGNORE", 1), _cheque_params(cheque)
-            )
+            cursor = self._conn().execute(_INSERT_CHEQUE_OR_IGNORE, _cheque_params(cheque))
         except sqlite3.Error as exc:
             raise LedgerError(f"cannot write ledger {self.path}: {exc}") from exc
         return cursor.rowcount == 1
