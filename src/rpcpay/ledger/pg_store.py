@@ -511,15 +511,21 @@ async def _settle_in(
     conn: asyncpg.Connection, client: bytes, step: Step[R], now: int
 ) -> Applied[R]:
     """Lock and read the account, run ``step``, write the result if it must be written."""
-    row = await conn.fetchrow(_SELECT + " WHERE client = $1 FOR UPDATE", client)
+    row = await conn.fetchrow(_SELECT_ONE, client)
     old = None if row is None else _account(row)
     new, outcome, write = settle(client, old, step, now)
-    if write and old is not None:
-        await conn.execute(_UPDATE, *_params(new))
-    # A row another process inserted since our read: run the whole transaction again.
-    elif write and _affected(await conn.execute(_INSERT, *_params(new))) != 1:
-        raise _InsertRace
+    if write:
+        await _write_one(conn, old, new)
     return Applied(outcome, new, stored=write or old is not None)
+
+
+async def _write_one(conn: asyncpg.Connection, old: Account | None, new: Account) -> None:
+    """Update the locked row, or insert the new one (``_InsertRace`` if another process
+    inserted it since our read: run the whole transaction again)."""
+    if old is not None:
+        await conn.execute(_UPDATE, *_params(new))
+    elif _affected(await conn.execute(_INSERT, *_params(new))) != 1:
+        raise _InsertRace
 
 
 async def _settle_batch_in(
@@ -573,11 +579,8 @@ async def _settle_one_in(conn: asyncpg.Connection, item: Pending, locked: Locked
         new, outcome, write = settle(item.client, old, item.step, item.now)
     except Exception as exc:  # the step's failure is its caller's; nothing to write
         return [exc]
-    if write and old is not None:
-        await conn.execute(_UPDATE, *_params(new))
-    # A row another process inserted since our read: run the whole transaction again.
-    elif write and _affected(await conn.execute(_INSERT, *_params(new))) != 1:
-        raise _InsertRace
+    if write:
+        await _write_one(conn, old, new)
     return [Applied(outcome, new, stored=write or old is not None)]
 
 
