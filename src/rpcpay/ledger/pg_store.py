@@ -349,20 +349,6 @@ class PostgresLedgerStore:
             await asyncio.sleep(random.uniform(0, 0.002 * attempt))
         raise AssertionError("unreachable")
 
-    async def _apply(
-        self, client: bytes, step: Step[R], cheque: ChequeJoin | None, now: int
-    ) -> Applied[R] | None:
-        async def work(conn: asyncpg.Connection) -> Applied[R] | None:
-            # A refused cheque writes nothing (the transaction rolls back).
-            if cheque is not None and not await _join_cheque(conn, cheque):
-                raise _Refused
-            return await _settle_in(conn, client, step, now)
-
-        try:
-            return await self._transact(work)
-        except _Refused:
-            return None
-
     async def apply_with_nonce(
         self, client: bytes, nonce: RecordNonce, fresh: Step[R], dupe: Step[R], *, now: int
     ) -> Applied[R]:
@@ -405,7 +391,17 @@ class PostgresLedgerStore:
         self, client: bytes, step: Step[R], cheque: ChequeJoin, *, now: int
     ) -> Applied[R] | None:
         """``apply`` with the cheque's row in the same transaction; None if it is refused."""
-        return await self._apply(client, step, cheque, now)
+
+        async def work(conn: asyncpg.Connection) -> Applied[R]:
+            # A refused cheque writes nothing (the transaction rolls back).
+            if not await _join_cheque(conn, cheque):
+                raise _Refused
+            return await _settle_in(conn, client, step, now)
+
+        try:
+            return await self._transact(work)
+        except _Refused:
+            return None
 
     async def has_nonce(self, client: bytes, slot: bytes, nonce: int) -> bool:
         """Whether ``nonce`` was recorded for the job ``slot``."""

@@ -116,16 +116,12 @@ def _settle_in(db: sqlite3.Connection, client: bytes, step: Step[R], now: int) -
     return Applied(outcome, new, stored=write or old is not None)
 
 
-def _apply_in(
-    db: sqlite3.Connection,
-    client: bytes,
-    step: Step[R],
-    cheque: ChequeJoin | None,
-    now: int,
+def _apply_with_cheque_in(
+    db: sqlite3.Connection, client: bytes, step: Step[R], cheque: ChequeJoin, now: int
 ) -> tuple[Applied[R] | None, bool]:
-    """The body of one ``apply`` transaction: (what to return, commit?)."""
+    """The body of one ``apply_with_cheque`` transaction: (what to return, commit?)."""
     # A refused cheque writes nothing, not even the cheque.
-    if cheque is not None and not _join_cheque(db, cheque):
+    if not _join_cheque(db, cheque):
         return None, False
     return _settle_in(db, client, step, now), True
 
@@ -330,7 +326,7 @@ class ThreadedSqliteStore:
     ) -> Applied[R] | None:
         """``apply`` with the cheque's row in the same transaction; None if it is refused."""
         return await self.run(
-            lambda s: s.transaction(lambda db: _apply_in(db, client, step, cheque, now))
+            lambda s: s.transaction(lambda db: _apply_with_cheque_in(db, client, step, cheque, now))
         )
 
     async def apply_with_nonce(
