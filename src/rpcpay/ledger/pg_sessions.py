@@ -15,12 +15,15 @@ from typing import Any
 import asyncpg
 
 from rpcpay.ledger.session_rows import (
+    JOB_COLUMNS,
     JOB_LIFETIME_S,
+    SESSION_COLUMNS,
     JobCache,
     JobRow,
     SessionRow,
     StoredSession,
     kept_jobs,
+    session_from_row,
 )
 
 CREATE = (
@@ -54,24 +57,11 @@ CREATE = (
 )
 """Schema version 2's additions to version 1."""
 
-_SESSION_COLUMNS = "client, cookie, top, update_time, job_time, job, previous_job"
-_JOB_COLUMNS = (
-    "job_id, hashing_blob, template_id, reserved_offset, height, seed_hash, seed_height, "
-    "next_seed_hash, network_difficulty, timestamp, top_hash, issued"
-)
-
 
 def _job(r: Sequence[Any]) -> JobRow:
     return JobRow(
         bytes(r[0]), bytes(r[1]), bytes(r[2]), int(r[3]), int(r[4]), bytes(r[5]), int(r[6]),
         bytes(r[7]), int(r[8]), int(r[9]), str(r[10]), int(r[11]),
-    )  # fmt: skip
-
-
-def _session(r: Sequence[Any]) -> SessionRow:
-    return SessionRow(
-        bytes(r[0]), int(r[1]), str(r[2]), float(r[3]), float(r[4]),
-        None if r[5] is None else bytes(r[5]), None if r[6] is None else bytes(r[6]),
     )  # fmt: skip
 
 
@@ -82,7 +72,7 @@ async def _job_of(
     if cached is not None:
         return cached
     row = await conn.fetchrow(
-        f"SELECT {_JOB_COLUMNS} FROM jobs WHERE client = $1 AND job_id = $2", client, jid
+        f"SELECT {JOB_COLUMNS} FROM jobs WHERE client = $1 AND job_id = $2", client, jid
     )
     if row is None:
         return None
@@ -97,11 +87,11 @@ async def load_session(
     """The client's session and its jobs, read in one (repeatable-read) transaction."""
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         row = await conn.fetchrow(
-            f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE client = $1", client
+            f"SELECT {SESSION_COLUMNS} FROM sessions WHERE client = $1", client
         )
         if row is None:
             return None
-        session = _session(row)
+        session = session_from_row(row)
         job = None if session.job is None else await _job_of(conn, cache, client, session.job)
         previous = (
             None
@@ -130,7 +120,7 @@ async def save_session_in(
               row.previous_job)  # fmt: skip
     if current is None:
         status = await conn.execute(
-            f"INSERT INTO sessions ({_SESSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7) "
+            f"INSERT INTO sessions ({SESSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7) "
             "ON CONFLICT (client) DO NOTHING",
             *values,
         )
@@ -153,7 +143,7 @@ async def save_session_in(
                 template,
             )
         await conn.execute(
-            f"INSERT INTO jobs (client, {_JOB_COLUMNS}) VALUES "
+            f"INSERT INTO jobs (client, {JOB_COLUMNS}) VALUES "
             "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT DO NOTHING",
             row.client, j.job_id, j.hashing_blob, j.template_id, j.reserved_offset, j.height,
             j.seed_hash, j.seed_height, j.next_seed_hash, j.network_difficulty, j.timestamp,

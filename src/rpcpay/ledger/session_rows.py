@@ -28,7 +28,9 @@ jobs (``forget_sessions``), as monerod's ``flush_by_age`` forgets a client.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 JOB_LIFETIME_S = 3600
 """How long after it was issued a job can be submitted."""
@@ -72,6 +74,24 @@ class SessionRow:
     job_time: float
     job: bytes | None
     previous_job: bytes | None
+
+
+SESSION_COLUMNS = "client, cookie, top, update_time, job_time, job, previous_job"
+"""``SessionRow``'s fields, in order: the ``sessions`` columns of both stores."""
+
+JOB_COLUMNS = (
+    "job_id, hashing_blob, template_id, reserved_offset, height, seed_hash, seed_height, "
+    "next_seed_hash, network_difficulty, timestamp, top_hash, issued"
+)
+"""``JobRow``'s fields, in order: the ``jobs`` columns (after ``client``) of both stores."""
+
+
+def session_from_row(r: Sequence[Any]) -> SessionRow:
+    """The session a ``SESSION_COLUMNS`` row of either store describes."""
+    return SessionRow(
+        bytes(r[0]), int(r[1]), str(r[2]), float(r[3]), float(r[4]),
+        None if r[5] is None else bytes(r[5]), None if r[6] is None else bytes(r[6]),
+    )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,20 +11,17 @@ import sqlite3
 from typing import Any
 
 from rpcpay.ledger.session_rows import (
+    JOB_COLUMNS,
     JOB_LIFETIME_S,
+    SESSION_COLUMNS,
     JobCache,
     JobRow,
     SessionRow,
     StoredSession,
     kept_jobs,
+    session_from_row,
 )
 from rpcpay.ledger.sqlite_store import decode_u64, encode_u64
-
-_SESSION_COLUMNS = "client, cookie, top, update_time, job_time, job, previous_job"
-_JOB_COLUMNS = (
-    "job_id, hashing_blob, template_id, reserved_offset, height, seed_hash, seed_height, "
-    "next_seed_hash, network_difficulty, timestamp, top_hash, issued"
-)
 
 
 def _job(row: Any) -> JobRow:
@@ -43,19 +40,12 @@ def _job_params(client: bytes, j: JobRow) -> tuple[Any, ...]:
     )  # fmt: skip
 
 
-def _session(row: Any) -> SessionRow:
-    job = None if row[5] is None else bytes(row[5])
-    previous = None if row[6] is None else bytes(row[6])
-    return SessionRow(bytes(row[0]), int(row[1]), str(row[2]), float(row[3]), float(row[4]),
-                      job, previous)  # fmt: skip
-
-
 def _job_of(db: sqlite3.Connection, cache: JobCache, client: bytes, jid: bytes) -> JobRow | None:
     cached = cache.job(client, jid)
     if cached is not None:
         return cached
     row = db.execute(
-        f"SELECT {_JOB_COLUMNS} FROM jobs WHERE client = ? AND job_id = ?", (client, jid)
+        f"SELECT {JOB_COLUMNS} FROM jobs WHERE client = ? AND job_id = ?", (client, jid)
     ).fetchone()
     if row is None:
         return None
@@ -69,11 +59,11 @@ def load_session(db: sqlite3.Connection, cache: JobCache, client: bytes) -> Stor
     db.execute("BEGIN")
     try:
         row = db.execute(
-            f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE client = ?", (client,)
+            f"SELECT {SESSION_COLUMNS} FROM sessions WHERE client = ?", (client,)
         ).fetchone()
         if row is None:
             return None
-        session = _session(row)
+        session = session_from_row(row)
         job = None if session.job is None else _job_of(db, cache, client, session.job)
         previous = (
             None
@@ -106,7 +96,7 @@ def save_session_in(
                 (new_job.template_id, template),
             )
         db.execute(
-            f"INSERT OR REPLACE INTO jobs (client, {_JOB_COLUMNS}) VALUES "
+            f"INSERT OR REPLACE INTO jobs (client, {JOB_COLUMNS}) VALUES "
             "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             _job_params(row.client, new_job),
         )
@@ -117,7 +107,7 @@ def save_session_in(
             (row.client, *keep),
         )
     db.execute(
-        f"INSERT OR REPLACE INTO sessions ({_SESSION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        f"INSERT OR REPLACE INTO sessions ({SESSION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
         (row.client, row.cookie, row.top, row.update_time, row.job_time, row.job,
          row.previous_job),
     )  # fmt: skip
