@@ -68,7 +68,7 @@ from rpcpay.ledger import pg_sessions
 from rpcpay.ledger.account import DEFAULT_FLUSH_AGE, DEFAULT_ZERO_FLUSH_AGE, U64_MAX, Account
 from rpcpay.ledger.group_commit import Answers, GroupCommit, Locked, Pending, settle_batch
 from rpcpay.ledger.session_rows import JobCache, JobRow, SessionRow, StoredSession
-from rpcpay.ledger.sqlite_store import ChequeRow
+from rpcpay.ledger.sqlite_store import CHEQUE_COLUMNS, ChequeRow, cheque_from_row
 from rpcpay.ledger.transactional import (
     MAX_ATTEMPTS,
     Applied,
@@ -91,7 +91,6 @@ database went through). Version 1 lacks the shared sessions, jobs and templates
 
 _MIGRATION_LOCK = 0x7270_6370_6179_0001  # an advisory lock id: b"rpcpay" + 1
 _COLUMNS = tuple(f.name for f in fields(Account))
-_CHEQUE_COLUMNS = "cheque_id, lottery, wire, client, credits, reveal_block, received"
 
 _CREATE = (
     "CREATE DOMAIN u64 AS numeric(20) CHECK (VALUE >= 0 AND VALUE <= 18446744073709551615)",
@@ -159,7 +158,7 @@ _INSERT_MANY = (
     f"INSERT INTO accounts ({', '.join(_COLUMNS)}) SELECT {', '.join(f'u.{c}' for c in _COLUMNS)} "
     f"FROM {_UNNEST} ON CONFLICT (client) DO NOTHING"
 )
-_INSERT_CHEQUE = f"INSERT INTO cheques ({_CHEQUE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+_INSERT_CHEQUE = f"INSERT INTO cheques ({CHEQUE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
 _RETRYABLE = (asyncpg.SerializationError, asyncpg.DeadlockDetectedError)
 _FAILURES = (
     asyncpg.PostgresError,
@@ -186,13 +185,6 @@ def _account(row: Sequence[Any]) -> Account:
 
 def _params(acct: Account) -> tuple[Any, ...]:
     return (acct.client, *(getattr(acct, c) for c in _COLUMNS[1:]))
-
-
-def _cheque(row: Sequence[Any]) -> ChequeRow:
-    client = row[3]
-    return ChequeRow(bytes(row[0]), bytes(row[1]), bytes(row[2]),
-                     None if client is None else bytes(client),
-                     int(row[4]), int(row[5]), int(row[6]))  # fmt: skip
 
 
 def _cheque_params(c: ChequeRow) -> tuple[Any, ...]:
@@ -615,13 +607,13 @@ class PostgresChequeBook:
         return _affected(status)
 
     async def _cheques(self, where: str, *args: Any) -> list[ChequeRow]:
-        sql = f"SELECT {_CHEQUE_COLUMNS} FROM cheques {where}"
+        sql = f"SELECT {CHEQUE_COLUMNS} FROM cheques {where}"
         rows = await self._store.run(lambda c: c.fetch(sql, *args))
-        return [_cheque(r) for r in rows]
+        return [cheque_from_row(r) for r in rows]
 
     async def hold_pending(self, cheque: ChequeRow) -> bool:
         sql = (
-            f"INSERT INTO cheques ({_CHEQUE_COLUMNS}, outcome) VALUES "
+            f"INSERT INTO cheques ({CHEQUE_COLUMNS}, outcome) VALUES "
             "($1, $2, $3, $4, $5, $6, $7, 'pending') ON CONFLICT (cheque_id) DO NOTHING"
         )
         return await self._execute(sql, *_cheque_params(cheque)) == 1
@@ -648,7 +640,7 @@ class PostgresChequeBook:
 
     async def hold_evidence(self, cheque: ChequeRow, outcome: str) -> None:
         await self._execute(
-            f"INSERT INTO cheques ({_CHEQUE_COLUMNS}, outcome) VALUES "
+            f"INSERT INTO cheques ({CHEQUE_COLUMNS}, outcome) VALUES "
             "($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (cheque_id) "
             "DO UPDATE SET outcome = excluded.outcome WHERE cheques.client IS NULL",
             *_cheque_params(cheque),

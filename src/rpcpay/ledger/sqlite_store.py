@@ -34,10 +34,10 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from rpcpay.errors import LedgerError
 from rpcpay.ledger.account import Account
@@ -135,10 +135,10 @@ _CREATE_SESSIONS = (
     blob BLOB NOT NULL
 ) WITHOUT ROWID""",
 )
-_INSERT_CHEQUE = (
-    "INSERT INTO cheques (cheque_id, lottery, wire, client, credits, reveal_block, received) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?)"
-)
+CHEQUE_COLUMNS = "cheque_id, lottery, wire, client, credits, reveal_block, received"
+"""``ChequeRow``'s fields, in order: the ``cheques`` columns (but ``outcome``) of both stores."""
+
+_INSERT_CHEQUE = f"INSERT INTO cheques ({CHEQUE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
 _INSERT_CHEQUE_OR_IGNORE = _INSERT_CHEQUE.replace("INSERT", "INSERT OR IGNORE", 1)
 
 _UPSERT = (
@@ -162,6 +162,14 @@ class ChequeRow:
     credits: int
     reveal_block: int
     received: int
+
+
+def cheque_from_row(r: Sequence[Any]) -> ChequeRow:
+    """The cheque a ``CHEQUE_COLUMNS`` row of either store describes."""
+    client = r[3]
+    return ChequeRow(bytes(r[0]), bytes(r[1]), bytes(r[2]),
+                     None if client is None else bytes(client),
+                     int(r[4]), int(r[5]), int(r[6]))  # fmt: skip
 
 
 def encode_u64(value: int) -> int:
@@ -393,8 +401,8 @@ class SqliteLedgerStore:
         False, writing nothing, if the cheque is recorded already (a replay)."""
         try:
             cursor = self._conn().execute(
-                "INSERT OR IGNORE INTO cheques (cheque_id, lottery, wire, client, credits, "
-                "reveal_block, received, outcome) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending')",
+                f"INSERT OR IGNORE INTO cheques ({CHEQUE_COLUMNS}, outcome) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, 'pending')",
                 _cheque_params(cheque),
             )
         except sqlite3.Error as exc:
@@ -454,8 +462,8 @@ class SqliteLedgerStore:
         A cheque held already (from gossip) is marked; a credited one is left as it is."""
         try:
             self._conn().execute(
-                "INSERT INTO cheques (cheque_id, lottery, wire, client, credits, reveal_block, "
-                "received, outcome) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (cheque_id) "
+                f"INSERT INTO cheques ({CHEQUE_COLUMNS}, outcome) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (cheque_id) "
                 "DO UPDATE SET outcome = excluded.outcome WHERE client IS NULL",
                 (*_cheque_params(cheque), outcome),
             )
@@ -525,26 +533,14 @@ class SqliteLedgerStore:
             rows = (
                 self._conn()
                 .execute(
-                    "SELECT cheque_id, lottery, wire, client, credits, reveal_block, received "
-                    f"FROM cheques {where}",
+                    f"SELECT {CHEQUE_COLUMNS} FROM cheques {where}",
                     params,
                 )
                 .fetchall()
             )
         except sqlite3.Error as exc:
             raise LedgerError(f"cannot read ledger {self.path}: {exc}") from exc
-        return [
-            ChequeRow(
-                bytes(r[0]),
-                bytes(r[1]),
-                bytes(r[2]),
-                None if r[3] is None else bytes(r[3]),
-                int(r[4]),
-                int(r[5]),
-                int(r[6]),
-            )
-            for r in rows
-        ]
+        return [cheque_from_row(r) for r in rows]
 
     def iter_accounts(self) -> Iterator[Account]:
         """Every stored account, streamed from the table."""
