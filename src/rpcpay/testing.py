@@ -20,8 +20,8 @@ from typing import Any
 
 from aiohttp import web
 
+from rpcpay.ledger.location import open_transactional_store
 from rpcpay.ledger.shared_ledger import SharedLedger
-from rpcpay.ledger.sqlite_async import ThreadedSqliteStore
 
 JSON = Any
 
@@ -30,7 +30,7 @@ __all__ = ["ToyBackend", "open_test_ledger"]
 
 async def open_test_ledger(directory: Path) -> SharedLedger:
     """A ledger on a fresh (or existing) SQLite file in ``directory``."""
-    store = await ThreadedSqliteStore.open(Path(directory) / "ledger.sqlite3", synchronous="normal")
+    store = await open_transactional_store(None, Path(directory), synchronous="normal")
     return SharedLedger(store)
 
 
