@@ -333,17 +333,7 @@ class SqliteLedgerStore:
 
     def _transact(self, sql: str, params: list[Row] | list[tuple[bytes]]) -> None:
         """Run ``sql`` once per parameter tuple, all in one transaction."""
-        db = self._conn()
-        try:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                db.executemany(sql, params)
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as exc:
-            raise LedgerError(f"cannot write ledger {self.path}: {exc}") from exc
+        self.transaction(lambda db: (db.executemany(sql, params), True))
 
     def transaction(self, work: Callable[[sqlite3.Connection], tuple[T, bool]]) -> T:
         """Run ``work`` inside ``BEGIN IMMEDIATE``: it returns (result, commit?). Rolled back
