@@ -106,10 +106,15 @@ def _join_cheque(db: sqlite3.Connection, cheque: ChequeJoin) -> bool:
     return cursor.rowcount == 1
 
 
+def _load_in(db: sqlite3.Connection, client: bytes) -> Account | None:
+    """The stored account of ``client``, or None."""
+    row = db.execute(_SELECT_ONE, (client,)).fetchone()
+    return None if row is None else row_to_account(row)
+
+
 def _settle_in(db: sqlite3.Connection, client: bytes, step: Step[R], now: int) -> Applied[R]:
     """Read the account, run ``step``, write the result if it must be written."""
-    row = db.execute(_SELECT_ONE, (client,)).fetchone()
-    old = None if row is None else row_to_account(row)
+    old = _load_in(db, client)
     new, outcome, write = settle(client, old, step, now)
     if write:
         db.execute(_UPSERT, account_to_row(new))
@@ -135,8 +140,7 @@ def _apply_batch_in(db: sqlite3.Connection, batch: list[Pending]) -> tuple[Answe
     stored = {}
     for item in batch:
         if item.client not in stored:
-            row = db.execute(_SELECT_ONE, (item.client,)).fetchone()
-            stored[item.client] = None if row is None else row_to_account(row)
+            stored[item.client] = _load_in(db, item.client)
     settled = settle_batch(stored, batch)
     if len(settled.writes) == 1:
         db.execute(_UPSERT, account_to_row(settled.writes[0].account))
@@ -148,8 +152,7 @@ def _apply_batch_in(db: sqlite3.Connection, batch: list[Pending]) -> tuple[Answe
 def _apply_one_in(db: sqlite3.Connection, item: Pending) -> tuple[Answers, bool]:
     """A group transaction of one call (``_settle_in``, with the step's own failure
     reported to its caller, nothing written)."""
-    row = db.execute(_SELECT_ONE, (item.client,)).fetchone()
-    old = None if row is None else row_to_account(row)
+    old = _load_in(db, item.client)
     try:
         new, outcome, write = settle(item.client, old, item.step, item.now)
     except Exception as exc:  # the step's failure is its caller's; nothing to write
