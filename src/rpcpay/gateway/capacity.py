@@ -84,7 +84,6 @@ OUTCOMES = ("paid", "free", "refused", "shed")
 class CallTag:
     """One public request's class (mutable: the request's scratch pad, like ``CallNote``)."""
 
-    address: str
     cls: CallClass = "free"
     bid: int = 0  # credits offered per charge (X-Rpc-Bid, with --bids)
     bid_paid: int = 0  # what a passed charge took for it
@@ -264,11 +263,11 @@ class Capacity:
 
     # -- per request ------------------------------------------------------------------------
 
-    def wrap(self, inner: Handler, address: Callable[[web.BaseRequest], str]) -> Handler:
+    def wrap(self, inner: Handler) -> Handler:
         """The public handler with each request tagged, and its latency counted by class."""
 
         async def handle(request: web.BaseRequest) -> web.StreamResponse:
-            tag = CallTag(address(request))
+            tag = CallTag()
             if self.bids:
                 bid = parse_bid(request.headers.get(HEADER_BID))
                 # A bid is a whole number of credits; anything else is refused, for nothing.
