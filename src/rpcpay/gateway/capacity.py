@@ -38,7 +38,6 @@ from typing import Any
 
 from aiohttp import web
 
-from rpcpay.gateway import pipeline
 from rpcpay.gateway.free_tier import (
     FreeTable,
     FreeTierSettings,
@@ -46,11 +45,10 @@ from rpcpay.gateway.free_tier import (
     total_settings,
 )
 from rpcpay.gateway.payment import Charge, PaymentService
-from rpcpay.gateway.pipeline import Admitted, CallClass, PaidCall, Seams
+from rpcpay.gateway.pipeline import Admitted, CallClass, PaidCall, Seams, Shed
 from rpcpay.gateway.priority import (
     AdmissionQueue,
     QueueSettings,
-    Shed,
     bid_level,
     check_queue_settings,
     queue_settings,
@@ -251,7 +249,7 @@ class Capacity:
         except Shed:
             if tag is not None:
                 tag.shed = True
-            raise pipeline.Shed() from None
+            raise
         try:
             yield None
         finally:
