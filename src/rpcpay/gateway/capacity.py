@@ -56,9 +56,8 @@ from rpcpay.gateway.priority import (
 from rpcpay.ledger.account import U64_MAX
 from rpcpay.wire.rpc import (
     HEADER_BID,
-    SIGNATURE_STATUS_PREFIX,
     STATUS_OK,
-    STATUS_PAYMENT_REQUIRED,
+    is_payment_refusal_status,
 )
 
 Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
@@ -115,10 +114,7 @@ class FreeAdmission(Admitted):
 
 def is_payment_refusal(charge: Charge) -> bool:
     """Refused for want of payment or of a valid id (not for any other reason)."""
-    return not charge.ok and (
-        charge.status == STATUS_PAYMENT_REQUIRED
-        or charge.status.startswith(SIGNATURE_STATUS_PREFIX)
-    )
+    return not charge.ok and is_payment_refusal_status(charge.status)
 
 
 class Latency:
