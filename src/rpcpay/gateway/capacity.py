@@ -44,6 +44,7 @@ from rpcpay.gateway.free_tier import (
     check_free_tier,
     total_settings,
 )
+from rpcpay.gateway.metrics import LoopMetric
 from rpcpay.gateway.payment import Charge, PaymentService
 from rpcpay.gateway.pipeline import Admitted, CallClass, PaidCall, Seams, Shed
 from rpcpay.gateway.priority import (
@@ -118,25 +119,24 @@ def is_payment_refusal(charge: Charge) -> bool:
 
 
 class Latency:
-    """Seconds per finished call by outcome, as cumulative histogram counts (loop-only)."""
+    """Seconds per finished call by outcome: the ``rpcpay_call_seconds_by_class`` histogram
+    (a ``LoopMetric``: loop-only), with the quantiles ``summary`` shows."""
 
     def __init__(self) -> None:
-        self.counts = {o: [0] * (len(LATENCY_BUCKETS) + 1) for o in OUTCOMES}
-        self.sums = dict.fromkeys(OUTCOMES, 0.0)
+        self.metric = LoopMetric(
+            "rpcpay_call_seconds_by_class",
+            "Public call latency by class",
+            ("class",),
+            LATENCY_BUCKETS,
+        )
+        self._by_outcome = {o: self.metric.labels(o) for o in OUTCOMES}
 
     def observe(self, outcome: str, seconds: float) -> None:
-        counts = self.counts[outcome]
-        for n, bound in enumerate(LATENCY_BUCKETS):
-            if seconds <= bound:
-                counts[n] += 1
-                break
-        else:
-            counts[-1] += 1
-        self.sums[outcome] += seconds
+        self._by_outcome[outcome].observe(seconds)
 
     def quantile(self, outcome: str, q: float) -> float | None:
         """The bucket bound at quantile ``q`` (None if nothing was counted)."""
-        counts = self.counts[outcome]
+        counts = self._by_outcome[outcome].counts
         total = sum(counts)
         if total == 0:
             return None
