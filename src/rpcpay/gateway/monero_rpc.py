@@ -80,12 +80,12 @@ def object_params(params: JSON) -> dict[str, JSON]:
 
 def payment_answer(charge: Charge) -> dict[str, JSON]:
     """The body monerod returns for a refused charge: status, credits, top_hash."""
-    return {
-        "credits": charge.credits,
-        "status": charge.status,
-        "top_hash": charge.top_hash,
-        "untrusted": False,
-    }
+    return status_answer(charge.status, charge.credits, charge.top_hash)
+
+
+def status_answer(status: str, credits: int, top_hash: str) -> dict[str, JSON]:
+    """monerod's body for a call it does not serve: its status, the balance, the top."""
+    return {"credits": credits, "status": status, "top_hash": top_hash, "untrusted": False}
 
 
 def _strip_client(params: Mapping[str, JSON]) -> dict[str, JSON]:
@@ -267,7 +267,7 @@ class MoneroJsonRpc(Pipeline[RpcRequest, dict[str, JSON]]):
     def busy(self, call: PaidCall[RpcRequest], charge: Charge | None, credits: int) -> web.Response:
         """A shed free call: monerod's own "busy": status BUSY in the result (a wallet retries
         later)."""
-        busy = {"credits": credits, "status": STATUS_BUSY, "top_hash": "", "untrusted": False}
+        busy = status_answer(STATUS_BUSY, credits, "")
         return json_response(result_response(call.request.request_id, busy))
 
 
