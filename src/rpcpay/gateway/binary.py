@@ -50,7 +50,6 @@ from rpcpay.gateway.jobs import ChainTop
 from rpcpay.gateway.observe import note_call
 from rpcpay.gateway.payment import Charge
 from rpcpay.gateway.pipeline import (
-    CallClass,
     CallRefused,
     Forward,
     PaidCall,
@@ -199,17 +198,9 @@ class BinaryHandler(Pipeline[BinaryCall, BinaryAnswer]):
         failed = refused_answer(call.request.rule, UPSTREAM_FAILED, credits, top_hash)
         return binary_response(failed, 502)
 
-    def shed(
-        self,
-        call: PaidCall[BinaryCall],
-        charge: Charge | None,
-        credits: int,
-        klass: CallClass,
-    ) -> web.Response:
-        """A shed free call: monerod's own "busy" status, in the endpoint's refusal shape, HTTP 200.
-        A shed paid call: as an upstream failure (refunded)."""
-        if klass == "paid":
-            return self.failed(call, charge, credits)
+    def busy(self, call: PaidCall[BinaryCall], charge: Charge | None, credits: int) -> web.Response:
+        """A shed free call: monerod's own "busy" status, in the endpoint's refusal shape,
+        HTTP 200."""
         top_hash = charge.top_hash if charge is not None else ""
         return binary_response(refused_answer(call.request.rule, STATUS_BUSY, credits, top_hash))
 

@@ -38,19 +38,18 @@ from typing import Any
 
 from aiohttp import web
 
-from rpcpay.gateway import pipeline
 from rpcpay.gateway.free_tier import (
     FreeTable,
     FreeTierSettings,
     check_free_tier,
     total_settings,
 )
+from rpcpay.gateway.metrics import LoopMetric
 from rpcpay.gateway.payment import Charge, PaymentService
-from rpcpay.gateway.pipeline import Admitted, CallClass, PaidCall, Seams
+from rpcpay.gateway.pipeline import Admitted, CallClass, PaidCall, Seams, Shed
 from rpcpay.gateway.priority import (
     AdmissionQueue,
     QueueSettings,
-    Shed,
     bid_level,
     check_queue_settings,
     queue_settings,
@@ -58,9 +57,8 @@ from rpcpay.gateway.priority import (
 from rpcpay.ledger.account import U64_MAX
 from rpcpay.wire.rpc import (
     HEADER_BID,
-    SIGNATURE_STATUS_PREFIX,
     STATUS_OK,
-    STATUS_PAYMENT_REQUIRED,
+    is_payment_refusal_status,
 )
 
 Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
@@ -84,7 +82,6 @@ OUTCOMES = ("paid", "free", "refused", "shed")
 class CallTag:
     """One public request's class (mutable: the request's scratch pad, like ``CallNote``)."""
 
-    address: str
     cls: CallClass = "free"
     bid: int = 0  # credits offered per charge (X-Rpc-Bid, with --bids)
     bid_paid: int = 0  # what a passed charge took for it
@@ -118,32 +115,28 @@ class FreeAdmission(Admitted):
 
 def is_payment_refusal(charge: Charge) -> bool:
     """Refused for want of payment or of a valid id (not for any other reason)."""
-    return not charge.ok and (
-        charge.status == STATUS_PAYMENT_REQUIRED
-        or charge.status.startswith(SIGNATURE_STATUS_PREFIX)
-    )
+    return not charge.ok and is_payment_refusal_status(charge.status)
 
 
 class Latency:
-    """Seconds per finished call by outcome, as cumulative histogram counts (loop-only)."""
+    """Seconds per finished call by outcome: the ``rpcpay_call_seconds_by_class`` histogram
+    (a ``LoopMetric``: loop-only), with the quantiles ``summary`` shows."""
 
     def __init__(self) -> None:
-        self.counts = {o: [0] * (len(LATENCY_BUCKETS) + 1) for o in OUTCOMES}
-        self.sums = dict.fromkeys(OUTCOMES, 0.0)
+        self.metric = LoopMetric(
+            "rpcpay_call_seconds_by_class",
+            "Public call latency by class",
+            ("class",),
+            LATENCY_BUCKETS,
+        )
+        self._by_outcome = {o: self.metric.labels(o) for o in OUTCOMES}
 
     def observe(self, outcome: str, seconds: float) -> None:
-        counts = self.counts[outcome]
-        for n, bound in enumerate(LATENCY_BUCKETS):
-            if seconds <= bound:
-                counts[n] += 1
-                break
-        else:
-            counts[-1] += 1
-        self.sums[outcome] += seconds
+        self._by_outcome[outcome].observe(seconds)
 
     def quantile(self, outcome: str, q: float) -> float | None:
         """The bucket bound at quantile ``q`` (None if nothing was counted)."""
-        counts = self.counts[outcome]
+        counts = self._by_outcome[outcome].counts
         total = sum(counts)
         if total == 0:
             return None
@@ -252,7 +245,7 @@ class Capacity:
         except Shed:
             if tag is not None:
                 tag.shed = True
-            raise pipeline.Shed() from None
+            raise
         try:
             yield None
         finally:
@@ -264,11 +257,11 @@ class Capacity:
 
     # -- per request ------------------------------------------------------------------------
 
-    def wrap(self, inner: Handler, address: Callable[[web.BaseRequest], str]) -> Handler:
+    def wrap(self, inner: Handler) -> Handler:
         """The public handler with each request tagged, and its latency counted by class."""
 
         async def handle(request: web.BaseRequest) -> web.StreamResponse:
-            tag = CallTag(address(request))
+            tag = CallTag()
             if self.bids:
                 bid = parse_bid(request.headers.get(HEADER_BID))
                 # A bid is a whole number of credits; anything else is refused, for nothing.

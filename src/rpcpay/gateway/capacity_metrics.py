@@ -16,18 +16,16 @@ extra for them):
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
-    HistogramMetricFamily,
     Metric,
 )
 from prometheus_client.registry import Collector
 
-from rpcpay.gateway.capacity import LATENCY_BUCKETS, OUTCOMES, Capacity
+from rpcpay.gateway.capacity import Capacity
 
 
 class CapacityCollector(Collector):
@@ -47,17 +45,7 @@ class CapacityCollector(Collector):
         free.add_metric(["refused_allowance"], capacity.refused_allowance)
         free.add_metric(["refused_share"], capacity.refused_share)
         yield free
-        latency = HistogramMetricFamily(
-            "rpcpay_call_seconds_by_class", "Public call latency by class", labels=["class"]
-        )
-        for outcome in OUTCOMES:
-            cumulative, rows = 0, []
-            counts = capacity.latency.counts[outcome]
-            for bound, count in zip((*LATENCY_BUCKETS, math.inf), counts, strict=True):
-                cumulative += count
-                rows.append(("+Inf" if bound == math.inf else repr(bound), cumulative))
-            latency.add_metric([outcome], rows, capacity.latency.sums[outcome])
-        yield latency
+        yield capacity.latency.metric.family()
         queue = capacity.queue
         if queue is None:
             return

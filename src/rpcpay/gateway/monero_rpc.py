@@ -36,7 +36,7 @@ from rpcpay.gateway.info_cache import InfoCache
 from rpcpay.gateway.jsoncodec import decode_json, encode_json
 from rpcpay.gateway.observe import note_call
 from rpcpay.gateway.payment import Charge
-from rpcpay.gateway.pipeline import CallClass, Forward, PaidCall, Pipeline, PipelineParts
+from rpcpay.gateway.pipeline import Forward, PaidCall, Pipeline, PipelineParts
 from rpcpay.gateway.protocol import (
     ERROR_INTERNAL,
     ERROR_UPSTREAM,
@@ -80,12 +80,12 @@ def object_params(params: JSON) -> dict[str, JSON]:
 
 def payment_answer(charge: Charge) -> dict[str, JSON]:
     """The body monerod returns for a refused charge: status, credits, top_hash."""
-    return {
-        "credits": charge.credits,
-        "status": charge.status,
-        "top_hash": charge.top_hash,
-        "untrusted": False,
-    }
+    return status_answer(charge.status, charge.credits, charge.top_hash)
+
+
+def status_answer(status: str, credits: int, top_hash: str) -> dict[str, JSON]:
+    """monerod's body for a call it does not serve: its status, the balance, the top."""
+    return {"credits": credits, "status": status, "top_hash": top_hash, "untrusted": False}
 
 
 def _strip_client(params: Mapping[str, JSON]) -> dict[str, JSON]:
@@ -264,18 +264,10 @@ class MoneroJsonRpc(Pipeline[RpcRequest, dict[str, JSON]]):
         failed = error_response(call.request.request_id, ERROR_UPSTREAM, UPSTREAM_FAILED)
         return json_response({**failed, "credits": credits})
 
-    def shed(
-        self,
-        call: PaidCall[RpcRequest],
-        charge: Charge | None,
-        credits: int,
-        klass: CallClass,
-    ) -> web.Response:
+    def busy(self, call: PaidCall[RpcRequest], charge: Charge | None, credits: int) -> web.Response:
         """A shed free call: monerod's own "busy": status BUSY in the result (a wallet retries
-        later). A shed paid call: as an upstream failure (refunded)."""
-        if klass == "paid":
-            return self.failed(call, charge, credits)
-        busy = {"credits": credits, "status": STATUS_BUSY, "top_hash": "", "untrusted": False}
+        later)."""
+        busy = status_answer(STATUS_BUSY, credits, "")
         return json_response(result_response(call.request.request_id, busy))
 
 
@@ -363,15 +355,8 @@ class MoneroJsonEndpoint(Pipeline[EndpointRequest, dict[str, JSON]]):
     ) -> web.Response:
         return json_response({"status": UPSTREAM_FAILED, "credits": credits}, 502)
 
-    def shed(
-        self,
-        call: PaidCall[EndpointRequest],
-        charge: Charge | None,
-        credits: int,
-        klass: CallClass,
+    def busy(
+        self, call: PaidCall[EndpointRequest], charge: Charge | None, credits: int
     ) -> web.Response:
-        """A shed free call: monerod's own "busy" status, HTTP 200. A shed paid call: as an upstream
-        failure (refunded)."""
-        if klass == "paid":
-            return self.failed(call, charge, credits)
+        """A shed free call: monerod's own "busy" status, HTTP 200."""
         return json_response({"credits": credits, "status": STATUS_BUSY, "untrusted": False})

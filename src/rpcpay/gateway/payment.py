@@ -119,6 +119,13 @@ def share_nonce(slot: Slot, nonce: int, now: float) -> RecordNonce:
     return RecordNonce(slot.key, nonce, nonce_expiry(slot.job, int(now)))
 
 
+def _refused(verdict: Verdict) -> NoReturn:
+    """Log a refused share and answer it with the verdict's error."""
+    log.info("share refused", extra={"verdict": verdict.value})
+    code, message = VERDICT_ERRORS[verdict]
+    raise RpcFault(code, message)
+
+
 class PaymentService:
     """Everything the gateway does with money, independent of HTTP."""
 
@@ -287,9 +294,7 @@ class PaymentService:
             await self.ledger.record_share(key, outcome, self.settings.credits_per_hash_found)
         if verdict is Verdict.DUPLICATE:
             self._guard.charge_bad_share(address, now)
-        log.info("share refused", extra={"verdict": verdict.value})
-        code, message = VERDICT_ERRORS[verdict]
-        raise RpcFault(code, message)
+        _refused(verdict)
 
     async def _refuse_recorded(
         self, key: bytes, address: str, verdict: Verdict, nonce: RecordNonce
@@ -307,9 +312,7 @@ class PaymentService:
         if not fresh:
             self._guard.charge_bad_share(address, self._clock())
             verdict = Verdict.DUPLICATE
-        log.info("share refused", extra={"verdict": verdict.value})
-        code, message = VERDICT_ERRORS[verdict]
-        raise RpcFault(code, message)
+        _refused(verdict)
 
     async def _judge_hash(
         self, auth: ClientAuth, admission: Admission, nonce: int, address: str
@@ -333,9 +336,7 @@ class PaymentService:
         # The same nonce reached another process first: it was credited there.
         if booked is ShareOutcome.DUPE:
             self._guard.charge_bad_share(address, now)
-            log.info("share refused", extra={"verdict": Verdict.DUPLICATE.value})
-            code, message = VERDICT_ERRORS[Verdict.DUPLICATE]
-            raise RpcFault(code, message)
+            _refused(Verdict.DUPLICATE)
         # The hash must meet the share difficulty.
         if not good:
             self._guard.charge_bad_share(address, now)

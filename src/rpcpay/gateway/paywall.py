@@ -40,7 +40,7 @@ from rpcpay.gateway.envelope import Call, Envelope, Invalid, parse_request
 from rpcpay.gateway.jsoncodec import decode_json, encode_json
 from rpcpay.gateway.observe import note_call
 from rpcpay.gateway.payment import Charge, PaymentService
-from rpcpay.gateway.pipeline import CallClass, Forward, PaidCall, Pipeline, PipelineParts
+from rpcpay.gateway.pipeline import Forward, PaidCall, Pipeline, PipelineParts
 from rpcpay.gateway.protocol import RpcFault, error_response
 from rpcpay.wire.rpc import (
     ACCESS_INFO,
@@ -227,34 +227,25 @@ class JsonRpcPaywall(Pipeline[PaywallRequest, JSON]):
     def failed(
         self, call: PaidCall[PaywallRequest], charge: Charge | None, credits: int
     ) -> web.Response:
-        request = call.request
-        failed = [
-            {**error_response(p.call.request_id, ERROR_UPSTREAM, MESSAGE_UPSTREAM_FAILED),
-             "credits": credits}
-            for p in request.priced
-            if not p.call.is_notification
-        ]  # fmt: skip
-        return self._compose(request.envelope, request.answers + failed, None, None)
+        return self._errors(call.request, ERROR_UPSTREAM, MESSAGE_UPSTREAM_FAILED, credits)
 
-    def shed(
-        self,
-        call: PaidCall[PaywallRequest],
-        charge: Charge | None,
-        credits: int,
-        klass: CallClass,
+    def busy(
+        self, call: PaidCall[PaywallRequest], charge: Charge | None, credits: int
     ) -> web.Response:
         """A shed free call: JSON-RPC error -32005 "busy" for each call (HTTP 200); nothing was
-        charged. A shed paid call: as an upstream failure (refunded)."""
-        if klass == "paid":
-            return self.failed(call, charge, credits)
-        request = call.request
-        busy = [
-            {**error_response(p.call.request_id, ERROR_RATE_LIMITED, MESSAGE_BUSY),
-             "credits": credits}
+        charged."""
+        return self._errors(call.request, ERROR_RATE_LIMITED, MESSAGE_BUSY, credits)
+
+    def _errors(
+        self, request: PaywallRequest, code: int, message: str, credits: int
+    ) -> web.Response:
+        """Error ``code`` for each forwarded call (not notifications), with the balance."""
+        errors = [
+            {**error_response(p.call.request_id, code, message), "credits": credits}
             for p in request.priced
             if not p.call.is_notification
-        ]  # fmt: skip
-        return self._compose(request.envelope, request.answers + busy, None, None)
+        ]
+        return self._compose(request.envelope, request.answers + errors, None, None)
 
     async def _local(self, call: Call, peer: str) -> JSON:
         try:

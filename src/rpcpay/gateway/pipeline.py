@@ -26,7 +26,8 @@ The base owns the money and its order, and an envelope may not change it:
 3. Refund rules. The whole charge goes back, before the client hears, when:
    - the upstream fails (unreachable, timeout, non-200, malformed; ``UpstreamError``): the
      envelope's ``failed`` answers with the balance after the refund;
-   - the call is shed by its slot (``Shed``): ``shed`` answers (default: as ``failed``);
+   - the call is shed by its slot (``Shed``): ``failed`` answers a paid call, ``busy`` a free
+     one (default: as ``failed``);
    - the envelope finds the call unservable after the charge (``CallRefused``: its answer);
    - the call is cancelled (shutdown past its grace) while it is fetched or its second
      charge is made: the first charge is refunded in a task of its own, which a second
@@ -248,11 +249,10 @@ class Pipeline(Generic[R, A]):
         """The HTTP answer when the upstream failed; ``credits``: the balance, refunded."""
         raise NotImplementedError
 
-    def shed(
-        self, call: PaidCall[R], charge: Charge | None, credits: int, klass: CallClass
-    ) -> web.Response:
-        """The HTTP answer when the call's slot shed it, refunded (default: as an upstream
-        failure; issue 14 answers a shed free call "busy" in the envelope's protocol)."""
+    def busy(self, call: PaidCall[R], charge: Charge | None, credits: int) -> web.Response:
+        """The HTTP answer when the call's slot shed a free call, refunded (default: as an
+        upstream failure; issue 14 answers it "busy" in the envelope's protocol). A shed paid
+        call is answered by ``failed``."""
         return self.failed(call, charge, credits)
 
     # -- the one path ------------------------------------------------------------------------
@@ -288,7 +288,9 @@ class Pipeline(Generic[R, A]):
         except Shed:
             note_call(outcome="shed")
             credits = await self._refund(charge, admission)
-            return self.shed(call, charge, credits, klass)
+            if klass == "paid":
+                return self.failed(call, charge, credits)
+            return self.busy(call, charge, credits)
         except CallRefused as refused:
             await self._refund(charge, admission)
             return refused.response

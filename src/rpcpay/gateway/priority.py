@@ -29,22 +29,17 @@ import contextlib
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Literal
 
 from rpcpay.errors import ConfigError
 from rpcpay.gateway.peers import host_key
+from rpcpay.gateway.pipeline import CallClass, Shed
 
-CallClass = Literal["paid", "free"]
 CLASSES: tuple[CallClass, ...] = ("paid", "free")
 DEFAULT_QUEUE = 1024
 """Calls that may wait for a slot: enough for a flood's every connection to wait (a flooder
 answered at once only asks again, and costs the event loop more)."""
 FREE_BACKLOG_ROUNDS = 4
 """Free calls may queue up to this many times their slots before new ones are refused."""
-
-
-class Shed(Exception):
-    """The call was shed from a full line: answer "busy"; it cost nothing."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -525,7 +525,7 @@ async def _assemble(
     if observed is not None:
         handle = observed.handle
     if capacity is not None:
-        handle = capacity.wrap(handle, public.peer)
+        handle = capacity.wrap(handle)
     runner, public_port = await _listen(
         _server(handle, config.max_body_bytes, config.connections, public.peer, inflight),
         config.bind_ip,

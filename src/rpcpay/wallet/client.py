@@ -48,6 +48,7 @@ from rpcpay.wire.rpc import (
     SIGNATURE_STATUS_PREFIX,
     STATUS_BUSY,
     STATUS_PAYMENT_REQUIRED,
+    is_payment_refusal_status,
 )
 
 JSON = Any
@@ -283,12 +284,12 @@ class PayingClient:
         if isinstance(error, dict):
             code, message = int(error.get("code", 0) or 0), str(error.get("message", ""))
             # The paywall's 402, "busy", and monerod's get_info refusal (error -5).
-            if code in (ERROR_PAYWALL, ERROR_RATE_LIMITED) or _is_refusal(message):
+            if code in (ERROR_PAYWALL, ERROR_RATE_LIMITED) or is_payment_refusal_status(message):
                 raise FreeRefused(message)
         result = self._result(answer, track=False)
         status = result.get("status") if isinstance(result, dict) else None
         # monerod refuses with a status in the result.
-        if isinstance(status, str) and (_is_refusal(status) or status == STATUS_BUSY):
+        if isinstance(status, str) and (is_payment_refusal_status(status) or status == STATUS_BUSY):
             raise FreeRefused(status)
         return result
 
@@ -403,11 +404,6 @@ class PayingClient:
         if not isinstance(result, dict):
             raise NodeError(0, "answer has no result object")
         return result
-
-
-def _is_refusal(status: str) -> bool:
-    """A status that means "pay first": no or a bad client id, or too few credits."""
-    return status == STATUS_PAYMENT_REQUIRED or status.startswith(SIGNATURE_STATUS_PREFIX)
 
 
 class SyncPayingClient:

@@ -77,3 +77,8 @@ LOTTERY_PAY_CHEQUE: Final = "lottery_pay_cheque"
 def signature_status(rpc: str) -> str:
     """The status monerod puts in a charged answer whose client id fails to verify."""
     return SIGNATURE_STATUS_PREFIX + rpc
+
+
+def is_payment_refusal_status(status: str) -> bool:
+    """A status that means "pay first": no or a bad client id, or too few credits."""
+    return status == STATUS_PAYMENT_REQUIRED or status.startswith(SIGNATURE_STATUS_PREFIX)
