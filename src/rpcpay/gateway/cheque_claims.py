@@ -87,8 +87,9 @@ class Claimer:
             if state is not None and state.seed is None and head - reveal <= 256:
                 reveal_hash = await asyncio.to_thread(core.chain.block_hash, reveal)
             await core.refresh(lottery_id)
-            ours = [k.sc for k in core.book.ours(lottery_id)]
-            ids = {k.cheque_id: k.sc for k in core.book.ours(lottery_id)}
+            kept = core.book.ours(lottery_id)
+            ours = [k.sc for k in kept]
+            ids = {k.cheque_id: k.sc for k in kept}
             step = next_claim_step(state, reveal, head, reveal_hash, ours, ids)
             if step.action == "close" and step.outcome is not None:
                 await self.close(lottery_id, step.outcome)
