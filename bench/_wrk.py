@@ -106,6 +106,17 @@ def run_wrk(url: str, base: Path, connections: int, seconds: int) -> WrkResult:
     )
 
 
+def start_wrk(
+    url: str, script: Path, threads: int, connections: int, seconds: float, *script_args: str
+) -> subprocess.Popen[str]:
+    """wrk running ``script`` in the background (read its output with ``communicate``)."""
+    return subprocess.Popen(
+        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{int(seconds)}s", "--timeout", "10s",
+         "-s", str(script), url, "--", *script_args],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+
+
 def parse_result(output: str) -> dict[str, int]:
     """The ``RESULT k=v ...`` line a bench's Lua script prints at the end, as integers."""
     match = re.search(r"RESULT (.*)", output)

@@ -43,7 +43,7 @@ from _common import (
     start_monerod,
     work_dir,
 )
-from _wrk import parse_result
+from _wrk import parse_result, start_wrk
 
 from rpcpay.wallet.keys import ClientKey
 
@@ -162,24 +162,7 @@ def junk_lines(victim: ClientKey) -> list[str]:
 
 
 def wrk(url: str, base: Path, threads: int, connections: int, seconds: float) -> Any:
-    return subprocess.Popen(
-        [
-            "wrk",
-            f"-t{threads}",
-            f"-c{connections}",
-            f"-d{int(seconds)}s",
-            "--timeout",
-            "10s",
-            "-s",
-            str(LUA),
-            url,
-            "--",
-            str(base),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    return start_wrk(url, LUA, threads, connections, seconds, str(base))
 
 
 def hold_idle(port: int, seconds: float) -> None:

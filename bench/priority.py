@@ -55,7 +55,7 @@ from _common import (
     start_monerod,
     work_dir,
 )
-from _wrk import parse_result, process_cpu_s
+from _wrk import parse_result, process_cpu_s, start_wrk
 
 from rpcpay.wallet.keys import ClientKey
 from rpcpay.wire import epee
@@ -137,11 +137,9 @@ async def paying_client(
 
 
 def start_flood(url: str, args: argparse.Namespace, seconds: float) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        ["wrk", f"-t{FLOOD_THREADS}", f"-c{args.flood_connections}", f"-d{int(seconds)}s",
-         "--timeout", "10s", "-s", str(LUA), url, "--", "/get_info", "{}", str(args.hosts)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+    return start_wrk(
+        url, LUA, FLOOD_THREADS, args.flood_connections, seconds, "/get_info", "{}", str(args.hosts)
+    )
 
 
 def children_cpu() -> float:
