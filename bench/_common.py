@@ -45,6 +45,7 @@ __all__ = [
     "MonerodProcess",
     "Request",
     "free_port",
+    "percentile",
     "post_json",
     "print_table",
     "run_load",
@@ -279,6 +280,12 @@ async def run_load(
         ok / elapsed if elapsed else 0.0,
         failures if total else {},
     )
+
+
+def percentile(data: Sequence[float], q: float) -> float:
+    """The nearest-rank ``q`` quantile (0 <= q <= 1) of a non-empty sample."""
+    ordered = sorted(data)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def print_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:

@@ -106,6 +106,31 @@ def run_wrk(url: str, base: Path, connections: int, seconds: int) -> WrkResult:
     )
 
 
+def start_wrk(
+    url: str, script: Path, threads: int, connections: int, seconds: float, *script_args: str
+) -> subprocess.Popen[str]:
+    """wrk running ``script`` in the background (read its output with ``communicate``)."""
+    return subprocess.Popen(
+        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{int(seconds)}s", "--timeout", "10s",
+         "-s", str(script), url, "--", *script_args],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+
+
+def parse_result(output: str) -> dict[str, int]:
+    """The ``RESULT k=v ...`` line a bench's Lua script prints at the end, as integers."""
+    match = re.search(r"RESULT (.*)", output)
+    if match is None:
+        raise RuntimeError(f"wrk printed no result:\n{output[-2000:]}")
+    return {k: int(v) for k, v in (kv.split("=") for kv in match.group(1).split())}
+
+
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) one process has used so far (not its children)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
 def _children() -> dict[int, list[int]]:
     tree: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):

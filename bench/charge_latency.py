@@ -29,26 +29,16 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from _common import percentile  # also puts the repo and src/ on sys.path
+from tests.support.postgres import start_postgres
 
-REPO = Path(__file__).resolve().parents[1]
-for _extra in (REPO, REPO / "src"):
-    if str(_extra) not in sys.path:
-        sys.path.append(str(_extra))
-
-from tests.support.postgres import start_postgres  # noqa: E402
-
-from rpcpay.gateway.limits import AbuseLimits  # noqa: E402
-from rpcpay.gateway.server import GatewayConfig, RunningGateway, start_gateway  # noqa: E402
-from rpcpay.ledger.account import PaymentResult  # noqa: E402
-from rpcpay.testing import ToyBackend  # noqa: E402
-from rpcpay.wallet.keys import ClientKey  # noqa: E402
+from rpcpay.gateway.limits import AbuseLimits
+from rpcpay.gateway.server import GatewayConfig, RunningGateway, start_gateway
+from rpcpay.ledger.account import PaymentResult
+from rpcpay.testing import ToyBackend
+from rpcpay.wallet.keys import ClientKey
 
 MAX_SECONDS_PER_CELL = 120.0
-
-
-def percentile(data: list[float], q: float) -> float:
-    ordered = sorted(data)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def timed_pay(gateway: RunningGateway, latencies: list[float]) -> None:

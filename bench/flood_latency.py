@@ -27,7 +27,6 @@ import contextlib
 import json
 import os
 import random
-import re
 import shutil
 import subprocess
 import sys
@@ -44,6 +43,7 @@ from _common import (
     start_monerod,
     work_dir,
 )
+from _wrk import parse_result, start_wrk
 
 from rpcpay.wallet.keys import ClientKey
 
@@ -161,32 +161,8 @@ def junk_lines(victim: ClientKey) -> list[str]:
     return mixed
 
 
-def parse_wrk(output: str) -> dict[str, int]:
-    match = re.search(r"RESULT (.*)", output)
-    if match is None:
-        raise RuntimeError(f"wrk printed no result:\n{output[-2000:]}")
-    return {k: int(v) for k, v in (kv.split("=") for kv in match.group(1).split())}
-
-
 def wrk(url: str, base: Path, threads: int, connections: int, seconds: float) -> Any:
-    return subprocess.Popen(
-        [
-            "wrk",
-            f"-t{threads}",
-            f"-c{connections}",
-            f"-d{int(seconds)}s",
-            "--timeout",
-            "10s",
-            "-s",
-            str(LUA),
-            url,
-            "--",
-            str(base),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    return start_wrk(url, LUA, threads, connections, seconds, str(base))
 
 
 def hold_idle(port: int, seconds: float) -> None:
@@ -250,11 +226,11 @@ def phase(url: str, tmp: Path, keys: list[ClientKey], kind: str, seconds: float)
         time.sleep(2)  # the flood or the idle sockets are in place before measuring
     good = wrk(url, base, GOOD_THREADS, GOOD_THREADS, seconds)
     out, _ = good.communicate(timeout=seconds + 60)
-    result = parse_wrk(out)
+    result = parse_result(out)
     if helper is not None:
         helper_out, _ = helper.communicate(timeout=seconds + 60)
         if kind == "flood":
-            result["junk_requests"] = parse_wrk(helper_out)["requests"]
+            result["junk_requests"] = parse_result(helper_out)["requests"]
     return result
 
 

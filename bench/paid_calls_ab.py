@@ -38,11 +38,10 @@ from _common import (
     start_monerod,
     work_dir,
 )
+from _wrk import process_cpu_s
 from paid_calls import CREDITS_PER_HASH, DIFFICULTY, FUNDING, paid_get_info
 
 from rpcpay.wallet.keys import ClientKey
-
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def parse_args() -> argparse.Namespace:
@@ -76,12 +75,6 @@ def export_src(revision: str, into: Path) -> Path:
         if target.parent.is_dir():
             shutil.copy2(built, target)
     return into
-
-
-def cpu_seconds(gateway: GatewayProcess) -> float:
-    stat = Path(f"/proc/{gateway.process.pid}/stat").read_text()
-    fields = stat.rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
 @contextlib.contextmanager
@@ -140,7 +133,7 @@ def main() -> int:
                     order = list(gateways) if index % 2 == 0 else list(reversed(gateways))
                     for name in order:
                         gateway = gateways[name]
-                        start = cpu_seconds(gateway)
+                        start = process_cpu_s(gateway.process.pid)
                         result = asyncio.run(
                             run_load(
                                 name,
@@ -151,7 +144,7 @@ def main() -> int:
                                 max_requests=args.max_requests,
                             )
                         )
-                        cpu[name] += cpu_seconds(gateway) - start
+                        cpu[name] += process_cpu_s(gateway.process.pid) - start
                         calls[name] += result.ok + result.failed
                         parts[name].append(result)
                 totals = {name: combine(p) for name, p in parts.items()}

@@ -36,8 +36,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import re
 import resource
 import shutil
 import subprocess
@@ -57,6 +55,7 @@ from _common import (
     start_monerod,
     work_dir,
 )
+from _wrk import parse_result, process_cpu_s, start_wrk
 
 from rpcpay.wallet.keys import ClientKey
 from rpcpay.wire import epee
@@ -137,25 +136,10 @@ async def paying_client(
     return latencies, bad
 
 
-def parse_wrk(output: str) -> dict[str, int]:
-    match = re.search(r"RESULT (.*)", output)
-    if match is None:
-        raise RuntimeError(f"wrk printed no result:\n{output[-2000:]}")
-    return {k: int(v) for k, v in (kv.split("=") for kv in match.group(1).split())}
-
-
 def start_flood(url: str, args: argparse.Namespace, seconds: float) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        ["wrk", f"-t{FLOOD_THREADS}", f"-c{args.flood_connections}", f"-d{int(seconds)}s",
-         "--timeout", "10s", "-s", str(LUA), url, "--", "/get_info", "{}", str(args.hosts)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-
-
-def process_cpu(pid: int) -> float:
-    """CPU seconds (user + system) a process has used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return start_wrk(
+        url, LUA, FLOOD_THREADS, args.flood_connections, seconds, "/get_info", "{}", str(args.hosts)
+    )
 
 
 def children_cpu() -> float:
@@ -180,7 +164,7 @@ def phase(
     if kind != "none":
         flood = start_flood(target.public_url, args, seconds + 3)
         time.sleep(1.5)  # the flood is in full swing before measuring
-    gw_cpu, wrk_cpu, own_cpu = process_cpu(target.process.pid), children_cpu(), self_cpu()
+    gw_cpu, wrk_cpu, own_cpu = process_cpu_s(target.process.pid), children_cpu(), self_cpu()
     began = time.monotonic()
     result: dict[str, Any] = {"latencies": [], "bad": 0}
     if bodies:
@@ -196,11 +180,11 @@ def phase(
     else:
         time.sleep(seconds)
     wall = time.monotonic() - began
-    result["gateway_cores"] = (process_cpu(target.process.pid) - gw_cpu) / wall
+    result["gateway_cores"] = (process_cpu_s(target.process.pid) - gw_cpu) / wall
     result["self_cores"] = (self_cpu() - own_cpu) / wall
     if flood is not None:
         out, _ = flood.communicate(timeout=seconds + 60)
-        counts = parse_wrk(out)
+        counts = parse_result(out)
         flood_s = counts["duration_us"] / 1e6
         result["flood"] = {k: v / flood_s for k, v in counts.items() if k != "duration_us"}
         result["wrk_cores"] = (children_cpu() - wrk_cpu) / flood_s

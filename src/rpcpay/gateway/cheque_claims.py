@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 from rpcpay.errors import ChainError, LedgerError, TransactionReverted
 from rpcpay.gateway.cheque_core import PayeeCore, Receipts
 from rpcpay.lottery.cheque import StampedCheque
-from rpcpay.lottery.payee import LotteryOutcome, next_claim_step
+from rpcpay.lottery.payee import BLOCKHASH_WINDOW, LotteryOutcome, next_claim_step
 
 if TYPE_CHECKING:
     from rpcpay.chain.settlement import Receipt
@@ -84,11 +84,12 @@ class Claimer:
                 continue
             state = await asyncio.to_thread(core.chain.lottery, lottery_id, None)
             reveal_hash = None
-            if state is not None and state.seed is None and head - reveal <= 256:
+            if state is not None and state.seed is None and head - reveal <= BLOCKHASH_WINDOW:
                 reveal_hash = await asyncio.to_thread(core.chain.block_hash, reveal)
             await core.refresh(lottery_id)
-            ours = [k.sc for k in core.book.ours(lottery_id)]
-            ids = {k.cheque_id: k.sc for k in core.book.ours(lottery_id)}
+            kept = core.book.ours(lottery_id)
+            ours = [k.sc for k in kept]
+            ids = {k.cheque_id: k.sc for k in kept}
             step = next_claim_step(state, reveal, head, reveal_hash, ours, ids)
             if step.action == "close" and step.outcome is not None:
                 await self.close(lottery_id, step.outcome)

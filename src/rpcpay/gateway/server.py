@@ -396,6 +396,16 @@ def open_lottery(
     return ChequeDesk(chain, key, store, ledger, settings, on_credit=on_credit)
 
 
+def preflight(config: GatewayConfig) -> tuple[ssl.SSLContext | None, PriceList]:
+    """The start-up checks that need no upstream or ledger: the settings, the TLS files, the
+    data directory and the price file; ConfigError (one line) if any is unusable."""
+    check_config(config)
+    tls = server_tls_context(config.ssl_certificate, config.ssl_private_key)
+    prepare_data_dir(config.data_dir)
+    prices = load_price_list(config.price_file) if config.price_file else PriceList(1, {})
+    return tls, prices
+
+
 async def start_gateway(
     config: GatewayConfig,
     *,
@@ -406,10 +416,7 @@ async def start_gateway(
     """Build every part and open the listeners. Port 0 picks a free port (tests).
 
     ``lottery_chain`` replaces ``--lottery-chain-url`` (the in-process chain in tests)."""
-    check_config(config)
-    tls = server_tls_context(config.ssl_certificate, config.ssl_private_key)
-    prepare_data_dir(config.data_dir)
-    prices = load_price_list(config.price_file) if config.price_file else PriceList(1, {})
+    tls, prices = preflight(config)
     # Whatever was opened is closed again if the start fails (no "Unclosed" dumps).
     async with contextlib.AsyncExitStack() as undo:
         running = await _assemble(config, prices, undo, upstream, hasher, lottery_chain, tls)

@@ -98,16 +98,9 @@ def stop_timeout_s(config: GatewayConfig) -> float:
 def prepare(config: GatewayConfig) -> list[socket.socket]:
     """Check ``config`` as a single process would at start, make the shared files, and
     reserve the ports; ConfigError (one line) before any worker exists."""
-    from rpcpay.gateway.costs import load_price_list
-    from rpcpay.gateway.preflight import prepare_data_dir
-    from rpcpay.gateway.server import check_config, load_secret
-    from rpcpay.gateway.tls import server_tls_context
+    from rpcpay.gateway.server import load_secret, preflight
 
-    check_config(config)
-    server_tls_context(config.ssl_certificate, config.ssl_private_key)
-    prepare_data_dir(config.data_dir)
-    if config.price_file is not None:
-        load_price_list(config.price_file)
+    preflight(config)
     # Made once here: workers creating it together would race (O_EXCL fails for all but one).
     load_secret(config.data_dir)
     if config.lottery is not None:
