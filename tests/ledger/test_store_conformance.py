@@ -162,6 +162,14 @@ async def test_a_cheque_is_credited_once_across_instances(make_store: MakeStore)
     assert await two.cheques.cheques_of(LOTTERY) == [c]
 
 
+async def test_a_cheque_of_u64_credits_reads_back_whole(make_store: MakeStore) -> None:
+    store = await make_store()
+    big = cheque(1, credits=U64_MAX)
+    assert await store.cheques.hold_pending(big)
+    assert await store.cheques.pending_cheque(big.cheque_id) == big
+    assert await store.cheques.cheques_of(LOTTERY) == [big]
+
+
 async def test_a_refused_cheque_join_writes_no_account(make_store: MakeStore) -> None:
     store = await make_store()
     await store.cheques.hold_cheque(cheque(1, client=None))

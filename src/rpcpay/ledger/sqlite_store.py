@@ -165,11 +165,13 @@ class ChequeRow:
 
 
 def cheque_from_row(r: Sequence[Any]) -> ChequeRow:
-    """The cheque a ``CHEQUE_COLUMNS`` row of either store describes."""
+    """The cheque a ``CHEQUE_COLUMNS`` row of either store describes (SQLite keeps the u64
+    credits as a signed integer; PostgreSQL's numeric is never negative, so decoding is the
+    identity there)."""
     client = r[3]
     return ChequeRow(bytes(r[0]), bytes(r[1]), bytes(r[2]),
                      None if client is None else bytes(client),
-                     int(r[4]), int(r[5]), int(r[6]))  # fmt: skip
+                     decode_u64(int(r[4])), int(r[5]), int(r[6]))  # fmt: skip
 
 
 def encode_u64(value: int) -> int:
