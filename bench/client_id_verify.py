@@ -78,7 +78,7 @@ def main() -> None:
         parser.error("--rounds must be >= 1 and --calls within 1..100000")
     measured = cases()
     samples: dict[str, list[float]] = {name: [] for name in measured}
-    for name, fn in measured.items():  # warm-up, uncounted
+    for fn in measured.values():  # warm-up, uncounted
         time_call(fn, min(args.calls, 200))
     for _ in range(args.rounds):
         for name, fn in measured.items():
