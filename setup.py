@@ -8,7 +8,7 @@ setup(
         Extension(
             "rpcpay.wire._edwards",
             sources=["src/rpcpay/wire/_edwards.c"],
-            extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wextra"],
+            extra_compile_args=["-O3", "-std=c11", "-Wall", "-Wextra"],
         )
     ]
 )

@@ -39,6 +39,12 @@ def test_hash_to_scalar_is_keccak_mod_l() -> None:
         assert hash_to_scalar(data) == le(expected)
 
 
+@given(st.binary(max_size=200))
+def test_hash_to_scalar_matches_libsodium_reduce(data: bytes) -> None:
+    reduced = bindings.crypto_core_ed25519_scalar_reduce(keccak256(data) + bytes(32))
+    assert hash_to_scalar(data) == bytes(reduced)
+
+
 def test_secret_to_public_known() -> None:
     assert secret_to_public(le(1)) == BASE_POINT
 

@@ -1,9 +1,13 @@
-"""Keccak-256 against Monero's own cn_fast_hash vectors (tests/hash/tests-fast.txt)."""
+"""Keccak-256 against Monero's own cn_fast_hash vectors (tests/hash/tests-fast.txt) and,
+differentially, against pycryptodome's Keccak."""
 
 import hashlib
 from pathlib import Path
 
 import pytest
+from Crypto.Hash import keccak as _keccak
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rpcpay.wire.keccak import keccak256
 
@@ -29,3 +33,23 @@ def test_monero_fast_hash_vectors(expected: str, data: str) -> None:
 def test_is_not_nist_sha3() -> None:
     # the padding differs, so every digest differs
     assert keccak256(b"abc") != hashlib.sha3_256(b"abc").digest()
+
+
+def _exact_size(n: int) -> st.SearchStrategy[bytes]:
+    return st.binary(min_size=n, max_size=n)
+
+
+# Lengths around the 136-byte rate, where the padding moves into its own block or shares the
+# last byte (0x01 ^ 0x80), plus arbitrary ones.
+_RATE_EDGES = [0, 1, 134, 135, 136, 137, 271, 272, 273]
+
+
+@settings(max_examples=300)
+@given(st.one_of(st.binary(max_size=700), st.sampled_from(_RATE_EDGES).flatmap(_exact_size)))
+def test_matches_pycryptodome(data: bytes) -> None:
+    assert keccak256(data) == _keccak.new(data=data, digest_bits=256).digest()
+
+
+def test_accepts_any_bytes_like() -> None:
+    data = b"monero" * 50
+    assert keccak256(bytearray(data)) == keccak256(memoryview(data)) == keccak256(data)

