@@ -228,3 +228,27 @@ def test_every_top_window(top: int) -> None:
     )
     got = _edwards.double_scalarmult_base(a.to_bytes(32, "little"), point, b.to_bytes(32, "little"))
     assert got == reference(a, point, b)
+
+
+@settings(max_examples=200, deadline=None)
+@given(any_scalar, points, any_scalar)
+def test_prepared_key_gives_the_same_point(a: int, enc: bytes, b: int) -> None:
+    a_bytes, b_bytes = a.to_bytes(32, "little"), b.to_bytes(32, "little")
+    direct = _edwards.double_scalarmult_base(a_bytes, enc, b_bytes)
+    prepared = _edwards.prepare_point(enc)
+    if prepared is None:
+        assert direct is None
+    else:
+        assert _edwards.double_scalarmult_prepared(a_bytes, prepared, b_bytes) == direct
+
+
+def test_prepared_lengths_are_checked() -> None:
+    prepared = _edwards.prepare_point(SMALL_ORDER[4])
+    assert prepared is not None
+    for bad in (prepared[:-1], prepared + b"\0", b""):
+        with pytest.raises(ValueError):
+            _edwards.double_scalarmult_prepared(bytes(32), bad, bytes(32))
+    with pytest.raises(ValueError):
+        _edwards.double_scalarmult_prepared(bytes(31), prepared, bytes(32))
+    with pytest.raises(ValueError):
+        _edwards.prepare_point(bytes(33))

@@ -377,15 +377,14 @@ static void var_table(point_cached table[VAR_TABLE_SIZE], const point_p3 *p) {
     }
 }
 
-/* a*P + b*G for 256-bit little-endian scalars (variable time): one shared chain of doublings
- * from the top non-zero wNAF digit, adding or subtracting table entries at non-zero digits. */
-static void double_scalarmult(point_p2 *r, const unsigned char *a, const point_p3 *p,
-                              const unsigned char *b) {
+/* a*P + b*G for 256-bit little-endian scalars (variable time), P given by its odd multiples
+ * (var_table): one shared chain of doublings from the top non-zero wNAF digit, adding or
+ * subtracting table entries at non-zero digits. */
+static void double_scalarmult(point_p2 *r, const unsigned char *a,
+                              const point_cached p_odd[VAR_TABLE_SIZE], const unsigned char *b) {
     signed char a_naf[WNAF_DIGITS], b_naf[WNAF_DIGITS];
-    point_cached p_odd[VAR_TABLE_SIZE];
     wnaf(a_naf, a, VAR_WNAF_WIDTH);
     wnaf(b_naf, b, BASE_WNAF_WIDTH);
-    var_table(p_odd, p);
     fe_0(&r->X); fe_1(&r->Y); fe_1(&r->Z);
     int i = WNAF_DIGITS - 1;
     while (i >= 0 && a_naf[i] == 0 && b_naf[i] == 0) i--;
@@ -511,6 +510,9 @@ static PyObject *py_keccak256(PyObject *self, PyObject *arg) {
     return PyBytes_FromStringAndSize((const char *)out, 32);
 }
 
+/* A decoded key's odd multiples, as prepare_point hands them to Python (opaque bytes). */
+typedef struct { point_cached odd[VAR_TABLE_SIZE]; } prepared_point;
+
 static PyObject *double_scalarmult_base(PyObject *self, PyObject *args) {
     (void)self;
     Py_buffer a, p, b;
@@ -521,17 +523,64 @@ static PyObject *double_scalarmult_base(PyObject *self, PyObject *args) {
         goto done;
     }
     point_p3 pt;
+    point_cached p_odd[VAR_TABLE_SIZE];
     point_p2 out;
     unsigned char enc[32];
     int ok;
     Py_BEGIN_ALLOW_THREADS
     ok = point_decode(&pt, (const unsigned char *)p.buf) == 0;
     if (ok) {
-        double_scalarmult(&out, (const unsigned char *)a.buf, &pt, (const unsigned char *)b.buf);
+        var_table(p_odd, &pt);
+        double_scalarmult(&out, (const unsigned char *)a.buf, p_odd, (const unsigned char *)b.buf);
         point_encode(enc, &out);
     }
     Py_END_ALLOW_THREADS
-    if (!ok) { Py_INCREF(Py_None); result = Py_None; goto done; }
+    result = ok ? PyBytes_FromStringAndSize((const char *)enc, 32) : Py_NewRef(Py_None);
+done:
+    PyBuffer_Release(&a); PyBuffer_Release(&p); PyBuffer_Release(&b);
+    return result;
+}
+
+static PyObject *prepare_point(PyObject *self, PyObject *arg) {
+    (void)self;
+    Py_buffer p;
+    if (PyObject_GetBuffer(arg, &p, PyBUF_SIMPLE) != 0) return NULL;
+    PyObject *result = NULL;
+    if (p.len != 32) {
+        PyErr_SetString(PyExc_ValueError, "a point must be 32 bytes");
+        goto done;
+    }
+    point_p3 pt;
+    prepared_point prepared;
+    int ok;
+    Py_BEGIN_ALLOW_THREADS
+    ok = point_decode(&pt, (const unsigned char *)p.buf) == 0;
+    if (ok) var_table(prepared.odd, &pt);
+    Py_END_ALLOW_THREADS
+    result = ok ? PyBytes_FromStringAndSize((const char *)&prepared, sizeof prepared)
+                : Py_NewRef(Py_None);
+done:
+    PyBuffer_Release(&p);
+    return result;
+}
+
+static PyObject *double_scalarmult_prepared(PyObject *self, PyObject *args) {
+    (void)self;
+    Py_buffer a, p, b;
+    if (!PyArg_ParseTuple(args, "y*y*y*", &a, &p, &b)) return NULL;
+    PyObject *result = NULL;
+    if (a.len != 32 || b.len != 32 || p.len != (Py_ssize_t)sizeof(prepared_point)) {
+        PyErr_SetString(PyExc_ValueError, "scalars must be 32 bytes, P from prepare_point");
+        goto done;
+    }
+    prepared_point prepared;
+    point_p2 out;
+    unsigned char enc[32];
+    memcpy(&prepared, p.buf, sizeof prepared); /* the buffer need not be aligned */
+    Py_BEGIN_ALLOW_THREADS
+    double_scalarmult(&out, (const unsigned char *)a.buf, prepared.odd, (const unsigned char *)b.buf);
+    point_encode(enc, &out);
+    Py_END_ALLOW_THREADS
     result = PyBytes_FromStringAndSize((const char *)enc, 32);
 done:
     PyBuffer_Release(&a); PyBuffer_Release(&p); PyBuffer_Release(&b);
@@ -544,6 +593,12 @@ static PyMethodDef methods[] = {
     {"double_scalarmult_base", double_scalarmult_base, METH_VARARGS,
      "double_scalarmult_base(a, P, b) -> encoding of a*P + b*G, or None if P is not a point.\n"
      "Variable time; scalars are 32-byte little-endian and may be any 256-bit value."},
+    {"prepare_point", prepare_point, METH_O,
+     "prepare_point(P) -> opaque bytes for double_scalarmult_prepared, or None if P is not a\n"
+     "point (the decode and the table of odd multiples, done once per key)."},
+    {"double_scalarmult_prepared", double_scalarmult_prepared, METH_VARARGS,
+     "double_scalarmult_prepared(a, prepared, b) -> encoding of a*P + b*G, P from prepare_point.\n"
+     "Bytes of the right length that prepare_point did not make give a meaningless point."},
     {NULL, NULL, 0, NULL},
 };
 

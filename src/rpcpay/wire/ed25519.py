@@ -119,10 +119,18 @@ def generate_signature(prefix_hash: bytes, pub: bytes, sec: bytes) -> bytes:
 
 
 @lru_cache(maxsize=4096)
-def _is_valid_key(pub: bytes) -> bool:
-    """libsodium's key check (canonical, not small order, prime-order subgroup), once per key:
-    clients sign every call with the same key, and the check costs as much as a multiply."""
-    return bool(_nacl.crypto_core_ed25519_is_valid_point(pub))
+def _prepared_key(pub: bytes) -> bytes | None:
+    """The key ready for ``_edwards.double_scalarmult_prepared``, or None when refused.
+
+    Once per key (clients sign every call with the same key): libsodium's check (canonical, not
+    small order, prime-order subgroup; it costs as much as a multiply) and our decode and table
+    of odd multiples (~3 µs a call saved). About 1.4 KB per cached key.
+    """
+    # the public key must be a canonical point of the prime-order subgroup (libsodium's rule)
+    if not _nacl.crypto_core_ed25519_is_valid_point(pub):
+        return None
+    # a key that passed libsodium always decodes; None would mean it does not
+    return _edwards.prepare_point(pub)
 
 
 def check_signature(prefix_hash: bytes, pub: bytes, sig: bytes) -> bool:
@@ -140,13 +148,11 @@ def check_signature(prefix_hash: bytes, pub: bytes, sig: bytes) -> bool:
     # c = 0 would make the public key irrelevant, so monerod refuses it
     if c == _ZERO:
         return False
-    # the public key must be a canonical point of the prime-order subgroup (libsodium's rule)
-    if not _is_valid_key(pub):
+    # the key must pass libsodium's check and decode (see _prepared_key)
+    prepared = _prepared_key(pub)
+    if prepared is None:
         return False
-    comm = _edwards.double_scalarmult_base(c, pub, r)
-    # a key that passed libsodium always decodes; None would mean it does not
-    if comm is None:
-        return False
+    comm = _edwards.double_scalarmult_prepared(c, prepared, r)
     # an identity commitment is refused by monerod (it would make c free to choose)
     if comm == _IDENTITY:
         return False
