@@ -7,10 +7,12 @@ decode, one double-scalar multiply, one encode, SHA-512), the closest thing on t
 the work a client id needs. Measured, per call, in µs:
 
 - ``double_scalarmult_base``: rpcpay.wire._edwards's ``c*P + r*G`` alone (decode, multiply,
-  encode), the curve part of a check;
+  encode), the curve part of a check when the key is not prepared;
 - ``check_signature``: rpcpay.wire.ed25519's whole check of a signature (the per-key libsodium
   point check is cached, as it is for a client that signs every call with one key);
-- ``verify_client_id``: the whole id check a paid call pays (hex, timestamp, Keccak, curve).
+- ``verify_client_id``: the whole id check a paid call pays (hex, timestamp, Keccak, curve);
+- ``verify_client_id_reference``: the same check step by step in Python around the same C
+  multiply (the reference the fast path is tested against).
 
 The cases alternate within every round, so load from elsewhere on the machine hits them alike;
 the table gives the median round. Runs in about ``rounds * calls * 0.25 ms`` (bounded).
@@ -30,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 from nacl import bindings as nacl
 
 from rpcpay.wire import _edwards
-from rpcpay.wire.client_id import make_client_id, verify_client_id
+from rpcpay.wire.client_id import make_client_id, verify_client_id, verify_client_id_reference
 from rpcpay.wire.ed25519 import check_signature, generate_keypair
 from rpcpay.wire.keccak import keccak256
 
@@ -53,11 +55,13 @@ def cases() -> dict[str, Callable[[], object]]:
     assert _edwards.double_scalarmult_base(c, pub, r) is not None
     assert check_signature(prefix, pub, sig)
     assert verify_client_id(cid, now) is not None
+    assert verify_client_id_reference(cid, now) is not None
     return {
         REFERENCE: lambda: nacl.crypto_sign_open(signed, ed_pk),
         "double_scalarmult_base": lambda: _edwards.double_scalarmult_base(c, pub, r),
         "check_signature": lambda: check_signature(prefix, pub, sig),
         "verify_client_id": lambda: verify_client_id(cid, now),
+        "verify_client_id_reference": lambda: verify_client_id_reference(cid, now),
     }
 
 

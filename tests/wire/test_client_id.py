@@ -6,6 +6,7 @@ import time
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from nacl import bindings
 
 from rpcpay.wire.client_id import (
     CLIENT_ID_LENGTH,
@@ -15,8 +16,9 @@ from rpcpay.wire.client_id import (
     parse_timestamp,
     public_key_hex,
     verify_client_id,
+    verify_client_id_reference,
 )
-from rpcpay.wire.ed25519 import L, generate_keypair, generate_signature
+from rpcpay.wire.ed25519 import L, generate_keypair, generate_signature, hash_to_scalar
 from rpcpay.wire.keccak import keccak256
 
 NOW = 1_700_000_000_000_000  # 2023-11-14, µs
@@ -212,3 +214,109 @@ def test_fast_enough_for_every_call() -> None:
         assert verify_client_id(cid, NOW) is not None
     per_call = (time.perf_counter() - start) / n
     assert per_call < 0.002, f"{per_call * 1e6:.0f} µs per verification"
+
+
+# --- The C fast path against the Python reference (verify_client_id_reference). ---
+
+SK_INT = int.from_bytes(SK, "little")
+TS_TEXT = f"{NOW:016x}"
+IDENTITY_KEY = b"\x01" + bytes(31)
+SMALL_ORDER_KEY = bytes.fromhex("26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05")
+
+
+def with_signature(c: int, r: int, key: bytes = PUB, ts_text: str = TS_TEXT) -> str:
+    return key.hex() + ts_text + c.to_bytes(32, "little").hex() + r.to_bytes(32, "little").hex()
+
+
+def forged_for_identity_key(r: int) -> str:
+    # With the identity as key, comm = r*G whatever c is, so c = Hs(prefix || key || r*G)
+    # verifies under monerod's rules: anybody can sign for it (a deliberate refusal of ours).
+    comm_g = bytes(bindings.crypto_scalarmult_ed25519_base_noclamp(r.to_bytes(32, "little")))
+    prefix = keccak256(TS_TEXT.encode())
+    c = int.from_bytes(hash_to_scalar(prefix + IDENTITY_KEY + comm_g), "little")
+    return with_signature(c, r, IDENTITY_KEY)
+
+
+def _plus_l(cid: str, on_c: bool) -> str:
+    c, r = int.from_bytes(bytes.fromhex(cid[80:144]), "little"), bytes.fromhex(cid[144:])
+    if on_c:
+        return with_signature(c + L, int.from_bytes(r, "little"), ts_text=cid[64:80])
+    return with_signature(c, int.from_bytes(r, "little") + L, ts_text=cid[64:80])
+
+
+def identity_commitment_id() -> str:
+    # r = -c*sk makes c*P + r*G the neutral point; the key's owner can then pick
+    # c = Hs(prefix || key || identity) and the hash matches: only the refusal of an identity
+    # commitment stops it (monerod's rule).
+    c = int.from_bytes(hash_to_scalar(keccak256(TS_TEXT.encode()) + PUB + IDENTITY_KEY), "little")
+    return with_signature(c, (-c * SK_INT) % L)
+
+
+def _id_variants() -> st.SearchStrategy[str]:
+    valid = st.integers(min_value=-TIMESTAMP_LEEWAY_US - 5, max_value=TIMESTAMP_LEEWAY_US + 5).map(
+        lambda offset: make_client_id(SK, NOW + offset)
+    )
+    scalar = st.one_of(
+        st.integers(min_value=0, max_value=2**256 - 1), st.sampled_from([0, 1, L - 1, L, L + 1])
+    )
+    keys = st.one_of(
+        st.just(PUB),
+        st.sampled_from([SMALL_ORDER_KEY, IDENTITY_KEY, (2**255 - 19).to_bytes(32, "little")]),
+        st.binary(min_size=32, max_size=32),
+    )
+    nonzero = st.integers(min_value=1, max_value=L - 1)
+    return st.one_of(
+        valid,
+        # one character of a valid id replaced by anything
+        st.tuples(valid, st.integers(0, 207), st.characters(max_codepoint=0x7F)).map(
+            lambda t: t[0][: t[1]] + t[2] + t[0][t[1] + 1 :]
+        ),
+        # upper-casing any part of a valid id
+        st.tuples(valid, st.integers(0, 207), st.integers(0, 208)).map(
+            lambda t: t[0][: t[1]] + t[0][t[1] : t[2]].upper() + t[0][t[2] :]
+        ),
+        # arbitrary scalars (non-canonical, zero) and keys (refused, small order, not points)
+        st.builds(with_signature, scalar, scalar, keys),
+        # a valid signature with c or r made non-canonical by adding L
+        st.tuples(valid, st.booleans()).map(lambda t: _plus_l(*t)),
+        nonzero.map(forged_for_identity_key),
+        st.text(alphabet="0123456789abcdefABCDEF", min_size=208, max_size=208),
+        st.text(min_size=206, max_size=210),
+    )
+
+
+@settings(max_examples=500, deadline=None)
+@given(_id_variants())
+def test_fast_path_matches_reference(cid: str) -> None:
+    assert verify_client_id(cid, NOW) == verify_client_id_reference(cid, NOW)
+    raw = cid.encode("utf-8", "surrogatepass")
+    assert verify_client_id(raw, NOW) == verify_client_id_reference(raw, NOW)
+
+
+def test_fast_path_on_crafted_ids() -> None:
+    # each of these would be accepted if its one check were missing
+    valid = make_client_id(SK, NOW)
+    crafted = [
+        valid,
+        identity_commitment_id(),
+        forged_for_identity_key(7),
+        forged_for_identity_key(L - 1),
+        _plus_l(valid, on_c=True),
+        _plus_l(valid, on_c=False),
+    ]
+    verdicts = [verify_client_id_reference(cid, NOW) is not None for cid in crafted]
+    assert verdicts == [True, False, False, False, False, False]
+    for cid in crafted:
+        assert verify_client_id(cid, NOW) == verify_client_id_reference(cid, NOW)
+
+
+def test_fast_path_on_every_single_byte_substitution() -> None:
+    # every byte value at every position of a valid id: non-hex bytes in the key or signature,
+    # any change of the signed timestamp text
+    valid = make_client_id(SK, NOW).encode()
+    for pos in range(CLIENT_ID_LENGTH):
+        for value in range(256):
+            if value == valid[pos]:
+                continue
+            cid = valid[:pos] + bytes([value]) + valid[pos + 1 :]
+            assert verify_client_id(cid, NOW) == verify_client_id_reference(cid, NOW), (pos, value)

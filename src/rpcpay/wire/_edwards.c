@@ -510,8 +510,8 @@ static PyObject *py_keccak256(PyObject *self, PyObject *arg) {
     return PyBytes_FromStringAndSize((const char *)out, 32);
 }
 
-/* A decoded key's odd multiples, as prepare_point hands them to Python (opaque bytes). */
-typedef struct { point_cached odd[VAR_TABLE_SIZE]; } prepared_point;
+/* A decoded key (its encoding and odd multiples), as prepare_point hands it to Python. */
+typedef struct { unsigned char encoding[32]; point_cached odd[VAR_TABLE_SIZE]; } prepared_point;
 
 static PyObject *double_scalarmult_base(PyObject *self, PyObject *args) {
     (void)self;
@@ -555,7 +555,10 @@ static PyObject *prepare_point(PyObject *self, PyObject *arg) {
     int ok;
     Py_BEGIN_ALLOW_THREADS
     ok = point_decode(&pt, (const unsigned char *)p.buf) == 0;
-    if (ok) var_table(prepared.odd, &pt);
+    if (ok) {
+        memcpy(prepared.encoding, p.buf, 32);
+        var_table(prepared.odd, &pt);
+    }
     Py_END_ALLOW_THREADS
     result = ok ? PyBytes_FromStringAndSize((const char *)&prepared, sizeof prepared)
                 : Py_NewRef(Py_None);
@@ -587,6 +590,102 @@ done:
     return result;
 }
 
+/* Scalars mod L = 2^252 + 27742317777372353535851937790883648493, as four 64-bit words. */
+static const uint64_t L_WORDS[4] = {0x5812631a5cf5d3edULL, 0x14def9dea2f79cd6ULL, 0, 0x1000000000000000ULL};
+
+static void scalar_load(uint64_t w[4], const unsigned char s[32]) {
+    for (int i = 0; i < 4; i++) {
+        w[i] = 0;
+        for (int j = 7; j >= 0; j--) w[i] = (w[i] << 8) | s[8 * i + j];
+    }
+}
+
+static int scalar_below_l(const uint64_t w[4]) {
+    for (int i = 3; i >= 0; i--)
+        if (w[i] != L_WORDS[i]) return w[i] < L_WORDS[i];
+    return 0;
+}
+
+/* w mod L by repeated subtraction: a 256-bit value is below 16 L, so at most 15 rounds. */
+static void scalar_reduce(uint64_t w[4]) {
+    while (!scalar_below_l(w)) {
+        uint64_t borrow = 0;
+        for (int i = 0; i < 4; i++) {
+            uint64_t d = w[i] - L_WORDS[i] - borrow;
+            borrow = (w[i] < L_WORDS[i]) || (w[i] == L_WORDS[i] && borrow);
+            w[i] = d;
+        }
+    }
+}
+
+/* epee's hex_to_pod: upper- and lower-case digits and nothing else; 0 on success. */
+static int hex_decode(unsigned char *out, const unsigned char *hex, size_t out_len) {
+    for (size_t i = 0; i < 2 * out_len; i++) {
+        unsigned char ch = hex[i];
+        int v;
+        if (ch >= '0' && ch <= '9') v = ch - '0';
+        else if (ch >= 'a' && ch <= 'f') v = ch - 'a' + 10;
+        else if (ch >= 'A' && ch <= 'F') v = ch - 'A' + 10;
+        else return -1;
+        if (i % 2 == 0) out[i / 2] = (unsigned char)(v << 4);
+        else out[i / 2] |= (unsigned char)v;
+    }
+    return 0;
+}
+
+/* The signature part of a 208-byte client id (key hex, 16 timestamp bytes, signature hex), for
+ * a key already checked and prepared: monerod's check_signature(cn_fast_hash(ts), key, sig),
+ * in the same steps as rpcpay.wire.ed25519.check_signature, which stays the reference. */
+static int client_signature_ok(const unsigned char id[208], const prepared_point *key) {
+    unsigned char sig[64], prefix_hash[32], hashed[96], comm[32];
+    uint64_t c[4], r[4], h[4];
+    point_p2 out;
+    /* the signature must be 128 hex digits */
+    if (hex_decode(sig, id + 80, 64) != 0) return 0;
+    scalar_load(c, sig);
+    scalar_load(r, sig + 32);
+    /* both scalars must be canonical (below L), as monerod's sc_check requires */
+    if (!scalar_below_l(c) || !scalar_below_l(r)) return 0;
+    /* c = 0 would make the public key irrelevant, so monerod refuses it */
+    if ((c[0] | c[1] | c[2] | c[3]) == 0) return 0;
+    double_scalarmult(&out, sig, key->odd, sig + 32);
+    point_encode(comm, &out);
+    /* an identity commitment is refused by monerod (it would make c free to choose) */
+    static const unsigned char identity[32] = {1};
+    if (memcmp(comm, identity, 32) == 0) return 0;
+    /* c must equal Hs(cn_fast_hash(timestamp text) || key || commitment) */
+    keccak256(prefix_hash, id + 64, 16);
+    memcpy(hashed, prefix_hash, 32);
+    memcpy(hashed + 32, key->encoding, 32);
+    memcpy(hashed + 64, comm, 32);
+    unsigned char digest[32];
+    keccak256(digest, hashed, 96);
+    scalar_load(h, digest);
+    scalar_reduce(h);
+    return memcmp(h, c, sizeof h) == 0;
+}
+
+static PyObject *check_client_signature(PyObject *self, PyObject *args) {
+    (void)self;
+    Py_buffer id, p;
+    if (!PyArg_ParseTuple(args, "y*y*", &id, &p)) return NULL;
+    PyObject *result = NULL;
+    if (id.len != 208 || p.len != (Py_ssize_t)sizeof(prepared_point)) {
+        PyErr_SetString(PyExc_ValueError, "a client id is 208 bytes, the key from prepare_point");
+        goto done;
+    }
+    prepared_point key;
+    memcpy(&key, p.buf, sizeof key); /* the buffer need not be aligned */
+    int ok;
+    Py_BEGIN_ALLOW_THREADS
+    ok = client_signature_ok((const unsigned char *)id.buf, &key);
+    Py_END_ALLOW_THREADS
+    result = PyBool_FromLong(ok);
+done:
+    PyBuffer_Release(&id); PyBuffer_Release(&p);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"keccak256", py_keccak256, METH_O,
      "keccak256(data) -> the 32-byte Keccak-256 digest (original padding, Monero's cn_fast_hash)."},
@@ -599,6 +698,9 @@ static PyMethodDef methods[] = {
     {"double_scalarmult_prepared", double_scalarmult_prepared, METH_VARARGS,
      "double_scalarmult_prepared(a, prepared, b) -> encoding of a*P + b*G, P from prepare_point.\n"
      "Bytes of the right length that prepare_point did not make give a meaningless point."},
+    {"check_client_signature", check_client_signature, METH_VARARGS,
+     "check_client_signature(client_id, prepared) -> whether the 208-byte id's signature (its\n"
+     "last 128 hex digits) verifies over its timestamp bytes with the key from prepare_point."},
     {NULL, NULL, 0, NULL},
 };
 

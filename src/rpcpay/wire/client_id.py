@@ -24,7 +24,13 @@ Because hex case is accepted, the same key can be spelt several ways: accounts m
 
 from dataclasses import dataclass
 
-from rpcpay.wire.ed25519 import check_signature, generate_signature, secret_to_public
+from rpcpay.wire import _edwards
+from rpcpay.wire.ed25519 import (
+    check_signature,
+    generate_signature,
+    prepared_key,
+    secret_to_public,
+)
 from rpcpay.wire.keccak import keccak256
 
 __all__ = [
@@ -35,6 +41,7 @@ __all__ = [
     "parse_timestamp",
     "public_key_hex",
     "verify_client_id",
+    "verify_client_id_reference",
 ]
 
 #: Length of a client id: 64 hex (key) + 16 (timestamp) + 128 hex (signature).
@@ -107,21 +114,59 @@ def parse_timestamp(ts: bytes) -> int:
     return (-value) % _U64 if negative else value
 
 
-def verify_client_id(client: str | bytes, now_us: int) -> ClientAuth | None:
-    """Check a client id as monerod does; ``None`` means monerod would refuse it.
-
-    Never raises, whatever the input: this runs on untrusted text on every paid call.
-    """
+def _as_bytes(client: str | bytes) -> bytes | None:
+    """The id as the bytes monerod received; None for text no byte string can be."""
     if isinstance(client, str):
         try:
-            raw = client.encode("utf-8")
+            return client.encode("utf-8")
         except UnicodeEncodeError:
             # lone surrogates cannot come from a byte string monerod could have received
             return None
-    else:
-        raw = client
+    return client
+
+
+def _in_window(ts: int, now_us: int) -> bool:
+    """Whether ``ts`` is within the leeway of now, in the future or the past."""
+    return now_us - TIMESTAMP_LEEWAY_US <= ts <= now_us + TIMESTAMP_LEEWAY_US
+
+
+def verify_client_id(client: str | bytes, now_us: int) -> ClientAuth | None:
+    """Check a client id as monerod does; ``None`` means monerod would refuse it.
+
+    Never raises, whatever the input: this runs on untrusted text on every paid call. Refuses
+    and accepts exactly what ``verify_client_id_reference`` does (tests/wire/test_client_id.py
+    checks that differentially); the signature step runs in C (``_edwards``) on a key prepared
+    once per key, ~31 µs a call against ~64 µs before (bench/client_id_verify.py).
+    """
+    raw = _as_bytes(client)
     # monerod checks the byte length first
-    if len(raw) != CLIENT_ID_LENGTH:
+    if raw is None or len(raw) != CLIENT_ID_LENGTH:
+        return None
+    # the public key must be 64 hex digits
+    pub = _hex_to_bytes(raw[:_KEY_END])
+    if pub is None:
+        return None
+    ts = parse_timestamp(raw[_KEY_END:_TS_END])
+    # The timestamp must be within the leeway of now. monerod checks this after the signature;
+    # checking it first refuses the same ids, but refuses expired ones without the curve work.
+    if not _in_window(ts, now_us):
+        return None
+    # the key must pass libsodium's check and decode (cached per key)
+    prepared = prepared_key(pub)
+    if prepared is None:
+        return None
+    # the signature must be 128 hex digits and verify over the raw timestamp text
+    if not _edwards.check_client_signature(raw, prepared):
+        return None
+    return ClientAuth(public_key=pub, timestamp_us=ts)
+
+
+def verify_client_id_reference(client: str | bytes, now_us: int) -> ClientAuth | None:
+    """``verify_client_id`` step by step in Python, with ``ed25519.check_signature``: the
+    reference the fast path is tested against (and the readable statement of the rules)."""
+    raw = _as_bytes(client)
+    # monerod checks the byte length first
+    if raw is None or len(raw) != CLIENT_ID_LENGTH:
         return None
     # the public key must be 64 hex digits
     pub = _hex_to_bytes(raw[:_KEY_END])
@@ -133,10 +178,8 @@ def verify_client_id(client: str | bytes, now_us: int) -> ClientAuth | None:
         return None
     ts_text = raw[_KEY_END:_TS_END]
     ts = parse_timestamp(ts_text)
-    # The timestamp must be within the leeway of now, in the future or the past. monerod
-    # checks this after the signature; checking it first refuses the same ids, but refuses
-    # expired ones without the expensive curve arithmetic.
-    if ts > now_us + TIMESTAMP_LEEWAY_US or ts < now_us - TIMESTAMP_LEEWAY_US:
+    # the timestamp must be within the leeway of now (checked before the signature, see above)
+    if not _in_window(ts, now_us):
         return None
     # the signature must verify over the raw timestamp text
     if not check_signature(keccak256(ts_text), pub, sig):

@@ -32,6 +32,7 @@ __all__ = [
     "generate_signature",
     "hash_to_scalar",
     "is_canonical_scalar",
+    "prepared_key",
     "random_scalar",
     "secret_to_public",
 ]
@@ -119,8 +120,8 @@ def generate_signature(prefix_hash: bytes, pub: bytes, sec: bytes) -> bytes:
 
 
 @lru_cache(maxsize=4096)
-def _prepared_key(pub: bytes) -> bytes | None:
-    """The key ready for ``_edwards.double_scalarmult_prepared``, or None when refused.
+def prepared_key(pub: bytes) -> bytes | None:
+    """The key ready for ``_edwards``'s prepared functions, or None when refused.
 
     Once per key (clients sign every call with the same key): libsodium's check (canonical, not
     small order, prime-order subgroup; it costs as much as a multiply) and our decode and table
@@ -148,8 +149,8 @@ def check_signature(prefix_hash: bytes, pub: bytes, sig: bytes) -> bool:
     # c = 0 would make the public key irrelevant, so monerod refuses it
     if c == _ZERO:
         return False
-    # the key must pass libsodium's check and decode (see _prepared_key)
-    prepared = _prepared_key(pub)
+    # the key must pass libsodium's check and decode (see prepared_key)
+    prepared = prepared_key(pub)
     if prepared is None:
         return False
     comm = _edwards.double_scalarmult_prepared(c, prepared, r)
