@@ -1,9 +1,10 @@
-"""monerod's wire formats and crypto, in pure Python plus libsodium.
+"""monerod's wire formats and crypto, in Python plus libsodium and one small C extension.
 
 Everything here is a fact about monerod 0.18 (checked against its source and, in the tests,
 against a running monerod): Keccak (``cn_fast_hash``), Monero's ed25519 Schnorr signatures, the
 208-character client id, varints, block blobs and hashing blobs, the per-client extra nonce and
-addresses. Nothing here does I/O.
+addresses. Nothing here does I/O. The C extension ``_edwards`` holds what every paid call pays
+for: Keccak-256, the variable-time ``c*P + r*G`` and a client id's signature check.
 """
 
 from rpcpay.wire.address import (
