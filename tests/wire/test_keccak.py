@@ -53,3 +53,10 @@ def test_matches_pycryptodome(data: bytes) -> None:
 def test_accepts_any_bytes_like() -> None:
     data = b"monero" * 50
     assert keccak256(bytearray(data)) == keccak256(memoryview(data)) == keccak256(data)
+
+
+@pytest.mark.parametrize("size", [4095, 4096, 4097, 100_000])
+def test_long_inputs_match_pycryptodome(size: int) -> None:
+    # from 4096 bytes on, the digest is computed with the GIL released
+    data = bytes(i * 7 % 251 for i in range(size))
+    assert keccak256(data) == _keccak.new(data=data, digest_bits=256).digest()

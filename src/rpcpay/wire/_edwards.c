@@ -509,7 +509,14 @@ static PyObject *py_keccak256(PyObject *self, PyObject *arg) {
     Py_buffer data;
     if (PyObject_GetBuffer(arg, &data, PyBUF_SIMPLE) != 0) return NULL;
     unsigned char out[32];
-    keccak256(out, (const unsigned char *)data.buf, (size_t)data.len);
+    /* long inputs (block blobs) let other threads run, as pycryptodome's ctypes call did */
+    if (data.len >= 4096) {
+        Py_BEGIN_ALLOW_THREADS
+        keccak256(out, (const unsigned char *)data.buf, (size_t)data.len);
+        Py_END_ALLOW_THREADS
+    } else {
+        keccak256(out, (const unsigned char *)data.buf, (size_t)data.len);
+    }
     PyBuffer_Release(&data);
     return PyBytes_FromStringAndSize((const char *)out, 32);
 }
