@@ -1,6 +1,6 @@
 """Cost of checking one client id, against libsodium's Ed25519 verify measured in the same run.
 
-    python bench/client_id_verify.py [--rounds N] [--calls N]
+    python bench/client_id_verify.py [--rounds N] [--calls N] [--json]
 
 Reference: libsodium's ``crypto_sign_open`` (RFC 8032 verify of a 32-byte message: one
 decode, one double-scalar multiply, one encode, SHA-512), the closest thing on this machine to
@@ -21,6 +21,7 @@ the table gives the median round. Runs in about ``rounds * calls * 0.25 ms`` (bo
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import time
@@ -77,6 +78,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=9, help="alternating rounds (default 9)")
     parser.add_argument("--calls", type=int, default=2000, help="calls per case and round")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
     if args.rounds < 1 or not 1 <= args.calls <= 100_000:
         parser.error("--rounds must be >= 1 and --calls within 1..100000")
@@ -87,11 +89,24 @@ def main() -> None:
     for _ in range(args.rounds):
         for name, fn in measured.items():
             samples[name].append(time_call(fn, args.calls))
-    ref = statistics.median(samples[REFERENCE])
+    medians = {name: statistics.median(values) for name, values in samples.items()}
+    ref = medians[REFERENCE]
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "reference": REFERENCE,
+                    "rounds": args.rounds,
+                    "calls": args.calls,
+                    "us_per_call": medians,
+                    "ratio": {name: med / ref for name, med in medians.items()},
+                }
+            )
+        )
+        return
     print(f"{args.rounds} rounds x {args.calls} calls, median round, µs per call")
     print(f"{'case':<28} {'µs/call':>9} {'vs ' + REFERENCE:>32}")
-    for name, values in samples.items():
-        med = statistics.median(values)
+    for name, med in medians.items():
         print(f"{name:<28} {med:>9.1f} {med / ref:>31.2f}x")
 
 
