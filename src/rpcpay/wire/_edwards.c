@@ -245,7 +245,7 @@ static void p3_to_cached(point_cached *r, const point_p3 *p) {
     fe_mul(&r->T2d, &p->T, &D2);
 }
 
-/* dbl-2008-hwcd with a = -1, stopped before its last four products. With A = X^2, B = Y^2,
+/* dbl-2008-hwcd with a = -1, stopped before its final products. With A = X^2, B = Y^2,
  * C = 2Z^2, E = (X+Y)^2 - A - B, G = B - A, the double is x = E/G, y = (A+B)/(C-G). */
 static void p2_dbl(point_p1p1 *r, const point_p2 *p) {
     fe a, b, c, e;
@@ -259,8 +259,8 @@ static void p2_dbl(point_p1p1 *r, const point_p2 *p) {
     fe_sub(&r->T, &c, &r->Z);
 }
 
-/* add-2008-hwcd-3 with a = -1 and k = 2d (complete on the whole curve), stopped before its last
- * four products: x = E/G, y = H/F. Subtracting q swaps its Y+X and Y-X and negates its T, which
+/* add-2008-hwcd-3 with a = -1 and k = 2d (complete on the whole curve), stopped before its final
+ * products: x = E/G, y = H/F. Subtracting q swaps its Y+X and Y-X and negates its T, which
  * swaps the roles of D + C and D - C. z2 is q's 2Z, or NULL when q is affine (Z = 1). */
 static void add_to_p1p1(point_p1p1 *r, const point_p3 *p, const fe *q_yplusx,
                         const fe *q_yminusx, const fe *q_t2d, const fe *q_z2, int subtract) {
@@ -495,7 +495,8 @@ static void keccak_absorb_block(uint64_t a[25], const unsigned char *block) {
 
 static void keccak256(unsigned char out[32], const unsigned char *data, size_t len) {
     uint64_t a[25] = {0};
-    for (; len >= KECCAK_RATE; data += KECCAK_RATE, len -= KECCAK_RATE) keccak_absorb_block(a, data);
+    for (; len >= KECCAK_RATE; data += KECCAK_RATE, len -= KECCAK_RATE)
+        keccak_absorb_block(a, data);
     unsigned char last[KECCAK_RATE] = {0};
     memcpy(last, data, len);
     last[len] ^= 0x01;
@@ -592,7 +593,8 @@ static PyObject *double_scalarmult_prepared(PyObject *self, PyObject *args) {
     unsigned char enc[32];
     memcpy(&prepared, p.buf, sizeof prepared); /* the buffer need not be aligned */
     Py_BEGIN_ALLOW_THREADS
-    double_scalarmult(&out, (const unsigned char *)a.buf, prepared.odd, (const unsigned char *)b.buf);
+    double_scalarmult(&out, (const unsigned char *)a.buf, prepared.odd,
+                      (const unsigned char *)b.buf);
     point_encode(enc, &out);
     Py_END_ALLOW_THREADS
     result = PyBytes_FromStringAndSize((const char *)enc, 32);
@@ -602,7 +604,8 @@ done:
 }
 
 /* Scalars mod L = 2^252 + 27742317777372353535851937790883648493, as four 64-bit words. */
-static const uint64_t L_WORDS[4] = {0x5812631a5cf5d3edULL, 0x14def9dea2f79cd6ULL, 0, 0x1000000000000000ULL};
+static const uint64_t L_WORDS[4] = {
+    0x5812631a5cf5d3edULL, 0x14def9dea2f79cd6ULL, 0, 0x1000000000000000ULL};
 
 static void scalar_load(uint64_t w[4], const unsigned char s[32]) {
     for (int i = 0; i < 4; i++) {
