@@ -84,6 +84,10 @@ def decode_json(body: bytes) -> JSON:
         raise ValueError("JSON nests too deep") from exc
 
 
+ENCODER = json.JSONEncoder(ensure_ascii=False)
+"""``json.dumps(..., ensure_ascii=False)``'s encoder, made once (json.dumps makes one per call)."""
+
+
 def encode_json(document: JSON) -> bytes:
     """Serialise so that every string decoded by ``decode_json`` keeps its original bytes."""
-    return json.dumps(document, ensure_ascii=False).encode("latin-1", "rpcpay-json-escape")
+    return ENCODER.encode(document).encode("latin-1", "rpcpay-json-escape")

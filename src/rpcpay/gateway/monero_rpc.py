@@ -34,6 +34,7 @@ from rpcpay.gateway.costs import (
 )
 from rpcpay.gateway.info_cache import InfoCache
 from rpcpay.gateway.jsoncodec import decode_json, encode_json
+from rpcpay.gateway.known_json import encode_known
 from rpcpay.gateway.observe import note_call
 from rpcpay.gateway.payment import Charge
 from rpcpay.gateway.pipeline import Forward, PaidCall, Pipeline, PipelineParts
@@ -58,7 +59,7 @@ LocalMethod = Callable[[str, JSON, str], Awaitable[dict[str, JSON]]]
 
 
 def json_response(document: JSON, status: int = 200) -> web.Response:
-    return web.Response(body=encode_json(document), status=status, content_type="application/json")
+    return web.Response(body=encode_known(document), status=status, content_type="application/json")
 
 
 async def read_json_body(request: web.BaseRequest) -> JSON:
