@@ -66,6 +66,7 @@ from aiohttp import web
 
 from rpcpay.errors import UpstreamError
 from rpcpay.gateway.connections import InFlight
+from rpcpay.gateway.eager import start_eagerly
 from rpcpay.gateway.observe import note_call
 from rpcpay.gateway.payment import Charge, PaymentService
 from rpcpay.gateway.tracking import Tracker
@@ -330,12 +331,14 @@ class Pipeline(Generic[R, A]):
             self.parts.tracker.record(method, share, price if charge is not None else 0)
 
     async def _charge(self, call: PaidCall[R], upfront: int) -> Charge:
-        """The first charge, which a cancellation cannot lose: the store's transaction runs
-        in a task of its own, so a handler cancelled while it commits (shutdown past its
-        grace) leaves a task that waits for the commit and refunds what it debited, and
-        ``InFlight.drain`` waits for that task before the ledger closes."""
-        pending = asyncio.ensure_future(
-            self.parts.payment.charge(call.client, upfront, call.rpc, call.peer)
+        """The first charge, which a cancellation cannot lose: it runs at once, and if it
+        has to wait (for the store's transaction), the rest runs in a task of its own
+        (``eager``), so a handler cancelled while it commits (shutdown past its grace) leaves
+        a task that waits for the commit and refunds what it debited, and ``InFlight.drain``
+        waits for that task before the ledger closes. A charge that never waits (SQLite's
+        commit on the loop) cannot be cancelled half way, and needs no task."""
+        pending = start_eagerly(
+            self.parts.payment.charge(call.client, upfront, call.rpc, call.peer), "rpcpay-charge"
         )
         try:
             return await asyncio.shield(pending)
