@@ -42,11 +42,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from rpcpay.errors import LedgerError
 from rpcpay.ledger import account as rules
@@ -281,10 +281,11 @@ class ThreadedSqliteStore:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, call, self._store)
 
-    async def apply(self, client: bytes, step: Step[R], *, now: int) -> Applied[R]:
+    def apply(self, client: bytes, step: Step[R], *, now: int) -> Coroutine[Any, Any, Applied[R]]:
         """Run ``step`` on ``client``'s account in one ``BEGIN IMMEDIATE`` transaction,
-        shared with the other ``apply`` calls queued meanwhile (``group_commit``)."""
-        return await self._group.apply(client, step, now)
+        shared with the other ``apply`` calls queued meanwhile (``group_commit``). (The
+        group's coroutine itself, rather than one more awaiting it: a frame per paid call.)"""
+        return self._group.apply(client, step, now)
 
     async def _commit_batch(self, batch: list[Pending], locked: Locked) -> Answers:
         """One group transaction, on the loop's connection if it can have the write lock at
