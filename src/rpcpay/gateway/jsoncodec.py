@@ -72,6 +72,11 @@ def nesting_depth(body: bytes) -> int:
     return MAX_DEPTH + 1
 
 
+DECODER = json.JSONDecoder(strict=False)
+"""``json.loads(..., strict=False)``'s decoder, made once (json.loads makes one per call; its
+BOM check cannot fire on Latin-1 text, whose code points stop at U+00FF)."""
+
+
 def decode_json(body: bytes) -> JSON:
     """Parse epee-style JSON; ``ValueError`` if it is not JSON at all or nests deeper than
     ``MAX_DEPTH``."""
@@ -79,7 +84,7 @@ def decode_json(body: bytes) -> JSON:
     if nesting_depth(body) > MAX_DEPTH:
         raise ValueError(f"JSON nests deeper than {MAX_DEPTH} levels")
     try:
-        return json.loads(body.decode("latin-1"), strict=False)
+        return DECODER.decode(body.decode("latin-1"))
     except RecursionError as exc:  # a depth the scan missed cannot take the stack down
         raise ValueError("JSON nests too deep") from exc
 
