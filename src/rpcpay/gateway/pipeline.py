@@ -33,8 +33,9 @@ The base owns the money and its order, and an envelope may not change it:
      charge is made: the first charge is refunded in a task of its own, which a second
      cancellation cannot stop and ``InFlight.drain`` waits for. (A second charge the store
      committed just before the cancellation landed is not known here and stays charged.)
-     A cancellation during the first charge is safe too: the charge runs in a task of its
-     own, and what it debited is refunded once it commits.
+     A cancellation during the first charge is safe too: the charge runs at once, and if it
+     has to wait, in a task of its own (``eager``), and what it debited is refunded once it
+     commits; a charge that never waits (SQLite's) cannot be cancelled half way.
    Never refunded: an answer the upstream gave with its own error (it did the work), and
    the first charge when the second is refused (monerod keeps it too).
 4. The second, same-timestamp charge (``PaymentService.charge_more``) of ``price_after``;
