@@ -8,6 +8,8 @@ import contextvars
 import pytest
 
 from rpcpay.gateway.eager import start_eagerly
+from rpcpay.ledger.pg_store import PostgresLedgerStore
+from rpcpay.ledger.sqlite_async import ThreadedSqliteStore
 
 seen: contextvars.ContextVar[str] = contextvars.ContextVar("seen", default="outer")
 
@@ -89,3 +91,14 @@ async def test_a_waiting_coroutine_sees_its_futures_error_and_cancellation() -> 
     with pytest.raises(asyncio.CancelledError):
         await task
     assert cleaned == [True] and blocked.cancelled()
+
+
+async def test_the_eager_part_runs_as_the_callers_task_so_only_task_free_stores_use_it() -> None:
+    async def whose_task() -> asyncio.Task[object] | None:
+        return asyncio.current_task()
+
+    # What asyncio.timeout (and asyncpg's timeouts through it) would bind: the caller.
+    assert await start_eagerly(whose_task()) is asyncio.current_task()
+    # So the pipeline starts a charge eagerly on SQLite only, never on PostgreSQL.
+    assert ThreadedSqliteStore.BINDS_NO_TASK is True
+    assert getattr(PostgresLedgerStore, "BINDS_NO_TASK", False) is False

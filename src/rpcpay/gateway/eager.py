@@ -8,6 +8,11 @@ done, and no task was made; if it suspends, the rest runs in a task, exactly as 
 future it may shield, and a cancellation of the caller cannot stop the coroutine: while it
 runs eagerly the caller is not suspended, so no cancellation can reach it.
 
+Caveat: while it runs eagerly, ``asyncio.current_task()`` is the caller's task, so code that
+binds the current task (``asyncio.timeout``, aiohttp's and asyncpg's timeouts) would bind,
+and on expiry cancel, the caller rather than the coroutine. Start eagerly only coroutines
+whose first part binds no task (the pipeline does so only on SQLite).
+
 Why: a paid call's first charge runs in a future of its own so that a cancellation cannot
 lose what it debited (``pipeline``); on SQLite that charge commits without ever suspending,
 so the task, its scheduling and the shield's callbacks were pure cost (two extra turns of the

@@ -337,9 +337,15 @@ class Pipeline(Generic[R, A]):
         (``eager``), so a handler cancelled while it commits (shutdown past its grace) leaves
         a task that waits for the commit and refunds what it debited, and ``InFlight.drain``
         waits for that task before the ledger closes. A charge that never waits (SQLite's
-        commit on the loop) cannot be cancelled half way, and needs no task."""
-        pending = start_eagerly(
-            self.parts.payment.charge(call.client, upfront, call.rpc, call.peer), "rpcpay-charge"
+        commit on the loop) cannot be cancelled half way, and needs no task. Only a store that
+        binds no task runs eagerly (``PaymentService.charges_eagerly``); PostgreSQL's charge
+        runs in its task from the start, as its driver's timeouts cancel the current task."""
+        payment = self.parts.payment
+        charging = payment.charge(call.client, upfront, call.rpc, call.peer)
+        pending = (
+            start_eagerly(charging, "rpcpay-charge")
+            if payment.charges_eagerly
+            else asyncio.ensure_future(charging)
         )
         try:
             return await asyncio.shield(pending)

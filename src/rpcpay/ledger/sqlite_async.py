@@ -238,6 +238,10 @@ def _is_busy(exc: LedgerError) -> bool:
 class ThreadedSqliteStore:
     """Accounts and cheques in one SQLite file, served from a thread of their own."""
 
+    BINDS_NO_TASK = True
+    """``apply`` never binds the running task (no ``asyncio.timeout``, no ``wait_for``): it
+    may be started eagerly in its caller's task (``gateway.eager``)."""
+
     def __init__(
         self,
         executor: ThreadPoolExecutor,
