@@ -13,6 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from rpcpay.gateway.jsoncodec import encode_json
+from rpcpay.gateway.known_json import KnownObject
+
 JSON = Any
 
 #: The calls whose answers may be cached: JSON-RPC get_info and the /get_info endpoints.
@@ -24,6 +27,7 @@ class _Entry:
     top_hash: str
     stored_at: float
     answer: dict[str, JSON]
+    encoded: bytes  # the answer's JSON, made once (``known_json``)
 
 
 class InfoCache:
@@ -34,19 +38,20 @@ class InfoCache:
         self._clock = clock
         self._entries: dict[str, _Entry] = {}
 
-    def get(self, name: str, top_hash: str) -> dict[str, JSON] | None:
-        """A copy of the cached answer for ``name`` at ``top_hash``, or None."""
+    def get(self, name: str, top_hash: str) -> KnownObject | None:
+        """A copy of the cached answer for ``name`` at ``top_hash``, or None (a
+        ``KnownObject``: its encoding is reused when it is served)."""
         entry = self._entries.get(name)
         # Only a fresh answer for the current top may be served.
         if entry is None or entry.top_hash != top_hash:
             return None
         if self._clock() - entry.stored_at >= self._ttl:
             return None
-        return dict(entry.answer)
+        return KnownObject(entry.answer, entry.encoded)
 
     def put(self, name: str, top_hash: str, answer: dict[str, JSON]) -> None:
         """Remember an upstream answer (a copy, without our per-client fields)."""
         if self._ttl <= 0 or name not in CACHEABLE:
             return
         clean = {k: v for k, v in answer.items() if k not in ("credits", "top_hash")}
-        self._entries[name] = _Entry(top_hash, self._clock(), clean)
+        self._entries[name] = _Entry(top_hash, self._clock(), clean, encode_json(clean))

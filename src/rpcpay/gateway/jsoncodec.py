@@ -72,6 +72,11 @@ def nesting_depth(body: bytes) -> int:
     return MAX_DEPTH + 1
 
 
+DECODER = json.JSONDecoder(strict=False)
+"""``json.loads(..., strict=False)``'s decoder, made once (json.loads makes one per call; its
+BOM check cannot fire on Latin-1 text, whose code points stop at U+00FF)."""
+
+
 def decode_json(body: bytes) -> JSON:
     """Parse epee-style JSON; ``ValueError`` if it is not JSON at all or nests deeper than
     ``MAX_DEPTH``."""
@@ -79,11 +84,15 @@ def decode_json(body: bytes) -> JSON:
     if nesting_depth(body) > MAX_DEPTH:
         raise ValueError(f"JSON nests deeper than {MAX_DEPTH} levels")
     try:
-        return json.loads(body.decode("latin-1"), strict=False)
+        return DECODER.decode(body.decode("latin-1"))
     except RecursionError as exc:  # a depth the scan missed cannot take the stack down
         raise ValueError("JSON nests too deep") from exc
 
 
+ENCODER = json.JSONEncoder(ensure_ascii=False)
+"""``json.dumps(..., ensure_ascii=False)``'s encoder, made once (json.dumps makes one per call)."""
+
+
 def encode_json(document: JSON) -> bytes:
     """Serialise so that every string decoded by ``decode_json`` keeps its original bytes."""
-    return json.dumps(document, ensure_ascii=False).encode("latin-1", "rpcpay-json-escape")
+    return ENCODER.encode(document).encode("latin-1", "rpcpay-json-escape")

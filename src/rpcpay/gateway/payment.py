@@ -152,6 +152,9 @@ class PaymentService:
         self._warmed: set[bytes] = set()
         self._warming: set[asyncio.Task[None]] = set()
         self._ids = VerifiedIds()
+        # A charge may run eagerly (``gateway.eager``) only on a store whose transaction
+        # binds no task: asyncpg's timeouts would bind the caller's, and cancel it.
+        self.charges_eagerly = getattr(ledger.store, "BINDS_NO_TASK", False) is True
 
     def warm_seed(self, seed_hash: bytes | None) -> None:
         """Start building a seed's RandomX cache (and dataset) in the background, once, so

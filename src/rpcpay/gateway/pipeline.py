@@ -33,8 +33,9 @@ The base owns the money and its order, and an envelope may not change it:
      charge is made: the first charge is refunded in a task of its own, which a second
      cancellation cannot stop and ``InFlight.drain`` waits for. (A second charge the store
      committed just before the cancellation landed is not known here and stays charged.)
-     A cancellation during the first charge is safe too: the charge runs in a task of its
-     own, and what it debited is refunded once it commits.
+     A cancellation during the first charge is safe too: the charge runs at once, and if it
+     has to wait, in a task of its own (``eager``), and what it debited is refunded once it
+     commits; a charge that never waits (SQLite's) cannot be cancelled half way.
    Never refunded: an answer the upstream gave with its own error (it did the work), and
    the first charge when the second is refused (monerod keeps it too).
 4. The second, same-timestamp charge (``PaymentService.charge_more``) of ``price_after``;
@@ -66,6 +67,7 @@ from aiohttp import web
 
 from rpcpay.errors import UpstreamError
 from rpcpay.gateway.connections import InFlight
+from rpcpay.gateway.eager import start_eagerly
 from rpcpay.gateway.observe import note_call
 from rpcpay.gateway.payment import Charge, PaymentService
 from rpcpay.gateway.tracking import Tracker
@@ -330,12 +332,20 @@ class Pipeline(Generic[R, A]):
             self.parts.tracker.record(method, share, price if charge is not None else 0)
 
     async def _charge(self, call: PaidCall[R], upfront: int) -> Charge:
-        """The first charge, which a cancellation cannot lose: the store's transaction runs
-        in a task of its own, so a handler cancelled while it commits (shutdown past its
-        grace) leaves a task that waits for the commit and refunds what it debited, and
-        ``InFlight.drain`` waits for that task before the ledger closes."""
-        pending = asyncio.ensure_future(
-            self.parts.payment.charge(call.client, upfront, call.rpc, call.peer)
+        """The first charge, which a cancellation cannot lose: it runs at once, and if it
+        has to wait (for the store's transaction), the rest runs in a task of its own
+        (``eager``), so a handler cancelled while it commits (shutdown past its grace) leaves
+        a task that waits for the commit and refunds what it debited, and ``InFlight.drain``
+        waits for that task before the ledger closes. A charge that never waits (SQLite's
+        commit on the loop) cannot be cancelled half way, and needs no task. Only a store that
+        binds no task runs eagerly (``PaymentService.charges_eagerly``); PostgreSQL's charge
+        runs in its task from the start, as its driver's timeouts cancel the current task."""
+        payment = self.parts.payment
+        charging = payment.charge(call.client, upfront, call.rpc, call.peer)
+        pending = (
+            start_eagerly(charging, "rpcpay-charge")
+            if payment.charges_eagerly
+            else asyncio.ensure_future(charging)
         )
         try:
             return await asyncio.shield(pending)

@@ -26,7 +26,9 @@ class Tracker:
 
     def record(self, rpc: str, elapsed_us: int, credits: int) -> None:
         """Count one call of ``rpc``."""
-        stats = self._stats.setdefault(rpc, MethodStats())
+        stats = self._stats.get(rpc)
+        if stats is None:
+            stats = self._stats[rpc] = MethodStats()
         stats.count += 1
         stats.time_us += elapsed_us
         stats.credits += credits

@@ -190,8 +190,11 @@ class GroupCommit:
     def _refuse_if_full(self) -> None:
         """``LedgerBusy`` at once when ``max_waiting`` calls already wait (queued or in
         a transaction in flight): one more would only wait longer."""
+        # No bound (SQLite's): nothing to count.
+        if self._max_waiting is None:
+            return
         waiting = len(self._queue) + sum(t.size for t in self._txns)
-        if self._max_waiting is not None and waiting >= self._max_waiting:
+        if waiting >= self._max_waiting:
             raise LedgerBusy(f"ledger busy: {waiting} calls already wait")
 
     def _give_up_queue(self, exc: LedgerBusy) -> None:

@@ -324,6 +324,14 @@ class SqliteLedgerStore:
         except sqlite3.Error as exc:
             raise LedgerError(f"cannot write ledger {self.path}: {exc}") from exc
 
+    def write_once(self, sql: str, params: Sequence[object]) -> bool:
+        """Run one write statement as a transaction of its own (committed, durable per
+        ``synchronous``, on return); whether it changed exactly one row."""
+        try:
+            return bool(self._conn().execute(sql, params).rowcount == 1)
+        except sqlite3.Error as exc:
+            raise LedgerError(f"cannot write ledger {self.path}: {exc}") from exc
+
     def save_many(self, accounts: Iterable[Account]) -> None:
         """Upsert several accounts in one transaction."""
         rows = [account_to_row(a) for a in accounts]
