@@ -64,7 +64,7 @@ from typing import Any, TypeVar
 import asyncpg
 
 from rpcpay.errors import LedgerBusy, LedgerError
-from rpcpay.ledger import pg_sessions
+from rpcpay.ledger import pg_cas, pg_sessions
 from rpcpay.ledger.account import DEFAULT_FLUSH_AGE, DEFAULT_ZERO_FLUSH_AGE, U64_MAX, Account
 from rpcpay.ledger.group_commit import Answers, GroupCommit, Locked, Pending, settle_batch
 from rpcpay.ledger.session_rows import JobCache, JobRow, SessionRow, StoredSession
@@ -249,6 +249,8 @@ class PostgresLedgerStore:
         self._closed = False
         self.cheques = PostgresChequeBook(self)
         self._jobs = JobCache()  # immutable job rows and templates
+        self._rows = pg_cas.AccountCache()  # never authoritative: every use is checked
+        self._busy: dict[bytes, asyncio.Event] = {}  # clients of the batches in flight
         # The group's queue is bounded as the pool's is: at most max_waiters calls wait.
         self._group = GroupCommit(self._commit_batch, max_waiting=max_waiters, max_in_flight=2)
 
@@ -361,7 +363,7 @@ class PostgresLedgerStore:
             step = fresh if _affected(status) == 1 else dupe
             return await _settle_in(conn, client, step, now)
 
-        return await self._transact(work)
+        return self._remember(client, await self._transact(work))
 
     async def forget_nonces(self, now: int) -> int:
         """Delete the nonces of jobs expired before ``now``; how many."""
@@ -376,8 +378,35 @@ class PostgresLedgerStore:
         return await self._group.apply(client, step, now)
 
     async def _commit_batch(self, batch: list[Pending], locked: Locked) -> Answers:
-        """One group transaction (retried whole on a conflict); the answers after COMMIT."""
-        return await self._transact(lambda conn: _settle_batch_in(conn, batch, locked))
+        """One batch through ``pg_cas`` (one statement, in autocommit); the answers once it
+        committed. A batch that shares a client with one in flight waits for that one first,
+        so steps on one client still run in queue order."""
+        clients = {item.client for item in batch}
+        before = {self._busy[c] for c in clients if c in self._busy}
+        done = asyncio.Event()
+        for client in clients:
+            self._busy[client] = done
+        slots: pg_cas.Slots = [None] * len(batch)
+        try:
+            for earlier in before:
+                await earlier.wait()
+            await self.run(lambda conn: pg_cas.commit_batch(conn, self._rows, batch, slots, locked))
+        except LedgerError as exc:
+            # The rows' stored values are unknown now (the write may have applied).
+            self._rows.drop(clients)
+            # Nothing final: the whole batch failed. Otherwise earlier attempts' answers stand.
+            if all(s is None for s in slots):
+                raise
+            return [exc if s is None else s for s in slots]
+        except BaseException:
+            self._rows.drop(clients)
+            raise
+        finally:
+            for client in clients:
+                if self._busy.get(client) is done:
+                    del self._busy[client]
+            done.set()
+        return [s for s in slots if s is not None]
 
     async def apply_with_cheque(
         self, client: bytes, step: Step[R], cheque: ChequeJoin, *, now: int
@@ -391,9 +420,17 @@ class PostgresLedgerStore:
             return await _settle_in(conn, client, step, now)
 
         try:
-            return await self._transact(work)
+            return self._remember(client, await self._transact(work))
         except _Refused:
             return None
+
+    def _remember(self, client: bytes, applied: Applied[R]) -> Applied[R]:
+        """Cache what a transaction committed, so that the next charge finds the row."""
+        if applied.stored:
+            self._rows.put(applied.account)
+        else:
+            self._rows.drop((client,))
+        return applied
 
     async def has_nonce(self, client: bytes, slot: bytes, nonce: int) -> bool:
         """Whether ``nonce`` was recorded for the job ``slot``."""
