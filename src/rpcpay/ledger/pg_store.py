@@ -66,7 +66,7 @@ import asyncpg
 from rpcpay.errors import LedgerBusy, LedgerError
 from rpcpay.ledger import pg_cas, pg_sessions
 from rpcpay.ledger.account import DEFAULT_FLUSH_AGE, DEFAULT_ZERO_FLUSH_AGE, U64_MAX, Account
-from rpcpay.ledger.group_commit import Answers, GroupCommit, Locked, Pending, settle_batch
+from rpcpay.ledger.group_commit import Answers, GroupCommit, Locked, Pending
 from rpcpay.ledger.session_rows import JobCache, JobRow, SessionRow, StoredSession
 from rpcpay.ledger.sqlite_store import CHEQUE_COLUMNS, ChequeRow, cheque_from_row
 from rpcpay.ledger.transactional import (
@@ -141,23 +141,6 @@ _UPDATE = (
     + " WHERE client = $1"
 )
 _SELECT_ONE = _SELECT + " WHERE client = $1 FOR UPDATE"
-# A group transaction locks its rows in client order: two batches (of this process or
-# another) that share clients wait for each other, never deadlock.
-_SELECT_MANY = _SELECT + " WHERE client = ANY($1::bytea[]) ORDER BY client FOR UPDATE"
-_UNNEST = (
-    "unnest($1::bytea[], "
-    + ", ".join(f"${i}::numeric[]" for i in range(2, len(_COLUMNS) + 1))
-    + f") AS u({', '.join(_COLUMNS)})"
-)
-_UPDATE_MANY = (
-    "UPDATE accounts AS a SET "
-    + ", ".join(f"{c} = u.{c}" for c in _COLUMNS[1:])
-    + f" FROM {_UNNEST} WHERE a.client = u.client"
-)
-_INSERT_MANY = (
-    f"INSERT INTO accounts ({', '.join(_COLUMNS)}) SELECT {', '.join(f'u.{c}' for c in _COLUMNS)} "
-    f"FROM {_UNNEST} ON CONFLICT (client) DO NOTHING"
-)
 _INSERT_CHEQUE = f"INSERT INTO cheques ({CHEQUE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
 _RETRYABLE = (asyncpg.SerializationError, asyncpg.DeadlockDetectedError)
 _FAILURES = (
@@ -551,67 +534,6 @@ async def _write_one(conn: asyncpg.Connection, old: Account | None, new: Account
         await conn.execute(_UPDATE, *_params(new))
     elif _affected(await conn.execute(_INSERT, *_params(new))) != 1:
         raise _InsertRace
-
-
-async def _settle_batch_in(
-    conn: asyncpg.Connection, batch: list[Pending], locked: Locked
-) -> Answers:
-    """Lock and read every client's row (in client order), run the steps in queue order,
-    write each changed row once. A batch of one client uses the single-row statements."""
-    # One call (the common case: nothing else was in flight) takes the single-row path.
-    if len(batch) == 1:
-        return await _settle_one_in(conn, batch[0], locked)
-    clients = sorted({item.client for item in batch})
-    stored: dict[bytes, Account | None] = dict.fromkeys(clients)
-    if len(clients) == 1:
-        row = await conn.fetchrow(_SELECT_ONE, clients[0])
-        rows = [] if row is None else [row]
-    else:
-        rows = await conn.fetch(_SELECT_MANY, clients)
-    # A missing row cannot be locked: the next transaction waits for this one's commit.
-    if len(rows) == len(clients):
-        locked()
-    for row in rows:
-        acct = _account(row)
-        stored[acct.client] = acct
-    settled = settle_batch(stored, batch)
-    updates = [w.account for w in settled.writes if w.existed]
-    inserts = [w.account for w in settled.writes if not w.existed]
-    if len(updates) == 1:
-        await conn.execute(_UPDATE, *_params(updates[0]))
-    elif updates:
-        await conn.execute(_UPDATE_MANY, *_columns(updates))
-    inserted = 0
-    if len(inserts) == 1:
-        inserted = _affected(await conn.execute(_INSERT, *_params(inserts[0])))
-    elif inserts:
-        inserted = _affected(await conn.execute(_INSERT_MANY, *_columns(inserts)))
-    # A row another process inserted since our read: run the whole batch again.
-    if inserts and inserted != len(inserts):
-        raise _InsertRace
-    return settled.answers
-
-
-async def _settle_one_in(conn: asyncpg.Connection, item: Pending, locked: Locked) -> Answers:
-    """A group transaction of one call (``_settle_in``, with the step's own failure
-    reported to its caller, nothing written)."""
-    row = await conn.fetchrow(_SELECT_ONE, item.client)
-    # A missing row cannot be locked: the next transaction waits for this one's commit.
-    if row is not None:
-        locked()
-    old = None if row is None else _account(row)
-    try:
-        new, outcome, write = settle(item.client, old, item.step, item.now)
-    except Exception as exc:  # the step's failure is its caller's; nothing to write
-        return [exc]
-    if write:
-        await _write_one(conn, old, new)
-    return [Applied(outcome, new, stored=write or old is not None)]
-
-
-def _columns(accounts: list[Account]) -> list[list[Any]]:
-    """The accounts as one list per column, for ``unnest``."""
-    return [[getattr(a, c) for a in accounts] for c in _COLUMNS]
 
 
 async def _roll_back_if_open(conn: asyncpg.Connection) -> None:
