@@ -5,17 +5,31 @@ transaction on a private cluster): asyncpg spent 0.13-0.24 ms of client CPU per 
 against psycopg's 0.18-0.30 ms, and the gateway's CPU is what it is short of; throughput
 was mixed within the noise of the shared machine.
 
-Transactions run at READ COMMITTED. ``apply`` reads the account ``FOR UPDATE``, which
-holds every other writer of that row until commit, runs the pure step, and writes the
-row back. A missing row cannot be locked, so a new account is inserted with ``ON
-CONFLICT DO NOTHING``: if another process inserted it first, the transaction rolls back
-and runs again (now finding the row to lock). That, serialization failures and deadlocks
-are retried, ``MAX_ATTEMPTS`` times in all, with a short random pause. A lost connection
-is NOT retried: whether the commit happened is unknown, so the caller gets
-``LedgerError`` and the client a clean error; the unique rows make a client's retry safe.
-Only a commit whose reply was lost with the connection is ambiguous: it may have applied
-although the caller saw ``LedgerError`` (at most the calls in flight when the server went
-away; the client then paid for a call it was refused, and never the other way round).
+Plain ``apply`` (every paid call's charge, refunds, claims, touches) goes through
+``group_commit`` and ``pg_cas``: the batch's steps run on the store's cached rows and ONE
+statement, in autocommit, writes every changed row as a compare-and-set on the whole old
+row (and checks the rows a step only read); a client whose row another writer changed,
+deleted or created meanwhile is read again and its steps run again, ``MAX_ATTEMPTS`` times
+at most, then ``LedgerError`` for that client's calls. A cached row costs one round trip,
+one commit and one fsync per batch; a row not cached costs one plain ``SELECT`` more. The
+cache (``pg_cas.AccountCache``, 32,768 rows at most) is never authoritative: every row the
+statement relies on is compared with the stored one. A batch that shares a client with a
+batch in flight waits for that one (steps on one client run in queue order); up to two
+batches are in flight per store, the second starting once the first knows all its rows.
+
+``apply_with_nonce`` and ``apply_with_cheque`` run a transaction at READ COMMITTED: read
+the account ``FOR UPDATE``, which holds every other writer of that row until commit, run
+the pure step, write the row back, and put the result in the cache. A missing row cannot
+be locked, so a new account is inserted with ``ON CONFLICT DO NOTHING``: if another
+process inserted it first, the transaction rolls back and runs again. That,
+serialization failures and deadlocks are retried, ``MAX_ATTEMPTS`` times in all, with a
+short random pause. A lost connection is NOT retried: whether the commit (or the
+autocommit statement) happened is unknown, so the caller gets ``LedgerError`` and the
+client a clean error; the unique rows make a client's retry safe. Only a commit whose
+reply was lost with the connection is ambiguous: it may have applied although the caller
+saw ``LedgerError`` (at most the calls in flight when the server went away; the client
+then paid for a call it was refused, and never the other way round). The cache forgets
+the batch's rows after any failure.
 
 Schema: ``rpcpay_schema`` holds the layout's version (``SCHEMA_VERSION``). Opening a
 store creates the tables, or checks the version, under a transaction-scoped advisory lock
@@ -24,24 +38,8 @@ so that instances starting together do not race. Tables: ``accounts``, ``cheques
 time), the same as the SQLite file's. Every u64 is a ``numeric(20)`` domain
 checked to ``[0, 2**64 - 1]``: stored exactly, compared and summed correctly by SQL.
 
-Cost (bench/ledger_store.py, one task, fsync on): p50 0.53 ms per charge, 0.29 ms of this
-process's CPU; four round trips (BEGIN, SELECT ... FOR UPDATE, UPDATE, COMMIT). The pool
-skips asyncpg's reset query on release, which was a fifth.
-
-Group commit (``group_commit``): plain ``apply`` calls that queue while one is in flight
-share the next transaction, still four round trips: ``SELECT ... WHERE client = ANY($1)
-ORDER BY client FOR UPDATE`` (rows locked in one order by every process, so batches never
-deadlock each other), the steps in queue order, one ``UPDATE ... FROM unnest(...)`` for
-the rows that existed and one ``INSERT ... SELECT FROM unnest(...) ON CONFLICT DO NOTHING``
-for new ones (fewer inserted than sent: another process created one, the batch runs
-again), one COMMIT, so one fsync for the whole batch. A batch of one uses the single-row
-statements above. Up to two transactions are in flight per store, the second starting once
-the first holds its rows (``GroupCommit``), so one batch's fsync overlaps the next one's
-round trips. Measured (bench/paid_calls_wrk.py, paid ``get_info``, 16 connections, one
-process, a disk whose fsync took ~3.5 ms, against the code before in the same run):
-1,439 calls/s and 302 us of server CPU per call (gateway, its monerod and PostgreSQL)
-against 1,087/s and 607 us. At 1 connection each call still waits for its own commit's
-fsync (164 calls/s against 132/s).
+Cost (measured against the locking path this replaced, same cluster, fsync on, rounds
+alternating; docs/benchmarks.md "PostgreSQL charge in one statement"): CAS_FIGURES
 
 Pool: ``pool_size`` connections per store (per process), opened lazily up to that bound.
 A call waits for a free connection at most ``acquire_timeout_s``, and at most
