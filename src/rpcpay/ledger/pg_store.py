@@ -65,6 +65,7 @@ from rpcpay.errors import LedgerBusy, LedgerError
 from rpcpay.ledger import pg_cas, pg_sessions
 from rpcpay.ledger.account import DEFAULT_FLUSH_AGE, DEFAULT_ZERO_FLUSH_AGE, U64_MAX, Account
 from rpcpay.ledger.group_commit import Answers, GroupCommit, Locked, Pending
+from rpcpay.ledger.pg_pool import ConnectionPool
 from rpcpay.ledger.session_rows import JobCache, JobRow, SessionRow, StoredSession
 from rpcpay.ledger.sqlite_store import CHEQUE_COLUMNS, ChequeRow, cheque_from_row
 from rpcpay.ledger.transactional import (
@@ -141,13 +142,8 @@ _UPDATE = (
 _SELECT_ONE = _SELECT + " WHERE client = $1 FOR UPDATE"
 _INSERT_CHEQUE = f"INSERT INTO cheques ({CHEQUE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
 _RETRYABLE = (asyncpg.SerializationError, asyncpg.DeadlockDetectedError)
-_FAILURES = (
-    asyncpg.PostgresError,
-    asyncpg.InterfaceError,
-    asyncpg.InternalClientError,
-    OSError,
-    TimeoutError,
-)
+_CONNECTION_FAILURES = (asyncpg.InterfaceError, asyncpg.InternalClientError, OSError, TimeoutError)
+_FAILURES = (asyncpg.PostgresError, *_CONNECTION_FAILURES)
 
 
 DEFAULT_QUEUE_TIMEOUT_S = 5.0
@@ -221,7 +217,7 @@ class PostgresLedgerStore:
     """Accounts and cheques in one PostgreSQL database, shared by every gateway process."""
 
     def __init__(
-        self, pool: asyncpg.Pool, acquire_timeout_s: float, max_waiters: int = DEFAULT_MAX_WAITERS
+        self, pool: ConnectionPool, acquire_timeout_s: float, max_waiters: int = DEFAULT_MAX_WAITERS
     ) -> None:
         self._pool = pool
         self._acquire_timeout_s = acquire_timeout_s
@@ -249,24 +245,18 @@ class PostgresLedgerStore:
         # A pool needs at least one connection.
         if pool_size < 1:
             raise ValueError("pool_size must be at least 1")
+        # No floor of open connections: a call connects on demand (none while the server
+        # is down).
+        pool = ConnectionPool(url, pool_size)
         try:
-            # No floor of open connections: asyncpg would restore one in the background while
-            # the server is down, logging a traceback each time; a call connects on demand.
-            pool = await asyncpg.create_pool(
-                url,
-                min_size=0,
-                max_size=pool_size,
-                timeout=acquire_timeout_s,
-                reset=_roll_back_if_open,
-            )
-        except (*_FAILURES, ValueError) as exc:
-            raise LedgerError(f"cannot connect to the ledger database: {exc}") from exc
-        try:
-            async with pool.acquire(timeout=acquire_timeout_s) as conn:
+            conn = await pool.acquire(acquire_timeout_s)
+            try:
                 await _migrate(conn)
+            finally:
+                pool.release(conn)
         except BaseException as exc:
             await pool.close()
-            if isinstance(exc, _FAILURES):
+            if isinstance(exc, (*_FAILURES, ValueError)):
                 raise LedgerError(f"cannot prepare the ledger database: {exc}") from exc
             raise
         return cls(pool, acquire_timeout_s, max_waiters)
@@ -283,12 +273,24 @@ class PostgresLedgerStore:
             raise LedgerError("ledger store is closed")
         conn = await self._acquire()
         try:
-            return await work(conn)
+            result = await work(conn)
         except _FAILURES as exc:
+            self._hand_back(conn, exc)
             raise LedgerError(f"ledger database failed: {type(exc).__name__}: {exc}") from exc
-        finally:
-            with contextlib.suppress(*_FAILURES):
-                await self._pool.release(conn)
+        except BaseException as exc:
+            self._hand_back(conn, exc)
+            raise
+        self._pool.release(conn)
+        return result
+
+    def _hand_back(self, conn: asyncpg.Connection, exc: BaseException) -> None:
+        """Return a connection after ``work`` raised: reused after an error the server
+        answered (a constraint, a refusal, a conflict: the transaction was rolled back);
+        closed after a network or driver error or a cancellation (it may be mid-reply)."""
+        if isinstance(exc, Exception) and not isinstance(exc, _CONNECTION_FAILURES):
+            self._pool.release(conn)
+        else:
+            self._pool.discard(conn)
 
     async def _acquire(self) -> asyncpg.Connection:
         """A pooled connection, within the queue's bounds (``LedgerBusy`` past them)."""
@@ -297,7 +299,7 @@ class PostgresLedgerStore:
             raise LedgerBusy(f"ledger busy: {self._waiting} calls already wait for a connection")
         self._waiting += 1
         try:
-            return await self._pool.acquire(timeout=self._acquire_timeout_s)
+            return await self._pool.acquire(self._acquire_timeout_s)
         except TimeoutError:
             raise LedgerBusy(
                 f"ledger busy: no connection free within {self._acquire_timeout_s:g} s"
@@ -507,10 +509,7 @@ class PostgresLedgerStore:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._group.wait_idle(), timeout=10)
         self._closed = True
-        try:
-            await asyncio.wait_for(self._pool.close(), timeout=10)
-        except (TimeoutError, *_FAILURES):
-            self._pool.terminate()
+        await self._pool.close()
 
 
 async def _settle_in(
@@ -532,14 +531,6 @@ async def _write_one(conn: asyncpg.Connection, old: Account | None, new: Account
         await conn.execute(_UPDATE, *_params(new))
     elif _affected(await conn.execute(_INSERT, *_params(new))) != 1:
         raise _InsertRace
-
-
-async def _roll_back_if_open(conn: asyncpg.Connection) -> None:
-    """The pool's reset on release. asyncpg's default runs ``RESET ALL`` and more, one extra
-    round trip per call; this store keeps no session state (no LISTEN, no session locks,
-    no prepared cursors), so only a transaction a cancelled call left open needs undoing."""
-    if conn.is_in_transaction():
-        await conn.execute("ROLLBACK")
 
 
 class _Refused(Exception):
