@@ -21,8 +21,10 @@ in-memory copy is authoritative: the cache only chooses what the statement compa
 and a stale entry costs one more round trip, never a wrong balance.
 
 Numbers travel as text: each row's nine u64s are one comma-joined string, cast to
-``numeric[]`` by the server (asyncpg's ``numeric`` codec goes through ``Decimal``, which
-cost more client CPU than the whole statement; text is exact for every u64).
+``numeric[]`` by the server. asyncpg's ``numeric`` codec goes through ``Decimal``: reading
+one row and sending its 18 old and new numbers cost 91 us of client CPU as ``numeric``
+against 44 us as text (same statements otherwise); text is exact for every u64, with no
+special case at or above 2**63 as ``int8`` would need. The schema is unchanged.
 
 Bounds: attempts are bounded by ``MAX_ATTEMPTS`` (each a read and a write), after which the
 clients still in conflict get ``LedgerError`` (the others keep their committed answers).
@@ -45,7 +47,8 @@ from rpcpay.ledger.group_commit import Pending, Write, settle_batch
 from rpcpay.ledger.transactional import MAX_ATTEMPTS, Applied
 
 CACHE_ROWS = 32_768
-"""Rows an ``AccountCache`` holds at most (measured ~0.6 KB each, so ~20 MB when full)."""
+"""Rows an ``AccountCache`` holds at most (measured with tracemalloc: ~370 bytes each, so
+~12 MB when full)."""
 
 _NUMBERS = (
     "balance", "credits_total", "credits_used", "nonces_good", "nonces_stale", "nonces_bad",

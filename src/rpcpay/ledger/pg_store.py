@@ -38,10 +38,15 @@ so that instances starting together do not race. Tables: ``accounts``, ``cheques
 time), the same as the SQLite file's. Every u64 is a ``numeric(20)`` domain
 checked to ``[0, 2**64 - 1]``: stored exactly, compared and summed correctly by SQL.
 
-Cost (measured against the locking path this replaced, same cluster, fsync on, rounds
-alternating; docs/benchmarks.md "PostgreSQL charge in one statement"): CAS_FIGURES
+Cost (docs/benchmarks.md, "PostgreSQL charge in one statement"; against the locking
+path this replaced, same cluster, fsync on, rounds alternating, on a shared and loaded
+2-core VM): one task charging in a loop, 151 us of this process's CPU per charge against
+410 us; 16 tasks, 42 against 86 us, and 2.4x the charges/s. In a gateway (paid
+``get_info``, one process, 16 connections) ~270 us of gateway CPU per call against ~400.
 
-Pool: ``pool_size`` connections per store (per process), opened lazily up to that bound.
+Pool: ``pool_size`` connections per store (per process), opened lazily up to that bound
+(``pg_pool``: a free connection costs a list pop; ``asyncpg.Pool``'s acquire and release
+cost ~50-100 us of CPU per call).
 A call waits for a free connection at most ``acquire_timeout_s``, and at most
 ``max_waiters`` calls wait (or are being handed a connection) at once; past either bound
 the call gets ``LedgerBusy`` at once, which the gateway answers as a clean "busy" error
