@@ -243,3 +243,37 @@ def test_the_cache_is_bounded_and_evicts_the_oldest_written() -> None:
 def test_rows_encode_and_decode_exactly(numbers: list[int]) -> None:
     acct = Account(A, *numbers)
     assert decode(A, encode(acct)) == acct
+
+
+async def test_a_write_that_never_lands_gives_up_after_bounded_attempts(
+    db: tuple[str, asyncpg.Connection],
+) -> None:
+    """A trigger that silently skips every update of B: each attempt sees B's write not
+    applied, reads B again, and tries again, ``MAX_ATTEMPTS`` times; then B's calls fail
+    with ``LedgerError`` while the batch's other clients keep their committed answers."""
+    url, raw = db
+    store = await PostgresLedgerStore.open(url)
+    try:
+        for client in (A, B):
+            await store.apply(client, adjust_step(10), now=T0)
+        await raw.execute(
+            "CREATE FUNCTION skip_b() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            f"IF NEW.client = '\\x{B.hex()}'::bytea THEN RETURN NULL; END IF; RETURN NEW; END $$"
+        )
+        await raw.execute(
+            "CREATE TRIGGER skip_b BEFORE UPDATE ON accounts FOR EACH ROW EXECUTE FUNCTION skip_b()"
+        )
+        results = await asyncio.gather(
+            *(store.apply(c, adjust_step(1), now=T0) for c in (A, B, A, B)),
+            return_exceptions=True,
+        )
+        for client, result in zip((A, B, A, B), results, strict=True):
+            if client == B:
+                assert isinstance(result, LedgerError) and "conflict" in str(result)
+            else:
+                assert isinstance(result, Applied)
+        a, b = await store.get(A), await store.get(B)
+        assert a is not None and a.balance == 12
+        assert b is not None and b.balance == 10
+    finally:
+        await store.close()
