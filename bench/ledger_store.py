@@ -6,8 +6,11 @@ it, in the same run, with rounds alternating which store goes first:
 
 - "sqlite-thread": ``ThreadedSqliteStore.apply`` (the same file engine, on its own thread,
   in one ``BEGIN IMMEDIATE`` transaction);
-- "postgres": ``PostgresLedgerStore.apply`` (asyncpg, ``SELECT ... FOR UPDATE``) on a
-  private cluster (``fsync`` on).
+- "postgres": ``PostgresLedgerStore.apply`` (asyncpg, one compare-and-set statement over the
+  store's row cache, ``pg_cas``) on a private cluster (``fsync`` on);
+- "postgres-ref" (with ``--postgres-reference FILE``): another version of ``pg_store.py``
+  (e.g. ``git show b8b34b0:src/rpcpay/ledger/pg_store.py > /tmp/ref.py``, the locking
+  path), on the same cluster, for a before/after in one run.
 
 Each cell runs N concurrent charging tasks (each on its own clients) for a bounded time and
 count. Reported per store and concurrency: charges/s, p50 and p99 latency per charge, the
@@ -16,12 +19,14 @@ lateness): the synchronous path blocks the loop for every commit.
 
     .venv/bin/python bench/ledger_store.py                  # 2 rounds of 2 s per cell
     .venv/bin/python bench/ledger_store.py --sync full --rounds 3 --seconds 3
+    .venv/bin/python bench/ledger_store.py --postgres-reference /tmp/ref.py --tasks 1,16
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import statistics
 import sys
 import tempfile
@@ -99,8 +104,10 @@ async def threaded_sqlite(
     return charge, store.close
 
 
-async def postgres(url: str, tasks: int) -> tuple[Charge, Callable[[], Awaitable[None]]]:
-    store = await PostgresLedgerStore.open(url, pool_size=max(tasks, 1))
+async def postgres(
+    url: str, tasks: int, store_class: type[PostgresLedgerStore] = PostgresLedgerStore
+) -> tuple[Charge, Callable[[], Awaitable[None]]]:
+    store = await store_class.open(url, pool_size=max(tasks, 1))
 
     async def charge(client: bytes, ts: int) -> None:
         assert (await store.apply(client, pay_step(ts, 1), now=T0)).outcome.ok
@@ -157,6 +164,17 @@ async def run_cell(name: str, charge: Charge, tasks: int, seconds: float) -> Cel
     return Cell(name, tasks, latencies, elapsed, cpu, stall[0])
 
 
+def load_reference(path: Path) -> type[PostgresLedgerStore]:
+    """``PostgresLedgerStore`` from another version of ``pg_store.py``."""
+    spec = importlib.util.spec_from_file_location("pg_store_reference", path)
+    if spec is None or spec.loader is None:
+        raise SystemExit(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    store_class: type[PostgresLedgerStore] = module.PostgresLedgerStore
+    return store_class
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds (default 2)")
@@ -165,6 +183,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--sync", choices=["normal", "full"], default="normal",
         help="SQLite synchronous level for both SQLite stores (default normal, the gateway's)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--postgres-reference", type=Path, metavar="FILE",
+        help="also measure the PostgresLedgerStore of this pg_store.py (\"postgres-ref\")",
     )  # fmt: skip
     args = parser.parse_args(argv)
     levels = [int(x) for x in args.tasks.split(",")]
@@ -179,6 +201,9 @@ def main(argv: list[str] | None = None) -> int:
             "sqlite-thread": lambda _n: threaded_sqlite(path, sync),
             "postgres": lambda n: postgres(url, n),
         }  # fmt: skip
+        if args.postgres_reference is not None:
+            ref_class = load_reference(args.postgres_reference)
+            makers["postgres-ref"] = lambda n: postgres(url, n, ref_class)
         order = list(makers)
         print(f"ledger_store: SQLite synchronous={sync}, PostgreSQL on 127.0.0.1:{pg.port}")
         for rnd in range(args.rounds):

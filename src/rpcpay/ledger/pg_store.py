@@ -5,17 +5,31 @@ transaction on a private cluster): asyncpg spent 0.13-0.24 ms of client CPU per 
 against psycopg's 0.18-0.30 ms, and the gateway's CPU is what it is short of; throughput
 was mixed within the noise of the shared machine.
 
-Transactions run at READ COMMITTED. ``apply`` reads the account ``FOR UPDATE``, which
-holds every other writer of that row until commit, runs the pure step, and writes the
-row back. A missing row cannot be locked, so a new account is inserted with ``ON
-CONFLICT DO NOTHING``: if another process inserted it first, the transaction rolls back
-and runs again (now finding the row to lock). That, serialization failures and deadlocks
-are retried, ``MAX_ATTEMPTS`` times in all, with a short random pause. A lost connection
-is NOT retried: whether the commit happened is unknown, so the caller gets
-``LedgerError`` and the client a clean error; the unique rows make a client's retry safe.
-Only a commit whose reply was lost with the connection is ambiguous: it may have applied
-although the caller saw ``LedgerError`` (at most the calls in flight when the server went
-away; the client then paid for a call it was refused, and never the other way round).
+Plain ``apply`` (every paid call's charge, refunds, claims, touches) goes through
+``group_commit`` and ``pg_cas``: the batch's steps run on the store's cached rows and ONE
+statement, in autocommit, writes every changed row as a compare-and-set on the whole old
+row (and checks the rows a step only read); a client whose row another writer changed,
+deleted or created meanwhile is read again and its steps run again, ``MAX_ATTEMPTS`` times
+at most, then ``LedgerError`` for that client's calls. A cached row costs one round trip,
+one commit and one fsync per batch; a row not cached costs one plain ``SELECT`` more. The
+cache (``pg_cas.AccountCache``, 32,768 rows at most) is never authoritative: every row the
+statement relies on is compared with the stored one. A batch that shares a client with a
+batch in flight waits for that one (steps on one client run in queue order); up to two
+batches are in flight per store, the second starting once the first knows all its rows.
+
+``apply_with_nonce`` and ``apply_with_cheque`` run a transaction at READ COMMITTED: read
+the account ``FOR UPDATE``, which holds every other writer of that row until commit, run
+the pure step, write the row back, and put the result in the cache. A missing row cannot
+be locked, so a new account is inserted with ``ON CONFLICT DO NOTHING``: if another
+process inserted it first, the transaction rolls back and runs again. That,
+serialization failures and deadlocks are retried, ``MAX_ATTEMPTS`` times in all, with a
+short random pause. A lost connection is NOT retried: whether the commit (or the
+autocommit statement) happened is unknown, so the caller gets ``LedgerError`` and the
+client a clean error; the unique rows make a client's retry safe. Only a commit whose
+reply was lost with the connection is ambiguous: it may have applied although the caller
+saw ``LedgerError`` (at most the calls in flight when the server went away; the client
+then paid for a call it was refused, and never the other way round). The cache forgets
+the batch's rows after any failure.
 
 Schema: ``rpcpay_schema`` holds the layout's version (``SCHEMA_VERSION``). Opening a
 store creates the tables, or checks the version, under a transaction-scoped advisory lock
@@ -24,26 +38,15 @@ so that instances starting together do not race. Tables: ``accounts``, ``cheques
 time), the same as the SQLite file's. Every u64 is a ``numeric(20)`` domain
 checked to ``[0, 2**64 - 1]``: stored exactly, compared and summed correctly by SQL.
 
-Cost (bench/ledger_store.py, one task, fsync on): p50 0.53 ms per charge, 0.29 ms of this
-process's CPU; four round trips (BEGIN, SELECT ... FOR UPDATE, UPDATE, COMMIT). The pool
-skips asyncpg's reset query on release, which was a fifth.
+Cost (docs/benchmarks.md, "PostgreSQL charge in one statement"; against the locking
+path this replaced, same cluster, fsync on, rounds alternating, on a shared and loaded
+2-core VM): one task charging in a loop, 151 us of this process's CPU per charge against
+410 us; 16 tasks, 42 against 86 us, and 2.4x the charges/s. In a gateway (paid
+``get_info``, one process, 16 connections) ~270 us of gateway CPU per call against ~400.
 
-Group commit (``group_commit``): plain ``apply`` calls that queue while one is in flight
-share the next transaction, still four round trips: ``SELECT ... WHERE client = ANY($1)
-ORDER BY client FOR UPDATE`` (rows locked in one order by every process, so batches never
-deadlock each other), the steps in queue order, one ``UPDATE ... FROM unnest(...)`` for
-the rows that existed and one ``INSERT ... SELECT FROM unnest(...) ON CONFLICT DO NOTHING``
-for new ones (fewer inserted than sent: another process created one, the batch runs
-again), one COMMIT, so one fsync for the whole batch. A batch of one uses the single-row
-statements above. Up to two transactions are in flight per store, the second starting once
-the first holds its rows (``GroupCommit``), so one batch's fsync overlaps the next one's
-round trips. Measured (bench/paid_calls_wrk.py, paid ``get_info``, 16 connections, one
-process, a disk whose fsync took ~3.5 ms, against the code before in the same run):
-1,439 calls/s and 302 us of server CPU per call (gateway, its monerod and PostgreSQL)
-against 1,087/s and 607 us. At 1 connection each call still waits for its own commit's
-fsync (164 calls/s against 132/s).
-
-Pool: ``pool_size`` connections per store (per process), opened lazily up to that bound.
+Pool: ``pool_size`` connections per store (per process), opened lazily up to that bound
+(``pg_pool``: a free connection costs a list pop; ``asyncpg.Pool``'s acquire and release
+cost ~50-100 us of CPU per call).
 A call waits for a free connection at most ``acquire_timeout_s``, and at most
 ``max_waiters`` calls wait (or are being handed a connection) at once; past either bound
 the call gets ``LedgerBusy`` at once, which the gateway answers as a clean "busy" error
@@ -64,9 +67,10 @@ from typing import Any, TypeVar
 import asyncpg
 
 from rpcpay.errors import LedgerBusy, LedgerError
-from rpcpay.ledger import pg_sessions
+from rpcpay.ledger import pg_cas, pg_sessions
 from rpcpay.ledger.account import DEFAULT_FLUSH_AGE, DEFAULT_ZERO_FLUSH_AGE, U64_MAX, Account
-from rpcpay.ledger.group_commit import Answers, GroupCommit, Locked, Pending, settle_batch
+from rpcpay.ledger.group_commit import Answers, GroupCommit, Locked, Pending
+from rpcpay.ledger.pg_pool import ConnectionPool
 from rpcpay.ledger.session_rows import JobCache, JobRow, SessionRow, StoredSession
 from rpcpay.ledger.sqlite_store import CHEQUE_COLUMNS, ChequeRow, cheque_from_row
 from rpcpay.ledger.transactional import (
@@ -141,32 +145,10 @@ _UPDATE = (
     + " WHERE client = $1"
 )
 _SELECT_ONE = _SELECT + " WHERE client = $1 FOR UPDATE"
-# A group transaction locks its rows in client order: two batches (of this process or
-# another) that share clients wait for each other, never deadlock.
-_SELECT_MANY = _SELECT + " WHERE client = ANY($1::bytea[]) ORDER BY client FOR UPDATE"
-_UNNEST = (
-    "unnest($1::bytea[], "
-    + ", ".join(f"${i}::numeric[]" for i in range(2, len(_COLUMNS) + 1))
-    + f") AS u({', '.join(_COLUMNS)})"
-)
-_UPDATE_MANY = (
-    "UPDATE accounts AS a SET "
-    + ", ".join(f"{c} = u.{c}" for c in _COLUMNS[1:])
-    + f" FROM {_UNNEST} WHERE a.client = u.client"
-)
-_INSERT_MANY = (
-    f"INSERT INTO accounts ({', '.join(_COLUMNS)}) SELECT {', '.join(f'u.{c}' for c in _COLUMNS)} "
-    f"FROM {_UNNEST} ON CONFLICT (client) DO NOTHING"
-)
 _INSERT_CHEQUE = f"INSERT INTO cheques ({CHEQUE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
 _RETRYABLE = (asyncpg.SerializationError, asyncpg.DeadlockDetectedError)
-_FAILURES = (
-    asyncpg.PostgresError,
-    asyncpg.InterfaceError,
-    asyncpg.InternalClientError,
-    OSError,
-    TimeoutError,
-)
+_CONNECTION_FAILURES = (asyncpg.InterfaceError, asyncpg.InternalClientError, OSError, TimeoutError)
+_FAILURES = (asyncpg.PostgresError, *_CONNECTION_FAILURES)
 
 
 DEFAULT_QUEUE_TIMEOUT_S = 5.0
@@ -240,7 +222,7 @@ class PostgresLedgerStore:
     """Accounts and cheques in one PostgreSQL database, shared by every gateway process."""
 
     def __init__(
-        self, pool: asyncpg.Pool, acquire_timeout_s: float, max_waiters: int = DEFAULT_MAX_WAITERS
+        self, pool: ConnectionPool, acquire_timeout_s: float, max_waiters: int = DEFAULT_MAX_WAITERS
     ) -> None:
         self._pool = pool
         self._acquire_timeout_s = acquire_timeout_s
@@ -249,6 +231,8 @@ class PostgresLedgerStore:
         self._closed = False
         self.cheques = PostgresChequeBook(self)
         self._jobs = JobCache()  # immutable job rows and templates
+        self._rows = pg_cas.AccountCache()  # never authoritative: every use is checked
+        self._busy: dict[bytes, asyncio.Event] = {}  # clients of the batches in flight
         # The group's queue is bounded as the pool's is: at most max_waiters calls wait.
         self._group = GroupCommit(self._commit_batch, max_waiting=max_waiters, max_in_flight=2)
 
@@ -266,24 +250,18 @@ class PostgresLedgerStore:
         # A pool needs at least one connection.
         if pool_size < 1:
             raise ValueError("pool_size must be at least 1")
+        # No floor of open connections: a call connects on demand (none while the server
+        # is down).
+        pool = ConnectionPool(url, pool_size)
         try:
-            # No floor of open connections: asyncpg would restore one in the background while
-            # the server is down, logging a traceback each time; a call connects on demand.
-            pool = await asyncpg.create_pool(
-                url,
-                min_size=0,
-                max_size=pool_size,
-                timeout=acquire_timeout_s,
-                reset=_roll_back_if_open,
-            )
-        except (*_FAILURES, ValueError) as exc:
-            raise LedgerError(f"cannot connect to the ledger database: {exc}") from exc
-        try:
-            async with pool.acquire(timeout=acquire_timeout_s) as conn:
+            conn = await pool.acquire(acquire_timeout_s)
+            try:
                 await _migrate(conn)
+            finally:
+                pool.release(conn)
         except BaseException as exc:
             await pool.close()
-            if isinstance(exc, _FAILURES):
+            if isinstance(exc, (*_FAILURES, ValueError)):
                 raise LedgerError(f"cannot prepare the ledger database: {exc}") from exc
             raise
         return cls(pool, acquire_timeout_s, max_waiters)
@@ -300,12 +278,24 @@ class PostgresLedgerStore:
             raise LedgerError("ledger store is closed")
         conn = await self._acquire()
         try:
-            return await work(conn)
+            result = await work(conn)
         except _FAILURES as exc:
+            self._hand_back(conn, exc)
             raise LedgerError(f"ledger database failed: {type(exc).__name__}: {exc}") from exc
-        finally:
-            with contextlib.suppress(*_FAILURES):
-                await self._pool.release(conn)
+        except BaseException as exc:
+            self._hand_back(conn, exc)
+            raise
+        self._pool.release(conn)
+        return result
+
+    def _hand_back(self, conn: asyncpg.Connection, exc: BaseException) -> None:
+        """Return a connection after ``work`` raised: reused after an error the server
+        answered (a constraint, a refusal, a conflict: the transaction was rolled back);
+        closed after a network or driver error or a cancellation (it may be mid-reply)."""
+        if isinstance(exc, Exception) and not isinstance(exc, _CONNECTION_FAILURES):
+            self._pool.release(conn)
+        else:
+            self._pool.discard(conn)
 
     async def _acquire(self) -> asyncpg.Connection:
         """A pooled connection, within the queue's bounds (``LedgerBusy`` past them)."""
@@ -314,7 +304,7 @@ class PostgresLedgerStore:
             raise LedgerBusy(f"ledger busy: {self._waiting} calls already wait for a connection")
         self._waiting += 1
         try:
-            return await self._pool.acquire(timeout=self._acquire_timeout_s)
+            return await self._pool.acquire(self._acquire_timeout_s)
         except TimeoutError:
             raise LedgerBusy(
                 f"ledger busy: no connection free within {self._acquire_timeout_s:g} s"
@@ -361,7 +351,7 @@ class PostgresLedgerStore:
             step = fresh if _affected(status) == 1 else dupe
             return await _settle_in(conn, client, step, now)
 
-        return await self._transact(work)
+        return self._remember(client, await self._transact(work))
 
     async def forget_nonces(self, now: int) -> int:
         """Delete the nonces of jobs expired before ``now``; how many."""
@@ -376,8 +366,35 @@ class PostgresLedgerStore:
         return await self._group.apply(client, step, now)
 
     async def _commit_batch(self, batch: list[Pending], locked: Locked) -> Answers:
-        """One group transaction (retried whole on a conflict); the answers after COMMIT."""
-        return await self._transact(lambda conn: _settle_batch_in(conn, batch, locked))
+        """One batch through ``pg_cas`` (one statement, in autocommit); the answers once it
+        committed. A batch that shares a client with one in flight waits for that one first,
+        so steps on one client still run in queue order."""
+        clients = {item.client for item in batch}
+        before = {self._busy[c] for c in clients if c in self._busy}
+        done = asyncio.Event()
+        for client in clients:
+            self._busy[client] = done
+        slots: pg_cas.Slots = [None] * len(batch)
+        try:
+            for earlier in before:
+                await earlier.wait()
+            await self.run(lambda conn: pg_cas.commit_batch(conn, self._rows, batch, slots, locked))
+        except LedgerError as exc:
+            # The rows' stored values are unknown now (the write may have applied).
+            self._rows.drop(clients)
+            # Nothing final: the whole batch failed. Otherwise earlier attempts' answers stand.
+            if all(s is None for s in slots):
+                raise
+            return [exc if s is None else s for s in slots]
+        except BaseException:
+            self._rows.drop(clients)
+            raise
+        finally:
+            for client in clients:
+                if self._busy.get(client) is done:
+                    del self._busy[client]
+            done.set()
+        return [s for s in slots if s is not None]
 
     async def apply_with_cheque(
         self, client: bytes, step: Step[R], cheque: ChequeJoin, *, now: int
@@ -391,9 +408,17 @@ class PostgresLedgerStore:
             return await _settle_in(conn, client, step, now)
 
         try:
-            return await self._transact(work)
+            return self._remember(client, await self._transact(work))
         except _Refused:
             return None
+
+    def _remember(self, client: bytes, applied: Applied[R]) -> Applied[R]:
+        """Cache what a transaction committed, so that the next charge finds the row."""
+        if applied.stored:
+            self._rows.put(applied.account)
+        else:
+            self._rows.drop((client,))
+        return applied
 
     async def has_nonce(self, client: bytes, slot: bytes, nonce: int) -> bool:
         """Whether ``nonce`` was recorded for the job ``slot``."""
@@ -489,10 +514,7 @@ class PostgresLedgerStore:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._group.wait_idle(), timeout=10)
         self._closed = True
-        try:
-            await asyncio.wait_for(self._pool.close(), timeout=10)
-        except (TimeoutError, *_FAILURES):
-            self._pool.terminate()
+        await self._pool.close()
 
 
 async def _settle_in(
@@ -514,75 +536,6 @@ async def _write_one(conn: asyncpg.Connection, old: Account | None, new: Account
         await conn.execute(_UPDATE, *_params(new))
     elif _affected(await conn.execute(_INSERT, *_params(new))) != 1:
         raise _InsertRace
-
-
-async def _settle_batch_in(
-    conn: asyncpg.Connection, batch: list[Pending], locked: Locked
-) -> Answers:
-    """Lock and read every client's row (in client order), run the steps in queue order,
-    write each changed row once. A batch of one client uses the single-row statements."""
-    # One call (the common case: nothing else was in flight) takes the single-row path.
-    if len(batch) == 1:
-        return await _settle_one_in(conn, batch[0], locked)
-    clients = sorted({item.client for item in batch})
-    stored: dict[bytes, Account | None] = dict.fromkeys(clients)
-    if len(clients) == 1:
-        row = await conn.fetchrow(_SELECT_ONE, clients[0])
-        rows = [] if row is None else [row]
-    else:
-        rows = await conn.fetch(_SELECT_MANY, clients)
-    # A missing row cannot be locked: the next transaction waits for this one's commit.
-    if len(rows) == len(clients):
-        locked()
-    for row in rows:
-        acct = _account(row)
-        stored[acct.client] = acct
-    settled = settle_batch(stored, batch)
-    updates = [w.account for w in settled.writes if w.existed]
-    inserts = [w.account for w in settled.writes if not w.existed]
-    if len(updates) == 1:
-        await conn.execute(_UPDATE, *_params(updates[0]))
-    elif updates:
-        await conn.execute(_UPDATE_MANY, *_columns(updates))
-    inserted = 0
-    if len(inserts) == 1:
-        inserted = _affected(await conn.execute(_INSERT, *_params(inserts[0])))
-    elif inserts:
-        inserted = _affected(await conn.execute(_INSERT_MANY, *_columns(inserts)))
-    # A row another process inserted since our read: run the whole batch again.
-    if inserts and inserted != len(inserts):
-        raise _InsertRace
-    return settled.answers
-
-
-async def _settle_one_in(conn: asyncpg.Connection, item: Pending, locked: Locked) -> Answers:
-    """A group transaction of one call (``_settle_in``, with the step's own failure
-    reported to its caller, nothing written)."""
-    row = await conn.fetchrow(_SELECT_ONE, item.client)
-    # A missing row cannot be locked: the next transaction waits for this one's commit.
-    if row is not None:
-        locked()
-    old = None if row is None else _account(row)
-    try:
-        new, outcome, write = settle(item.client, old, item.step, item.now)
-    except Exception as exc:  # the step's failure is its caller's; nothing to write
-        return [exc]
-    if write:
-        await _write_one(conn, old, new)
-    return [Applied(outcome, new, stored=write or old is not None)]
-
-
-def _columns(accounts: list[Account]) -> list[list[Any]]:
-    """The accounts as one list per column, for ``unnest``."""
-    return [[getattr(a, c) for a in accounts] for c in _COLUMNS]
-
-
-async def _roll_back_if_open(conn: asyncpg.Connection) -> None:
-    """The pool's reset on release. asyncpg's default runs ``RESET ALL`` and more, one extra
-    round trip per call; this store keeps no session state (no LISTEN, no session locks,
-    no prepared cursors), so only a transaction a cancelled call left open needs undoing."""
-    if conn.is_in_transaction():
-        await conn.execute("ROLLBACK")
 
 
 class _Refused(Exception):
