@@ -533,14 +533,20 @@ async def _assemble(
         handle = observed.handle
     if capacity is not None:
         handle = capacity.wrap(handle)
-    runner, public_port = await _listen(
-        _server(handle, config.max_body_bytes, config.connections, public.peer, inflight),
-        config.bind_ip,
-        config.bind_port,
-        config.shutdown_grace_s,
-        tls,
-        reuse_port=config.worker is not None,
+    public_server = _server(
+        handle, config.max_body_bytes, config.connections, public.peer, inflight
     )
+    if config.worker is None:
+        runner, public_port = await _listen(
+            public_server, config.bind_ip, config.bind_port, config.shutdown_grace_s, tls
+        )
+    else:
+        # A --workers worker listens on nothing public: its supervisor hands it connections.
+        runner, public_port = (
+            web.ServerRunner(public_server, shutdown_timeout=config.shutdown_grace_s),
+            config.bind_port,
+        )
+        await runner.setup()
     undo.push_async_callback(runner.cleanup)
     runners = [runner]
     admin_port = 0

@@ -51,7 +51,10 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from aiohttp import web
+
 from rpcpay.errors import ConfigError
+from rpcpay.gateway.handoff import Adopter, Balancer, Link, lifeline_pair
 from rpcpay.gateway.server import GatewayConfig, RunningGateway
 from rpcpay.gateway.worker_metrics import WorkerMetrics, clear_snapshots
 
@@ -65,7 +68,6 @@ BACKOFF_FIRST_S = 0.25
 BACKOFF_MAX_S = 10.0
 STEADY_S = 30.0
 STOP_MARGIN_S = 15.0
-READY = b"r"
 
 
 def run_workers(
@@ -81,7 +83,9 @@ def run_workers(
     reservations = prepare(config)
     try:
         overrides = port_overrides(config, reservations)
-        supervisor = Supervisor(workers, [*argv, *overrides], stop_timeout_s(config))
+        supervisor = Supervisor(
+            workers, [*argv, *overrides], stop_timeout_s(config), Balancer(reservations[0])
+        )
         return asyncio.run(supervisor.run())
     finally:
         for reservation in reservations:
@@ -109,7 +113,7 @@ def prepare(config: GatewayConfig) -> list[socket.socket]:
         load_key(config.lottery.key_file or config.data_dir / "lottery.key", create=True)
     prepare_ledger(config)
     clear_snapshots(config.data_dir / "workers")
-    reservations = [reserve_port(config.bind_ip, config.bind_port)]
+    reservations = [listen_public(config.bind_ip, config.bind_port)]
     if config.admin_bind_port is not None:
         try:
             reservations.append(reserve_port(config.admin_bind_ip, config.admin_bind_port))
@@ -133,9 +137,19 @@ def prepare_ledger(config: GatewayConfig) -> None:
     asyncio.run(open_and_close())
 
 
-def reserve_port(host: str, port: int) -> socket.socket:
-    """A socket bound to ``host:port`` with SO_REUSEPORT that never listens: it holds the port
-    (and turns port 0 into a concrete one) while the workers' listening sockets join it."""
+def listen_public(host: str, port: int) -> socket.socket:
+    """The public listener, the supervisor's alone (no SO_REUSEPORT: nothing can join it)."""
+    from rpcpay.gateway.server import LISTEN_BACKLOG
+
+    sock = reserve_port(host, port, reuse_port=False)
+    sock.listen(LISTEN_BACKLOG)
+    return sock
+
+
+def reserve_port(host: str, port: int, reuse_port: bool = True) -> socket.socket:
+    """A socket bound to ``host:port`` (with SO_REUSEPORT unless told otherwise) that does not
+    listen yet: it holds the port (and turns port 0 into a concrete one) while the workers'
+    admin listeners join it."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
@@ -144,7 +158,8 @@ def reserve_port(host: str, port: int) -> socket.socket:
     sock = socket.socket(family, kind, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(address)
     except OSError as exc:
         sock.close()
@@ -170,6 +185,7 @@ class Supervisor:
     workers: int
     argv: list[str]
     stop_timeout_s: float
+    balancer: Balancer
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     processes: dict[int, asyncio.subprocess.Process] = field(default_factory=dict)
     failure: str | None = None
@@ -182,6 +198,7 @@ class Supervisor:
         log.info("supervisor starting workers", extra={"workers": self.workers})
         slots = [asyncio.create_task(self.keep(index)) for index in range(self.workers)]
         await asyncio.gather(*slots)
+        self.balancer.close()
         if self.failure is not None:
             print(f"rpcpay serve: {self.failure}", file=sys.stderr)
             return 1
@@ -192,6 +209,8 @@ class Supervisor:
         """Stop every worker gracefully (SIGTERM/SIGINT forwarded)."""
         if not self.stopping.is_set():
             log.info("stopping workers", extra={"signal": signal.Signals(sig).name})
+        # New connections are refused before the workers drain the ones they hold.
+        self.balancer.close()
         self.stopping.set()
         self.forward(sig)
 
@@ -243,7 +262,7 @@ class Supervisor:
 
     async def run_once(self, index: int) -> tuple[int, bool]:
         """Start worker ``index`` and wait for it to exit: (exit status, whether it listened)."""
-        mine, theirs = socket.socketpair()
+        mine, theirs = lifeline_pair()
         with mine:
             try:
                 process = await asyncio.create_subprocess_exec(
@@ -262,16 +281,20 @@ class Supervisor:
             if self.stopping.is_set():
                 # A stop that came while it was being started.
                 process.send_signal(signal.SIGTERM)
-            mine.setblocking(False)
-            loop = asyncio.get_running_loop()
-            heard: asyncio.Future[object] = asyncio.ensure_future(loop.sock_recv(mine, 1))
+            link = Link(index, mine)
+            self.balancer.attach(link)
+            heard: asyncio.Future[object] = asyncio.ensure_future(link.ready.wait())
             exited: asyncio.Future[object] = asyncio.ensure_future(process.wait())
             await asyncio.wait({heard, exited}, return_when=asyncio.FIRST_COMPLETED)
-            ready = heard.done() and not heard.exception() and heard.result() == READY
+            ready = link.ready.is_set()
             if ready:
                 log.info("worker listening", extra={"worker": index, "pid": process.pid})
             heard.cancel()
-            await self.wait_exit(process, exited)
+            try:
+                await self.wait_exit(process, exited)
+            finally:
+                # Dead (or never started): no connection is handed to it any more.
+                self.balancer.detach(link)
             del self.processes[index]
             return process.returncode or 0, ready
 
@@ -318,8 +341,10 @@ class _WorkerTag(logging.Filter):
 
 
 def run_worker(config: GatewayConfig, spec: str, reload: Callable[[], GatewayConfig]) -> int:
-    """One worker: the gateway on SO_REUSEPORT listeners, stopped if the supervisor goes."""
+    """One worker: the gateway serving the connections its supervisor hands it (and the
+    SO_REUSEPORT admin listener), stopped if the supervisor goes."""
     from rpcpay.gateway.server import serve_forever
+    from rpcpay.gateway.tls import server_tls_context
 
     try:
         index_text, fd_text = spec.split(":")
@@ -338,25 +363,16 @@ def run_worker(config: GatewayConfig, spec: str, reload: Callable[[], GatewayCon
 
     tasks: set[asyncio.Task[None]] = set()
 
+    # Read once, as a single process does (SIGHUP does not reload the TLS files).
+    tls = server_tls_context(config.ssl_certificate, config.ssl_private_key)
+    adopters: list[Adopter] = []
+
     def started(gateway: RunningGateway, stop: asyncio.Event) -> None:
-        lifeline.sendall(READY)
-        lifeline.setblocking(False)
+        server = gateway.runners[0].server
+        assert isinstance(server, web.Server)
+        adopters.append(Adopter(lifeline, server, tls, stop))
+        adopters[0].start()
         loop = asyncio.get_running_loop()
-
-        def on_lifeline() -> None:
-            try:
-                data = lifeline.recv(64)
-            except BlockingIOError:
-                return
-            except OSError:
-                data = b""
-            # The supervisor never writes: readable means it has gone.
-            if not data:
-                loop.remove_reader(lifeline)
-                log.warning("supervisor gone; stopping")
-                stop.set()
-
-        loop.add_reader(lifeline, on_lifeline)
         if isinstance(gateway.metrics, WorkerMetrics):
             tasks.add(loop.create_task(gateway.metrics.publish_forever()))
 
