@@ -6,34 +6,50 @@ Contract:
   worker starts, and refuses bad ones with the same one-line errors as a single process
   (``check_config``, the TLS files, the price file, the data directory, the ports). It makes
   the files every worker would otherwise race to create (the synthetic-job secret, the
-  lottery key) and reserves the public and admin ports: a socket bound with SO_REUSEPORT but
-  never listening, so port 0 becomes one concrete port for all workers and no other program
-  can take the port while a worker restarts.
+  lottery key), opens the public listener (its own, without SO_REUSEPORT) and reserves the
+  admin port (a socket bound with SO_REUSEPORT but never listening), so port 0 becomes one
+  concrete port for all workers and no other program can take a port while a worker
+  restarts.
+* The supervisor accepts every public connection and hands it to the worker holding the
+  fewest, round-robin among ties (``rpcpay.gateway.handoff``): a few long kept-alive
+  connections spread evenly. SO_REUSEPORT's hash of the addresses did not: with 4
+  connections on 2 workers it put 3 or 4 on one worker half the time (measured: one round
+  7,505 paid calls/s on 1.77 cores, the next 4,499/s on 1.01). The supervisor's cost is
+  about 40 us of CPU per new connection, nothing per request (docs/scaling.md).
 * Each worker is ``rpcpay serve`` run again with the same arguments (so it reads the same
-  config file) plus the reserved ports, and ``RPCPAY_WORKER`` in its environment. It binds
-  both listeners with SO_REUSEPORT: the kernel spreads new connections over the workers by
-  a hash of their addresses. Each has its own RandomX verifier (``--verify-threads``
-  defaults to the CPUs divided by N), upstream pool, caches and metrics; the ledger is
-  shared (SQLite in WAL mode in ``--data-dir``, or PostgreSQL with ``--ledger-url``).
-* A worker tells the supervisor it is listening over a socket pair, which is also its
-  lifeline: if the supervisor dies (even by SIGKILL), the worker sees the pair close and
-  stops gracefully, so no orphan keeps serving.
-* SIGTERM and SIGINT are forwarded to every worker, which drains its calls within
+  config file) plus the resolved ports, and ``RPCPAY_WORKER`` in its environment. It binds
+  the admin listener with SO_REUSEPORT (low traffic: the kernel's spreading is enough) and no
+  public listener: it serves the connections it is handed, terminating TLS itself if the
+  gateway does. Each has its own RandomX verifier (``--verify-threads`` defaults to the CPUs
+  divided by N), upstream pool, caches and metrics; the ledger is shared (SQLite in WAL mode
+  in ``--data-dir``, or PostgreSQL with ``--ledger-url``).
+* A worker tells the supervisor it is ready over a socket pair, which also carries the
+  handed connections and the worker's count of open ones, and is its lifeline: if the
+  supervisor dies (even by SIGKILL), the worker sees the pair close and stops gracefully, so
+  no orphan keeps serving. A dead worker is handed nothing more at once (its pair closes);
+  a connection handed to it just before it died is lost with it, as the ones it held.
+* SIGTERM and SIGINT close the public listener (new connections are refused) and are
+  forwarded to every worker, which drains the calls on its connections within
   ``--shutdown-grace`` (refunding what it cuts off) as a single process does; the supervisor
   exits 0 once all have exited (SIGKILL to one still running a grace plus 15 s later).
   SIGHUP is forwarded: each worker reloads the config file by itself.
 * A worker that dies unexpectedly is restarted after a backoff (0.25 s, doubling up to
-  10 s, back to 0.25 s after 30 s of steady running), logged with its exit status. A worker
+  10 s, back to 0.25 s after 30 s of steady running), logged with its exit status. While no
+  worker is ready, new connections wait in the listener's queue (not refused) and go to the
+  first worker back. A worker
   that exits before it listens ``START_FAILURES`` times in a row means the settings cannot
   work (e.g. the upstream refuses): the supervisor stops the others and exits 1.
 
 What is per worker, not shared: connection caps (``--max-connections`` and the per-address
-cap bound one process's file descriptors, which is what they protect), abuse budgets (an
-address spreads over the workers, so it gets up to N times each budget), the info and chain
-caches, and the dashboard's charts of hash rate and credits (the worker a browser's
-connection reached; its client table is the shared ledger's). The admin listener is bound by
-every worker with SO_REUSEPORT: its JSON-RPC methods (``rpcpay payments``) read and write
-the shared ledger, so any worker answers the same. /metrics answers with every worker's
+cap bound one process's file descriptors, which is what they protect; the supervisor fills
+the workers evenly, so one reaches its cap only when all do), abuse budgets (an address
+spreads over the workers, so it gets up to N times each budget), the info and chain caches,
+and the dashboard's charts of hash rate and credits (the worker a browser's
+connection reached; its client table is the shared ledger's). A client's address is the
+peer of its accepted socket, as in a single process (``--trusted-proxy`` applies the same),
+and each worker writes its own access-log lines. The admin listener is bound by every worker
+with SO_REUSEPORT: its JSON-RPC methods (``rpcpay payments``) read and write the shared
+ledger, so any worker answers the same. /metrics answers with every worker's
 series, labelled ``worker`` (``rpcpay.gateway.worker_metrics``).
 """
 
