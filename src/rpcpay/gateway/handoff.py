@@ -41,6 +41,7 @@ import logging
 import socket
 import ssl
 import struct
+import time
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
@@ -60,6 +61,8 @@ REPORT_S = 0.05
 ACCEPT_BURST = 64
 """Connections accepted per wake-up of the accept loop, so a flood cannot starve the rest of
 the supervisor (signals, restarts)."""
+WARN_EVERY_S = 1.0
+"""At most one warning a second about connections no worker could take (a flood)."""
 ACCEPT_PAUSE_S = 0.1
 """After an accept error other than "nothing to accept" (out of descriptors), the loop rests
 this long instead of spinning on a socket that stays readable."""
@@ -99,6 +102,7 @@ class Balancer:
     accepting: bool = False
     closed: bool = False
     dropped: int = 0
+    warned_at: float = -WARN_EVERY_S
 
     def attach(self, link: Link) -> None:
         """Listen to a newly started worker's lifeline (its READY and its reports)."""
@@ -177,14 +181,21 @@ class Balancer:
                 socket.send_fds(link.channel, [HANDED], [connection.fileno()])
             except BlockingIOError:
                 continue  # its pair is full: it is not reading; try the next
-            except OSError:
-                self.detach(link)
+            except ConnectionError:
+                self.detach(link)  # its pair is broken: it has exited
                 continue
+            except OSError:
+                continue  # e.g. too many descriptors in flight: the next may take it
             link.sent += 1
             self.cursor = link.index + 1
             return True
         self.dropped += 1
-        log.warning("no worker could take a connection; closed it", extra={"count": self.dropped})
+        now = time.monotonic()
+        if now - self.warned_at >= WARN_EVERY_S:
+            self.warned_at = now
+            log.warning(
+                "no worker could take a connection; closed it", extra={"count": self.dropped}
+            )
         return False
 
     def candidates(self) -> list[Link]:
