@@ -165,6 +165,8 @@ class Balancer:
                 connection, _ = self.listener.accept()
             except BlockingIOError:
                 return
+            except ConnectionError:
+                continue  # the client gave up before it was accepted
             except OSError as exc:
                 log.warning("cannot accept a connection", extra={"error": exc.strerror})
                 self._pause()
