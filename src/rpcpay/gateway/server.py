@@ -110,7 +110,7 @@ class GatewayConfig:
     ssl_certificate: Path | None = None  # TLS on the public listener (with ssl_private_key)
     ssl_private_key: Path | None = None
     dashboard_sample_s: float = 10.0  # the dashboard's charts: one sample every so often
-    worker: int | None = None  # a --workers N worker's index: SO_REUSEPORT, shared /metrics
+    worker: int | None = None  # a --workers N worker's index: handed connections, shared /metrics
     free_tier: FreeTierSettings = field(default_factory=FreeTierSettings)  # off by default
     upstream_concurrency: int = 0  # 0: unbounded (8 with the free tier on)
     upstream_queue: int = 1024
