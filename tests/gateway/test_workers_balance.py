@@ -55,20 +55,25 @@ class Client:
     def local_port(self) -> int:
         return int(self.writer.get_extra_info("sockname")[1])
 
-    async def call(self, method: str = "eth_x") -> object:
+    async def call(
+        self, method: str = "eth_x", forwarded_for: str = "", status: int = 200
+    ) -> object:
+        """One call's result (its whole answer if ``status`` is not 200)."""
         body = json.dumps(rpc(method, [])).encode()
+        extra = f"X-Forwarded-For: {forwarded_for}\r\n".encode() if forwarded_for else b""
         self.writer.write(
             b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-            b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+            b"%sContent-Length: %d\r\n\r\n%s" % (extra, len(body), body)
         )
-        status = await asyncio.wait_for(self.reader.readline(), 30)
-        assert status.startswith(b"HTTP/1.1 200 "), status
+        line = await asyncio.wait_for(self.reader.readline(), 30)
+        assert line.startswith(b"HTTP/1.1 %d " % status), line
         length = 0
         while (line := await self.reader.readline()) not in (b"\r\n", b""):
             name, _, value = line.decode().partition(":")
             if name.strip().lower() == "content-length":
                 length = int(value)
-        return json.loads(await self.reader.readexactly(length))["result"]
+        answer = json.loads(await self.reader.readexactly(length))
+        return answer["result"] if status == 200 else answer
 
     async def close(self) -> None:
         self.writer.close()
@@ -163,13 +168,15 @@ async def test_keep_alive_connections_are_split_evenly_and_refill_the_emptier_wo
     assert "Traceback" not in gateway.log_text()
 
 
-async def test_workers_terminate_tls_on_handed_connections(
+async def test_workers_terminate_tls_and_see_the_client_on_handed_connections(
     backend: SlowBackend, tmp_path: Path
 ) -> None:
     cert, key = await asyncio.to_thread(self_signed, tmp_path / "tls")
+    access_log = tmp_path / "access.jsonl"
     gateway = await start_workers(
         backend, tmp_path / "gw", "--rpc-ssl-certificate", str(cert),
-        "--rpc-ssl-private-key", str(key),
+        "--rpc-ssl-private-key", str(key), "--access-log", str(access_log),
+        "--trusted-proxy", "127.0.0.1/32",
     )  # fmt: skip
     pids = worker_pids(gateway.process.pid)
     trusted = ssl.create_default_context(cafile=str(cert))
@@ -185,11 +192,18 @@ async def test_workers_terminate_tls_on_handed_connections(
         )
         for _ in range(2):
             assert await asyncio.gather(*(client.call() for client in clients)) == [ECHO] * 4
+        # Behind a trusted proxy (the handed socket's peer is 127.0.0.1), the forwarded
+        # address is the client's: not loopback, so not free.
+        refused = await clients[0].call(forwarded_for="203.0.113.7", status=402)
+        assert isinstance(refused, dict) and "error" in refused, refused
         assert counts(await settled_holders(gateway, clients, pids)) == [2, 2]
     finally:
         await asyncio.gather(*(client.close() for client in clients))
         gateway.stop()
     assert "Traceback" not in gateway.log_text()
+    # Both workers wrote their lines (flushed as they stopped) to the one access log.
+    lines = [json.loads(line) for line in access_log.read_text().splitlines()]
+    assert sorted(line["addr"] for line in lines) == ["127.0.0.1"] * 8 + ["203.0.113.7"]
 
 
 async def test_connections_wait_in_the_queue_while_every_worker_restarts(
