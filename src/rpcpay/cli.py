@@ -167,10 +167,11 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         type=integer_in(1, 64, "must be 1 to 64 processes"),
         default=1,
         metavar="N",
-        help="gateway processes sharing the public and admin ports (SO_REUSEPORT) and the "
-        "ledger, each verifying shares, under one supervisor that restarts a worker that "
-        "dies; connection caps and abuse budgets apply per worker (docs/gateway.md, "
-        '"Workers") (default: %(default)s, a single process)',
+        help="gateway processes sharing the ledger, each verifying shares, under one "
+        "supervisor that accepts every public connection and hands it to the worker holding "
+        "the fewest, and restarts a worker that dies; connection caps and abuse budgets "
+        'apply per worker (docs/gateway.md, "Workers") (default: %(default)s, a single '
+        "process)",
     )
     p.add_argument(
         "--max-body-bytes",

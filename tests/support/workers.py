@@ -3,7 +3,7 @@ them holds each connection, and its log.
 
 ``connections_by_pid`` asks the kernel which process holds the server side of each
 established connection on a port (``/proc/net/tcp`` for the socket inodes, ``/proc/PID/fd``
-for their owners), so a test sees how SO_REUSEPORT spread real connections, without any
+for their owners), so a test sees how real connections were spread, without any
 help from the gateway.
 """
 

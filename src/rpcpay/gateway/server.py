@@ -110,7 +110,7 @@ class GatewayConfig:
     ssl_certificate: Path | None = None  # TLS on the public listener (with ssl_private_key)
     ssl_private_key: Path | None = None
     dashboard_sample_s: float = 10.0  # the dashboard's charts: one sample every so often
-    worker: int | None = None  # a --workers N worker's index: SO_REUSEPORT, shared /metrics
+    worker: int | None = None  # a --workers N worker's index: handed connections, shared /metrics
     free_tier: FreeTierSettings = field(default_factory=FreeTierSettings)  # off by default
     upstream_concurrency: int = 0  # 0: unbounded (8 with the free tier on)
     upstream_queue: int = 1024
@@ -533,14 +533,20 @@ async def _assemble(
         handle = observed.handle
     if capacity is not None:
         handle = capacity.wrap(handle)
-    runner, public_port = await _listen(
-        _server(handle, config.max_body_bytes, config.connections, public.peer, inflight),
-        config.bind_ip,
-        config.bind_port,
-        config.shutdown_grace_s,
-        tls,
-        reuse_port=config.worker is not None,
+    public_server = _server(
+        handle, config.max_body_bytes, config.connections, public.peer, inflight
     )
+    if config.worker is None:
+        runner, public_port = await _listen(
+            public_server, config.bind_ip, config.bind_port, config.shutdown_grace_s, tls
+        )
+    else:
+        # A --workers worker listens on nothing public: its supervisor hands it connections.
+        runner, public_port = (
+            web.ServerRunner(public_server, shutdown_timeout=config.shutdown_grace_s),
+            config.bind_port,
+        )
+        await runner.setup()
     undo.push_async_callback(runner.cleanup)
     runners = [runner]
     admin_port = 0

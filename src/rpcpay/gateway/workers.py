@@ -6,34 +6,50 @@ Contract:
   worker starts, and refuses bad ones with the same one-line errors as a single process
   (``check_config``, the TLS files, the price file, the data directory, the ports). It makes
   the files every worker would otherwise race to create (the synthetic-job secret, the
-  lottery key) and reserves the public and admin ports: a socket bound with SO_REUSEPORT but
-  never listening, so port 0 becomes one concrete port for all workers and no other program
-  can take the port while a worker restarts.
+  lottery key), opens the public listener (its own, without SO_REUSEPORT) and reserves the
+  admin port (a socket bound with SO_REUSEPORT but never listening), so port 0 becomes one
+  concrete port for all workers and no other program can take a port while a worker
+  restarts.
+* The supervisor accepts every public connection and hands it to the worker holding the
+  fewest, round-robin among ties (``rpcpay.gateway.handoff``): a few long kept-alive
+  connections spread evenly. SO_REUSEPORT's hash of the addresses did not: with 4
+  connections on 2 workers it put 3 or 4 on one worker half the time (measured: one round
+  7,505 paid calls/s on 1.77 cores, the next 4,499/s on 1.01). The supervisor's cost is
+  about 40 us of CPU per new connection, nothing per request (docs/scaling.md).
 * Each worker is ``rpcpay serve`` run again with the same arguments (so it reads the same
-  config file) plus the reserved ports, and ``RPCPAY_WORKER`` in its environment. It binds
-  both listeners with SO_REUSEPORT: the kernel spreads new connections over the workers by
-  a hash of their addresses. Each has its own RandomX verifier (``--verify-threads``
-  defaults to the CPUs divided by N), upstream pool, caches and metrics; the ledger is
-  shared (SQLite in WAL mode in ``--data-dir``, or PostgreSQL with ``--ledger-url``).
-* A worker tells the supervisor it is listening over a socket pair, which is also its
-  lifeline: if the supervisor dies (even by SIGKILL), the worker sees the pair close and
-  stops gracefully, so no orphan keeps serving.
-* SIGTERM and SIGINT are forwarded to every worker, which drains its calls within
+  config file) plus the resolved ports, and ``RPCPAY_WORKER`` in its environment. It binds
+  the admin listener with SO_REUSEPORT (low traffic: the kernel's spreading is enough) and no
+  public listener: it serves the connections it is handed, terminating TLS itself if the
+  gateway does. Each has its own RandomX verifier (``--verify-threads`` defaults to the CPUs
+  divided by N), upstream pool, caches and metrics; the ledger is shared (SQLite in WAL mode
+  in ``--data-dir``, or PostgreSQL with ``--ledger-url``).
+* A worker tells the supervisor it is ready over a socket pair, which also carries the
+  handed connections and the worker's count of open ones, and is its lifeline: if the
+  supervisor dies (even by SIGKILL), the worker sees the pair close and stops gracefully, so
+  no orphan keeps serving. A dead worker is handed nothing more at once (its pair closes);
+  a connection handed to it just before it died is lost with it, as the ones it held.
+* SIGTERM and SIGINT close the public listener (new connections are refused) and are
+  forwarded to every worker, which drains the calls on its connections within
   ``--shutdown-grace`` (refunding what it cuts off) as a single process does; the supervisor
   exits 0 once all have exited (SIGKILL to one still running a grace plus 15 s later).
   SIGHUP is forwarded: each worker reloads the config file by itself.
 * A worker that dies unexpectedly is restarted after a backoff (0.25 s, doubling up to
-  10 s, back to 0.25 s after 30 s of steady running), logged with its exit status. A worker
+  10 s, back to 0.25 s after 30 s of steady running), logged with its exit status. While no
+  worker is ready, new connections wait in the listener's queue (not refused) and go to the
+  first worker back. A worker
   that exits before it listens ``START_FAILURES`` times in a row means the settings cannot
   work (e.g. the upstream refuses): the supervisor stops the others and exits 1.
 
 What is per worker, not shared: connection caps (``--max-connections`` and the per-address
-cap bound one process's file descriptors, which is what they protect), abuse budgets (an
-address spreads over the workers, so it gets up to N times each budget), the info and chain
-caches, and the dashboard's charts of hash rate and credits (the worker a browser's
-connection reached; its client table is the shared ledger's). The admin listener is bound by
-every worker with SO_REUSEPORT: its JSON-RPC methods (``rpcpay payments``) read and write
-the shared ledger, so any worker answers the same. /metrics answers with every worker's
+cap bound one process's file descriptors, which is what they protect; the supervisor fills
+the workers evenly, so one reaches its cap only when all do), abuse budgets (an address
+spreads over the workers, so it gets up to N times each budget), the info and chain caches,
+and the dashboard's charts of hash rate and credits (the worker a browser's
+connection reached; its client table is the shared ledger's). A client's address is the
+peer of its accepted socket, as in a single process (``--trusted-proxy`` applies the same),
+and each worker writes its own access-log lines. The admin listener is bound by every worker
+with SO_REUSEPORT: its JSON-RPC methods (``rpcpay payments``) read and write the shared
+ledger, so any worker answers the same. /metrics answers with every worker's
 series, labelled ``worker`` (``rpcpay.gateway.worker_metrics``).
 """
 
@@ -51,7 +67,10 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from aiohttp import web
+
 from rpcpay.errors import ConfigError
+from rpcpay.gateway.handoff import Adopter, Balancer, Link, lifeline_pair
 from rpcpay.gateway.server import GatewayConfig, RunningGateway
 from rpcpay.gateway.worker_metrics import WorkerMetrics, clear_snapshots
 
@@ -65,7 +84,6 @@ BACKOFF_FIRST_S = 0.25
 BACKOFF_MAX_S = 10.0
 STEADY_S = 30.0
 STOP_MARGIN_S = 15.0
-READY = b"r"
 
 
 def run_workers(
@@ -81,7 +99,9 @@ def run_workers(
     reservations = prepare(config)
     try:
         overrides = port_overrides(config, reservations)
-        supervisor = Supervisor(workers, [*argv, *overrides], stop_timeout_s(config))
+        supervisor = Supervisor(
+            workers, [*argv, *overrides], stop_timeout_s(config), Balancer(reservations[0])
+        )
         return asyncio.run(supervisor.run())
     finally:
         for reservation in reservations:
@@ -109,7 +129,7 @@ def prepare(config: GatewayConfig) -> list[socket.socket]:
         load_key(config.lottery.key_file or config.data_dir / "lottery.key", create=True)
     prepare_ledger(config)
     clear_snapshots(config.data_dir / "workers")
-    reservations = [reserve_port(config.bind_ip, config.bind_port)]
+    reservations = [listen_public(config.bind_ip, config.bind_port)]
     if config.admin_bind_port is not None:
         try:
             reservations.append(reserve_port(config.admin_bind_ip, config.admin_bind_port))
@@ -133,9 +153,19 @@ def prepare_ledger(config: GatewayConfig) -> None:
     asyncio.run(open_and_close())
 
 
-def reserve_port(host: str, port: int) -> socket.socket:
-    """A socket bound to ``host:port`` with SO_REUSEPORT that never listens: it holds the port
-    (and turns port 0 into a concrete one) while the workers' listening sockets join it."""
+def listen_public(host: str, port: int) -> socket.socket:
+    """The public listener, the supervisor's alone (no SO_REUSEPORT: nothing can join it)."""
+    from rpcpay.gateway.server import LISTEN_BACKLOG
+
+    sock = reserve_port(host, port, reuse_port=False)
+    sock.listen(LISTEN_BACKLOG)
+    return sock
+
+
+def reserve_port(host: str, port: int, reuse_port: bool = True) -> socket.socket:
+    """A socket bound to ``host:port`` (with SO_REUSEPORT unless told otherwise) that does not
+    listen yet: it holds the port (and turns port 0 into a concrete one) while the workers'
+    admin listeners join it."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
@@ -144,7 +174,8 @@ def reserve_port(host: str, port: int) -> socket.socket:
     sock = socket.socket(family, kind, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(address)
     except OSError as exc:
         sock.close()
@@ -170,6 +201,7 @@ class Supervisor:
     workers: int
     argv: list[str]
     stop_timeout_s: float
+    balancer: Balancer
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     processes: dict[int, asyncio.subprocess.Process] = field(default_factory=dict)
     failure: str | None = None
@@ -182,6 +214,7 @@ class Supervisor:
         log.info("supervisor starting workers", extra={"workers": self.workers})
         slots = [asyncio.create_task(self.keep(index)) for index in range(self.workers)]
         await asyncio.gather(*slots)
+        self.balancer.close()
         if self.failure is not None:
             print(f"rpcpay serve: {self.failure}", file=sys.stderr)
             return 1
@@ -192,6 +225,8 @@ class Supervisor:
         """Stop every worker gracefully (SIGTERM/SIGINT forwarded)."""
         if not self.stopping.is_set():
             log.info("stopping workers", extra={"signal": signal.Signals(sig).name})
+        # New connections are refused before the workers drain the ones they hold.
+        self.balancer.close()
         self.stopping.set()
         self.forward(sig)
 
@@ -243,7 +278,7 @@ class Supervisor:
 
     async def run_once(self, index: int) -> tuple[int, bool]:
         """Start worker ``index`` and wait for it to exit: (exit status, whether it listened)."""
-        mine, theirs = socket.socketpair()
+        mine, theirs = lifeline_pair()
         with mine:
             try:
                 process = await asyncio.create_subprocess_exec(
@@ -262,16 +297,20 @@ class Supervisor:
             if self.stopping.is_set():
                 # A stop that came while it was being started.
                 process.send_signal(signal.SIGTERM)
-            mine.setblocking(False)
-            loop = asyncio.get_running_loop()
-            heard: asyncio.Future[object] = asyncio.ensure_future(loop.sock_recv(mine, 1))
+            link = Link(index, mine)
+            self.balancer.attach(link)
+            heard: asyncio.Future[object] = asyncio.ensure_future(link.ready.wait())
             exited: asyncio.Future[object] = asyncio.ensure_future(process.wait())
             await asyncio.wait({heard, exited}, return_when=asyncio.FIRST_COMPLETED)
-            ready = heard.done() and not heard.exception() and heard.result() == READY
+            ready = link.ready.is_set()
             if ready:
                 log.info("worker listening", extra={"worker": index, "pid": process.pid})
             heard.cancel()
-            await self.wait_exit(process, exited)
+            try:
+                await self.wait_exit(process, exited)
+            finally:
+                # Dead (or never started): no connection is handed to it any more.
+                self.balancer.detach(link)
             del self.processes[index]
             return process.returncode or 0, ready
 
@@ -318,8 +357,10 @@ class _WorkerTag(logging.Filter):
 
 
 def run_worker(config: GatewayConfig, spec: str, reload: Callable[[], GatewayConfig]) -> int:
-    """One worker: the gateway on SO_REUSEPORT listeners, stopped if the supervisor goes."""
+    """One worker: the gateway serving the connections its supervisor hands it (and the
+    SO_REUSEPORT admin listener), stopped if the supervisor goes."""
     from rpcpay.gateway.server import serve_forever
+    from rpcpay.gateway.tls import server_tls_context
 
     try:
         index_text, fd_text = spec.split(":")
@@ -338,25 +379,16 @@ def run_worker(config: GatewayConfig, spec: str, reload: Callable[[], GatewayCon
 
     tasks: set[asyncio.Task[None]] = set()
 
+    # Read once, as a single process does (SIGHUP does not reload the TLS files).
+    tls = server_tls_context(config.ssl_certificate, config.ssl_private_key)
+    adopters: list[Adopter] = []
+
     def started(gateway: RunningGateway, stop: asyncio.Event) -> None:
-        lifeline.sendall(READY)
-        lifeline.setblocking(False)
+        server = gateway.runners[0].server
+        assert isinstance(server, web.Server)
+        adopters.append(Adopter(lifeline, server, tls, stop))
+        adopters[0].start()
         loop = asyncio.get_running_loop()
-
-        def on_lifeline() -> None:
-            try:
-                data = lifeline.recv(64)
-            except BlockingIOError:
-                return
-            except OSError:
-                data = b""
-            # The supervisor never writes: readable means it has gone.
-            if not data:
-                loop.remove_reader(lifeline)
-                log.warning("supervisor gone; stopping")
-                stop.set()
-
-        loop.add_reader(lifeline, on_lifeline)
         if isinstance(gateway.metrics, WorkerMetrics):
             tasks.add(loop.create_task(gateway.metrics.publish_forever()))
 
