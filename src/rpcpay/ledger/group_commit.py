@@ -5,15 +5,14 @@ per store (per process). The contract, for every caller:
 
 - With nothing in flight, a call's transaction starts at once, alone: one caller at a time
   costs what it did before (the store runs a batch of one with its single-row statements).
-- Calls that arrive while transactions are in flight (at most ``max_in_flight``: 1 on
-  SQLite, whose writers take turns anyway; 2 on PostgreSQL, so that one batch's commit
-  overlaps the next one's round trips and PostgreSQL can flush both with one fsync) wait,
-  in arrival order, and the next transaction takes up to ``max_batch`` of them: their
-  rows are read (PostgreSQL: locked ``FOR UPDATE`` in client order, so two batches never
-  deadlock on each other), every step
-  runs in queue order (several steps on one client see each other's result, exactly as if
-  they had been applied one after another), each changed row is written once, and there is
-  ONE commit (one fsync) for all of them.
+- Calls that arrive while transactions are in flight (at most ``max_in_flight``; both
+  stores use 1: SQLite's writers take turns anyway, and PostgreSQL's batch is one
+  statement, whose cost is mostly per statement, so bigger batches beat overlapping ones)
+  wait, in arrival order, and the next transaction takes up to ``max_batch`` of them: their
+  rows are read (PostgreSQL: from the store's row cache, every one checked by the write's
+  compare-and-set, see ``pg_cas``), every step runs in queue order (several steps on one
+  client see each other's result, exactly as if they had been applied one after another),
+  each changed row is written once, and there is ONE commit (one fsync) for all of them.
 - At most ``max_waiting`` calls wait at once (queued, or in the transaction in flight);
   one more is refused at once with ``LedgerBusy``, and when the store gives a batch no
   connection in time (``LedgerBusy``), the calls queued behind it get the same answer.
@@ -23,7 +22,8 @@ per store (per process). The contract, for every caller:
   rest of the batch goes on without it (steps are pure, so leaving one out is exact).
 - A store failure fails the whole batch: nothing is written and every caller gets
   ``LedgerError``. Conflicts (serialization failure, deadlock, a lost first-insert race)
-  retry the whole batch inside the store, which is harmless because steps are pure.
+  retry inside the store (PostgreSQL: only the clients whose compare-and-set failed),
+  which is harmless because steps are pure.
 - A queued caller cancelled before its batch starts is left out; one cancelled while its
   batch is in flight is committed anyway (it shares the transaction with the others). A
   call that ran alone is cancelled as before: its transaction still commits on SQLite's
@@ -147,10 +147,10 @@ class GroupCommit:
 
     ``commit(batch, locked)`` is the store's side: it runs one transaction for the batch
     (retrying conflicts itself), calls ``locked()`` once the transaction holds every row of
-    the batch (PostgreSQL: after ``SELECT ... FOR UPDATE``, and only if every client had a
-    row: a row still to be inserted cannot be locked, and a later transaction would read
-    it as missing), and returns each caller's answer once
-    it has committed; if it raises, every caller of the batch gets ``LedgerError``.
+    the batch (a store that allows more than one transaction in flight calls it once a later
+    transaction can no longer read the batch's rows as they were before it), and returns
+    each caller's answer once it has committed; if it raises, every caller of the batch gets
+    ``LedgerError``.
 
     At most ``max_in_flight`` transactions run at once, and one starts only when the one
     before it holds its rows: a later transaction that shares a client then waits for the

@@ -13,9 +13,11 @@ deleted or created meanwhile is read again and its steps run again, ``MAX_ATTEMP
 at most, then ``LedgerError`` for that client's calls. A cached row costs one round trip,
 one commit and one fsync per batch; a row not cached costs one plain ``SELECT`` more. The
 cache (``pg_cas.AccountCache``, 32,768 rows at most) is never authoritative: every row the
-statement relies on is compared with the stored one. A batch that shares a client with a
-batch in flight waits for that one (steps on one client run in queue order); up to two
-batches are in flight per store, the second starting once the first knows all its rows.
+statement relies on is compared with the stored one. One batch is in flight per store at a
+time (``BATCHES_IN_FLIGHT``), so steps on one client run in queue order; the calls that
+arrive meanwhile make the next batch. Two in flight (the locking path overlapped one
+batch's fsync with the next one's round trips) measured worse with one statement per
+batch: smaller batches cost more CPU per call (docs/benchmarks.md).
 
 ``apply_with_nonce`` and ``apply_with_cheque`` run a transaction at READ COMMITTED: read
 the account ``FOR UPDATE``, which holds every other writer of that row until commit, run
@@ -151,6 +153,12 @@ _CONNECTION_FAILURES = (asyncpg.InterfaceError, asyncpg.InternalClientError, OSE
 _FAILURES = (asyncpg.PostgresError, *_CONNECTION_FAILURES)
 
 
+BATCHES_IN_FLIGHT = 1
+"""Group-commit batches per store at a time. Measured with paid ``get_info`` at 1/4/16
+connections, one process and ``--workers 2``: one in flight beat two everywhere (e.g. 7,600
+against 6,800 calls/s at 16 connections, one process), because the calls that queue while a
+batch is out make bigger batches, and a batch's CPU is mostly per statement."""
+
 DEFAULT_QUEUE_TIMEOUT_S = 5.0
 DEFAULT_MAX_WAITERS = 64
 
@@ -232,9 +240,10 @@ class PostgresLedgerStore:
         self.cheques = PostgresChequeBook(self)
         self._jobs = JobCache()  # immutable job rows and templates
         self._rows = pg_cas.AccountCache()  # never authoritative: every use is checked
-        self._busy: dict[bytes, asyncio.Event] = {}  # clients of the batches in flight
         # The group's queue is bounded as the pool's is: at most max_waiters calls wait.
-        self._group = GroupCommit(self._commit_batch, max_waiting=max_waiters, max_in_flight=2)
+        self._group = GroupCommit(
+            self._commit_batch, max_waiting=max_waiters, max_in_flight=BATCHES_IN_FLIGHT
+        )
 
     @classmethod
     async def open(
@@ -367,17 +376,11 @@ class PostgresLedgerStore:
 
     async def _commit_batch(self, batch: list[Pending], locked: Locked) -> Answers:
         """One batch through ``pg_cas`` (one statement, in autocommit); the answers once it
-        committed. A batch that shares a client with one in flight waits for that one first,
-        so steps on one client still run in queue order."""
+        committed. Batches run one at a time (``BATCHES_IN_FLIGHT``), so steps on one client
+        run in queue order."""
         clients = {item.client for item in batch}
-        before = {self._busy[c] for c in clients if c in self._busy}
-        done = asyncio.Event()
-        for client in clients:
-            self._busy[client] = done
         slots: pg_cas.Slots = [None] * len(batch)
         try:
-            for earlier in before:
-                await earlier.wait()
             await self.run(lambda conn: pg_cas.commit_batch(conn, self._rows, batch, slots, locked))
         except LedgerError as exc:
             # The rows' stored values are unknown now (the write may have applied).
@@ -389,11 +392,6 @@ class PostgresLedgerStore:
         except BaseException:
             self._rows.drop(clients)
             raise
-        finally:
-            for client in clients:
-                if self._busy.get(client) is done:
-                    del self._busy[client]
-            done.set()
         return [s for s in slots if s is not None]
 
     async def apply_with_cheque(
