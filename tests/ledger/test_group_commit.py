@@ -164,8 +164,12 @@ async def test_a_failure_mid_batch_writes_nothing(store_backend: StoreBackend) -
         # synchronous=normal, the event loop's own connection finds the lock taken and
         # hands it over) and the rest queue behind it.
         holder = hold_write_lock(store_backend, location)
+        alone = asyncio.ensure_future(store.apply(c, adjust_step(1), now=T0))
+        # Its transaction is under way (PostgreSQL's group gathers for one loop turn first).
+        for _ in range(3):
+            await asyncio.sleep(0)
         calls = asyncio.gather(
-            store.apply(c, adjust_step(1), now=T0),
+            alone,
             store.apply(a, adjust_step(5), now=T0),
             store.apply(poisoned, adjust_step(7), now=T0),
             store.apply(c, adjust_step(9), now=T0),
@@ -268,6 +272,27 @@ async def test_calls_queued_during_a_commit_share_the_next_one() -> None:
     # The first alone, then the six that queued behind it in batches of at most four.
     assert rec.batches == [1, 4, 2]
     assert [a.account.balance for a in answers] == list(range(1, 8))
+
+
+@pytest.mark.parametrize(("gather", "batches"), [(False, [1, 4]), (True, [5])])
+async def test_gather_starts_the_first_batch_with_the_calls_of_the_same_turn(
+    gather: bool, batches: list[int]
+) -> None:
+    rec = Recorder()
+    group = GroupCommit(rec.commit, gather=gather)
+    clients = [bytes([i]) * 32 for i in range(10, 15)]
+    rec.gate.clear()  # a commit takes a while, as a database round trip does
+    # Five calls reach apply in one turn of the loop, as five requests read together do.
+    calls = [asyncio.ensure_future(group.apply(c, adjust_step(1), T0)) for c in clients]
+    for _ in range(3):
+        await asyncio.sleep(0)
+    rec.gate.set()
+    answers = await asyncio.gather(*calls)
+    assert rec.batches == batches
+    assert [a.account.balance for a in answers] == [1] * 5
+    # Alone, a gathering call still commits (one loop turn later).
+    again = await group.apply(clients[0], adjust_step(1), T0)
+    assert rec.batches[-1] == 1 and again.account.balance == 2
 
 
 async def test_a_failed_commit_fails_every_caller_with_ledger_error() -> None:

@@ -1,12 +1,13 @@
 """Client ids whose signature verified lately, so a replayed id costs no curve arithmetic.
 
 Checking a client id's ed25519 signature is the dearest step of refusing a request (about
-32 µs here since the one-call C check, docs/benchmarks.md; most of a refused call's cost). Whether a signature verifies depends on the
-id's text only, so a success can be remembered; the ±60 s window depends on the clock and is
-checked again on every use. Failures are not remembered (a failure may be the window's, which
-time can change), so junk with fresh bad signatures still costs one check each, as in
-monerod. Bounded LRU: ``max_ids`` entries of about 500 bytes (5 MB at the default 10,000);
-ids replayed in a flood stay at the recent end, honest ids are used once and age out.
+32 µs here since the one-call C check, docs/benchmarks.md; most of a refused call's cost).
+Whether a signature verifies depends on the id's text only, so a success can be remembered;
+the ±60 s window depends on the clock and is checked again on every use. Failures are not
+remembered (a failure may be the window's, which time can change), so junk with fresh bad
+signatures still costs one check each, as in monerod. Bounded LRU: ``max_ids`` entries of
+about 500 bytes (5 MB at the default 10,000); ids replayed in a flood stay at the recent end,
+honest ids are used once and age out.
 """
 
 from __future__ import annotations

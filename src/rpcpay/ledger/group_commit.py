@@ -5,6 +5,9 @@ per store (per process). The contract, for every caller:
 
 - With nothing in flight, a call's transaction starts at once, alone: one caller at a time
   costs what it did before (the store runs a batch of one with its single-row statements).
+  With ``gather`` (PostgreSQL, whose cost is mostly per statement) it starts at the loop's
+  next turn instead, together with the calls that reached ``apply`` meanwhile (the other
+  requests read in the same turn): one loop turn of latency for bigger batches.
 - Calls that arrive while transactions are in flight (at most ``max_in_flight``; both
   stores use 1: SQLite's writers take turns anyway, and PostgreSQL's batch is one
   statement, whose cost is mostly per statement, so bigger batches beat overlapping ones)
@@ -170,6 +173,7 @@ class GroupCommit:
         max_batch: int = MAX_BATCH,
         max_waiting: int | None = None,
         max_in_flight: int = 1,
+        gather: bool = False,
     ) -> None:
         # A batch holds at least the call that started it, and one transaction must run.
         if max_batch < 1 or max_in_flight < 1:
@@ -178,6 +182,7 @@ class GroupCommit:
         self._max_batch = max_batch
         self._max_waiting = max_waiting
         self._max_in_flight = max_in_flight
+        self._gather = gather
         self._queue: deque[Pending] = deque()
         self._txns: list[_Txn] = []  # the transactions in flight, oldest first
         self._drainers: set[asyncio.Task[None]] = set()
@@ -213,16 +218,35 @@ class GroupCommit:
         if self._queue or not self._may_start():
             self._queue.append(pending)
             return await future
-        answers = await self._run([pending])
+        # Gathering: start at the loop's next turn, with every call that reaches here first
+        # (the other requests read in the same turn of the loop).
+        if self._gather:
+            self._queue.append(pending)
+            loop.call_soon(self._kick)
+            return await future
+        answers = await self._run([pending], self._start(1))
         answer = answers[0]
         if isinstance(answer, BaseException):
             raise answer
         return answer
 
-    async def _run(self, batch: list[Pending]) -> Answers:
-        """One transaction for ``batch``; what it answers, or the store's error."""
-        txn = _Txn(len(batch))
+    def _start(self, size: int) -> _Txn:
+        """Count a transaction as in flight from the moment it is decided, before its task
+        first runs: a call arriving in between must queue, not start another."""
+        txn = _Txn(size)
         self._txns.append(txn)
+        return txn
+
+    def _finish(self, txn: _Txn) -> None:
+        """The transaction is over (idempotent: a drain task cancelled before it ran ends
+        here through its done callback)."""
+        if txn in self._txns:
+            self._txns.remove(txn)
+            self._kick()
+
+    async def _run(self, batch: list[Pending], txn: _Txn) -> Answers:
+        """One transaction for ``batch`` (``txn``, counted in flight); what it answers, or
+        the store's error."""
 
         def locked() -> None:
             # The next transaction may start once this one holds its rows.
@@ -240,8 +264,7 @@ class GroupCommit:
         except Exception as exc:
             raise _as_ledger_error(exc) from exc
         finally:
-            self._txns.remove(txn)
-            self._kick()
+            self._finish(txn)
 
     def _kick(self) -> None:
         """Start a transaction for the queued calls, if one may start now."""
@@ -256,16 +279,18 @@ class GroupCommit:
         if not batch:
             self._kick()
             return
+        txn = self._start(len(batch))
         task = asyncio.get_running_loop().create_task(
-            self._drain(batch), name="rpcpay-ledger-batch"
+            self._drain(batch, txn), name="rpcpay-ledger-batch"
         )
         self._drainers.add(task)
         task.add_done_callback(self._drainers.discard)
+        task.add_done_callback(lambda _: self._finish(txn))
 
-    async def _drain(self, batch: list[Pending]) -> None:
+    async def _drain(self, batch: list[Pending], txn: _Txn) -> None:
         """Commit one batch of queued calls and answer them."""
         try:
-            answers = await self._run(batch)
+            answers = await self._run(batch, txn)
         except Exception as exc:
             fail(batch, exc)
         except BaseException:  # cancelled (the loop is closing): fail every caller
