@@ -56,14 +56,9 @@ static void fe_carry(fe *h) {
     c = h->v[0] >> 51; h->v[0] &= MASK51; h->v[1] += c;
 }
 
-static void fe_mul(fe *h, const fe *f, const fe *g) {
-    const uint64_t *a = f->v, *b = g->v;
-    uint64_t b1_19 = b[1] * 19, b2_19 = b[2] * 19, b3_19 = b[3] * 19, b4_19 = b[4] * 19;
-    u128 t0 = (u128)a[0] * b[0] + (u128)a[1] * b4_19 + (u128)a[2] * b3_19 + (u128)a[3] * b2_19 + (u128)a[4] * b1_19;
-    u128 t1 = (u128)a[0] * b[1] + (u128)a[1] * b[0] + (u128)a[2] * b4_19 + (u128)a[3] * b3_19 + (u128)a[4] * b2_19;
-    u128 t2 = (u128)a[0] * b[2] + (u128)a[1] * b[1] + (u128)a[2] * b[0] + (u128)a[3] * b4_19 + (u128)a[4] * b3_19;
-    u128 t3 = (u128)a[0] * b[3] + (u128)a[1] * b[2] + (u128)a[2] * b[1] + (u128)a[3] * b[0] + (u128)a[4] * b4_19;
-    u128 t4 = (u128)a[0] * b[4] + (u128)a[1] * b[3] + (u128)a[2] * b[2] + (u128)a[3] * b[1] + (u128)a[4] * b[0];
+/* h = the five 128-bit column sums of a product, carried down to 51-bit limbs (the top
+ * carry wraps around times 19, as 2^255 = 19 mod p). */
+static inline void fe_carry_wide(fe *h, u128 t0, u128 t1, u128 t2, u128 t3, u128 t4) {
     uint64_t c;
     uint64_t r0 = (uint64_t)t0 & MASK51; c = (uint64_t)(t0 >> 51); t1 += c;
     uint64_t r1 = (uint64_t)t1 & MASK51; c = (uint64_t)(t1 >> 51); t2 += c;
@@ -72,6 +67,17 @@ static void fe_mul(fe *h, const fe *f, const fe *g) {
     uint64_t r4 = (uint64_t)t4 & MASK51; c = (uint64_t)(t4 >> 51);
     r0 += c * 19; c = r0 >> 51; r0 &= MASK51; r1 += c;
     h->v[0] = r0; h->v[1] = r1; h->v[2] = r2; h->v[3] = r3; h->v[4] = r4;
+}
+
+static void fe_mul(fe *h, const fe *f, const fe *g) {
+    const uint64_t *a = f->v, *b = g->v;
+    uint64_t b1_19 = b[1] * 19, b2_19 = b[2] * 19, b3_19 = b[3] * 19, b4_19 = b[4] * 19;
+    u128 t0 = (u128)a[0] * b[0] + (u128)a[1] * b4_19 + (u128)a[2] * b3_19 + (u128)a[3] * b2_19 + (u128)a[4] * b1_19;
+    u128 t1 = (u128)a[0] * b[1] + (u128)a[1] * b[0] + (u128)a[2] * b4_19 + (u128)a[3] * b3_19 + (u128)a[4] * b2_19;
+    u128 t2 = (u128)a[0] * b[2] + (u128)a[1] * b[1] + (u128)a[2] * b[0] + (u128)a[3] * b4_19 + (u128)a[4] * b3_19;
+    u128 t3 = (u128)a[0] * b[3] + (u128)a[1] * b[2] + (u128)a[2] * b[1] + (u128)a[3] * b[0] + (u128)a[4] * b4_19;
+    u128 t4 = (u128)a[0] * b[4] + (u128)a[1] * b[3] + (u128)a[2] * b[2] + (u128)a[3] * b[1] + (u128)a[4] * b[0];
+    fe_carry_wide(h, t0, t1, t2, t3, t4);
 }
 
 /* h = f^2: the 15 distinct products of fe_mul's 25, doubled where they pair up. */
@@ -84,14 +90,7 @@ static void fe_sq(fe *h, const fe *f) {
     u128 t2 = (u128)a0_2 * a[2] + (u128)a[1] * a[1] + (u128)a3_2 * a4_19;
     u128 t3 = (u128)a0_2 * a[3] + (u128)a1_2 * a[2] + (u128)a[4] * a4_19;
     u128 t4 = (u128)a0_2 * a[4] + (u128)a1_2 * a[3] + (u128)a[2] * a[2];
-    uint64_t c;
-    uint64_t r0 = (uint64_t)t0 & MASK51; c = (uint64_t)(t0 >> 51); t1 += c;
-    uint64_t r1 = (uint64_t)t1 & MASK51; c = (uint64_t)(t1 >> 51); t2 += c;
-    uint64_t r2 = (uint64_t)t2 & MASK51; c = (uint64_t)(t2 >> 51); t3 += c;
-    uint64_t r3 = (uint64_t)t3 & MASK51; c = (uint64_t)(t3 >> 51); t4 += c;
-    uint64_t r4 = (uint64_t)t4 & MASK51; c = (uint64_t)(t4 >> 51);
-    r0 += c * 19; c = r0 >> 51; r0 &= MASK51; r1 += c;
-    h->v[0] = r0; h->v[1] = r1; h->v[2] = r2; h->v[3] = r3; h->v[4] = r4;
+    fe_carry_wide(h, t0, t1, t2, t3, t4);
 }
 
 static void fe_sqn(fe *h, const fe *f, int n) {
