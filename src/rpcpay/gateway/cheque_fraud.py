@@ -197,10 +197,13 @@ class FraudFiler:
         except (ChainError, LedgerError) as exc:
             log.warning("fraud proof failed; the claim loop will retry", extra={"error": str(exc)})
         finally:
-            self.filing.discard(stamper)
-            # Done (or failed): the next round may file again, from any process.
-            with contextlib.suppress(LedgerError):
-                await core.cheques.release_lease(lease, self.holder)
+            # Done (or failed): the next round may file again, from any process. The lease
+            # goes back before this process counts itself done, so "not filing" means free.
+            try:
+                with contextlib.suppress(LedgerError):
+                    await core.cheques.release_lease(lease, self.holder)
+            finally:
+                self.filing.discard(stamper)
 
     async def _wait_past(self, block: int) -> None:
         """Until the chain is past ``block`` (a commitment counts from the next block)."""
