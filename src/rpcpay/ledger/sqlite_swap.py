@@ -73,5 +73,4 @@ def settle_known(item: Pending, known: Account) -> tuple[Account, Applied[object
 
 def swap_params(known: Account, new: Account) -> tuple[object, ...]:
     """``UPDATE_IF_UNCHANGED``'s parameters: the new values, the client, the known values."""
-    old_row = account_to_row(known)
-    return account_to_row(new)[1:] + old_row[:1] + old_row[1:]
+    return account_to_row(new)[1:] + account_to_row(known)
