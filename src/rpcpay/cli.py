@@ -184,8 +184,12 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--ledger-sync",
         choices=("full", "normal"),
         default="normal",
-        help="SQLite durability: normal survives crashes and kill -9 of the gateway; full "
-        "also survives power loss, at a cost in calls/s (default: %(default)s)",
+        help="ledger durability. SQLite: normal survives crashes and kill -9 of the gateway, "
+        "full also survives power loss. PostgreSQL (--ledger-url): every credit waits for "
+        "the server's disk either way; with normal, a write that only debits (a paid call) "
+        "does not, so a crash of PostgreSQL itself (not of a gateway) may lose up to ~0.6 s "
+        "of charges, never a credit; full makes every write wait. full costs calls/s "
+        "(default: %(default)s)",
     )
     p.add_argument(
         "--ledger-url",

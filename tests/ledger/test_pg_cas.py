@@ -1,6 +1,6 @@
 """The PostgreSQL store's row cache (``pg_cas``) against other writers on the same database.
 
-Every charge is a compare-and-set on the whole cached row: another store object (another
+Every charge is a compare-and-set on the cached row's version: another store object (another
 gateway process) or raw SQL that changes, deletes or creates a row between two charges must
 never make a charge overdraw or a credit land twice, and the next call sees the true row.
 """
@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from rpcpay.errors import LedgerError
 from rpcpay.ledger.account import U64_MAX, Account, PaymentResult
-from rpcpay.ledger.pg_cas import AccountCache, decode, encode
+from rpcpay.ledger.pg_cas import AccountCache, Cached, decode, encode
 from rpcpay.ledger.pg_store import PostgresLedgerStore
 from rpcpay.ledger.transactional import Applied, adjust_step, credit_step, pay_step, touch_step
 from tests.ledger.test_group_commit import poison
@@ -178,7 +178,12 @@ def test_two_stores_hammering_the_same_clients_conserve_credits(
 
     async def run() -> None:
         url = PostgresBackend(postgres_cluster).fresh()
-        stores = [await PostgresLedgerStore.open(url, pool_size=3) for _ in range(2)]
+        # One store commits debits lazily, the other waits for every flush: as two gateways
+        # with different --ledger-sync would.
+        stores = [
+            await PostgresLedgerStore.open(url, pool_size=3, synchronous=sync)
+            for sync in ("normal", "full")
+        ]
         raw = await asyncpg.create_pool(url, min_size=1, max_size=2)
         try:
             for client, amount in zip(clients, funds, strict=True):
@@ -226,13 +231,14 @@ def test_two_stores_hammering_the_same_clients_conserve_credits(
 def test_the_cache_is_bounded_and_evicts_the_oldest_written() -> None:
     cache = AccountCache(limit=2)
     rows = [Account(bytes([i]) * 32, i, 0, 0, 0, 0, 0, 0, 0, T0) for i in range(1, 4)]
-    cache.put(rows[0])
-    cache.put(rows[1])
-    cache.put(rows[0])  # written again: now the newest
-    cache.put(rows[2])
+    cache.put(rows[0], "5")
+    cache.put(rows[1], "6")
+    cache.put(rows[0], "7")  # written again: now the newest
+    cache.put(rows[2], "8")
     assert len(cache) == 2
     assert cache.get(rows[1].client) is None
-    assert cache.get(rows[0].client) == rows[0] and cache.get(rows[2].client) == rows[2]
+    assert cache.get(rows[0].client) == Cached(rows[0], "7")
+    assert cache.get(rows[2].client) == Cached(rows[2], "8")
     cache.drop([rows[0].client])
     assert cache.get(rows[0].client) is None
     with pytest.raises(ValueError):

@@ -6,10 +6,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from rpcpay.errors import LedgerError
+from rpcpay.gateway.eager import start_eagerly
+from rpcpay.ledger import pg_cas
 from rpcpay.ledger.pg_store import SCHEMA_VERSION, PostgresLedgerStore
 from rpcpay.ledger.transactional import adjust_step, pay_step
 from tests.support.postgres import PostgresCluster, start_postgres
@@ -109,5 +112,33 @@ async def test_a_restarted_server_means_clean_errors_then_service(
         # flight when the server went down (one: they are sequential) can be charged unreported.
         assert acct.balance + acct.credits_used == 1_000
         assert charged <= acct.credits_used <= charged + 1
+    finally:
+        await store.close()
+
+
+async def test_apply_started_eagerly_runs_the_driver_in_the_batch_task_only(
+    postgres_cluster: PostgresCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Why ``BINDS_NO_TASK`` holds: the caller's part of ``apply`` only queues its call, so
+    an eager start (``gateway.eager``) never lets the driver or its timeouts bind the
+    caller's task; every statement runs in the group commit's batch task."""
+    url = postgres_cluster.create_database("eager_apply")
+    store = await PostgresLedgerStore.open(url)
+    statements_ran_in: list[asyncio.Task[object] | None] = []
+    real_commit = pg_cas.commit_batch
+
+    async def watched(*args: Any, **kwargs: Any) -> None:
+        statements_ran_in.append(asyncio.current_task())
+        await real_commit(*args, **kwargs)
+
+    monkeypatch.setattr(pg_cas, "commit_batch", watched)
+    try:
+        assert PostgresLedgerStore.BINDS_NO_TASK is True
+        pending = start_eagerly(store.apply(A, adjust_step(5), now=T0))
+        assert not pending.done() and statements_ran_in == []  # queued, nothing run yet
+        applied = await pending
+        assert applied.account.balance == 5
+        caller = asyncio.current_task()
+        assert statements_ran_in and all(t not in (caller, pending) for t in statements_ran_in)
     finally:
         await store.close()

@@ -11,7 +11,7 @@ runs eagerly the caller is not suspended, so no cancellation can reach it.
 Caveat: while it runs eagerly, ``asyncio.current_task()`` is the caller's task, so code that
 binds the current task (``asyncio.timeout``, aiohttp's and asyncpg's timeouts) would bind,
 and on expiry cancel, the caller rather than the coroutine. Start eagerly only coroutines
-whose first part binds no task (the pipeline does so only on SQLite).
+whose first part binds no task (the pipeline asks the store: ``BINDS_NO_TASK``).
 
 Why: a paid call's first charge runs in a future of its own so that a cancellation cannot
 lose what it debited (``pipeline``); on SQLite that charge commits without ever suspending,

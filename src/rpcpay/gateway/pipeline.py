@@ -338,8 +338,9 @@ class Pipeline(Generic[R, A]):
         a task that waits for the commit and refunds what it debited, and ``InFlight.drain``
         waits for that task before the ledger closes. A charge that never waits (SQLite's
         commit on the loop) cannot be cancelled half way, and needs no task. Only a store that
-        binds no task runs eagerly (``PaymentService.charges_eagerly``); PostgreSQL's charge
-        runs in its task from the start, as its driver's timeouts cancel the current task."""
+        binds no task runs eagerly (``PaymentService.charges_eagerly``): both stores do
+        (PostgreSQL's first part only queues the call for its group commit, whose batches
+        run the driver in a task of their own)."""
         payment = self.parts.payment
         charging = payment.charge(call.client, upfront, call.rpc, call.peer)
         pending = (

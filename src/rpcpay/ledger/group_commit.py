@@ -6,8 +6,9 @@ per store (per process). The contract, for every caller:
 - With nothing in flight, a call's transaction starts at once, alone: one caller at a time
   costs what it did before (the store runs a batch of one with its single-row statements).
   With ``gather`` (PostgreSQL, whose cost is mostly per statement) it starts at the loop's
-  next turn instead, together with the calls that reached ``apply`` meanwhile (the other
-  requests read in the same turn): one loop turn of latency for bigger batches.
+  next turn instead, in a task of its own, together with the calls that reached ``apply``
+  meanwhile (the other requests read in the same turn): one loop turn of latency for bigger
+  batches, and the caller never runs the store's driver itself.
 - Calls that arrive while transactions are in flight (at most ``max_in_flight``; both
   stores use 1: SQLite's writers take turns anyway, and PostgreSQL's batch is one
   statement, whose cost is mostly per statement, so bigger batches beat overlapping ones)
@@ -20,7 +21,8 @@ per store (per process). The contract, for every caller:
   one more is refused at once with ``LedgerBusy``, and when the store gives a batch no
   connection in time (``LedgerBusy``), the calls queued behind it get the same answer.
 - A caller's future is resolved only after that commit: "durable before the client hears"
-  holds for each of them.
+  holds for each of them. (PostgreSQL with ``--ledger-sync normal``: a batch that only
+  debits is committed without waiting for the disk; ``pg_cas`` says why no credit is lost.)
 - A step that raises fails its own caller only, with its exception (as it would alone); the
   rest of the batch goes on without it (steps are pure, so leaving one out is exact).
 - A store failure fails the whole batch: nothing is written and every caller gets
@@ -40,7 +42,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -186,6 +188,7 @@ class GroupCommit:
         self._queue: deque[Pending] = deque()
         self._txns: list[_Txn] = []  # the transactions in flight, oldest first
         self._drainers: set[asyncio.Task[None]] = set()
+        self._gathering = False  # a gathering task is made and has not run yet
 
     def _may_start(self) -> bool:
         """Room for another transaction, and every one in flight holds its rows."""
@@ -222,7 +225,9 @@ class GroupCommit:
         # (the other requests read in the same turn of the loop).
         if self._gather:
             self._queue.append(pending)
-            loop.call_soon(self._kick)
+            if not self._gathering:
+                self._gathering = True
+                self._spawn(self._drain_gathered())
             return await future
         answers = await self._run([pending], self._start(1))
         answer = answers[0]
@@ -270,22 +275,44 @@ class GroupCommit:
         """Start a transaction for the queued calls, if one may start now."""
         if not self._queue or not self._may_start():
             return
-        batch: list[Pending] = []
-        while self._queue and len(batch) < self._max_batch:
-            item = self._queue.popleft()
-            # A caller that gave up before its batch started is left out.
-            if not item.future.cancelled():
-                batch.append(item)
+        # A caller that gave up before its batch started is left out.
+        batch = self._take()
         if not batch:
             self._kick()
             return
         txn = self._start(len(batch))
-        task = asyncio.get_running_loop().create_task(
-            self._drain(batch, txn), name="rpcpay-ledger-batch"
-        )
+        task = self._spawn(self._drain(batch, txn))
+        task.add_done_callback(lambda _: self._finish(txn))
+
+    def _spawn(self, drain: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run ``drain`` in a task of its own, which ``wait_idle`` waits for."""
+        task = asyncio.get_running_loop().create_task(drain, name="rpcpay-ledger-batch")
         self._drainers.add(task)
         task.add_done_callback(self._drainers.discard)
-        task.add_done_callback(lambda _: self._finish(txn))
+        return task
+
+    async def _drain_gathered(self) -> None:
+        """The gathering task: when it first runs (the loop's next turn), the calls queued
+        since it was made go as one batch, in this task. Taking the batch here rather than
+        at a ``call_soon`` that then makes the task saves one turn of the loop per batch."""
+        self._gathering = False
+        # Nothing in flight could have started meanwhile but a transaction started by
+        # ``_kick``, which then took the queue too; either way ``_kick`` decides.
+        if not self._queue or not self._may_start():
+            self._kick()
+            return
+        batch = self._take()
+        if batch:
+            await self._drain(batch, self._start(len(batch)))
+
+    def _take(self) -> list[Pending]:
+        """Up to ``max_batch`` queued calls, leaving out callers that gave up."""
+        batch: list[Pending] = []
+        while self._queue and len(batch) < self._max_batch:
+            item = self._queue.popleft()
+            if not item.future.cancelled():
+                batch.append(item)
+        return batch
 
     async def _drain(self, batch: list[Pending], txn: _Txn) -> None:
         """Commit one batch of queued calls and answer them."""

@@ -80,5 +80,9 @@ async def open_transactional_store(
             "--ledger-url needs the PostgreSQL driver: pip install 'rpcpay[postgres]'"
         ) from exc
     return await PostgresLedgerStore.open(
-        ledger_url, pool_size=pool_size, acquire_timeout_s=queue_timeout_s, max_waiters=max_waiters
+        ledger_url,
+        pool_size=pool_size,
+        acquire_timeout_s=queue_timeout_s,
+        max_waiters=max_waiters,
+        synchronous=synchronous,
     )

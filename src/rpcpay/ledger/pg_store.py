@@ -7,13 +7,14 @@ was mixed within the noise of the shared machine.
 
 Plain ``apply`` (every paid call's charge, refunds, claims, touches) goes through
 ``group_commit`` and ``pg_cas``: the batch's steps run on the store's cached rows and ONE
-statement, in autocommit, writes every changed row as a compare-and-set on the whole old
-row (and checks the rows a step only read); a client whose row another writer changed,
-deleted or created meanwhile is read again and its steps run again, ``MAX_ATTEMPTS`` times
-at most, then ``LedgerError`` for that client's calls. A cached row costs one round trip,
-one commit and one fsync per batch; a row not cached costs one plain ``SELECT`` more. The
-cache (``pg_cas.AccountCache``, 32,768 rows at most) is never authoritative: every row the
-statement relies on is compared with the stored one. One batch is in flight per store at a
+statement, in autocommit, writes every changed row as a compare-and-set on the version of
+the row it was computed from (its ``xmin``; and checks the rows a step only read); a client
+whose row another writer changed, deleted or created meanwhile is read again and its steps
+run again, ``MAX_ATTEMPTS`` times at most, then ``LedgerError`` for that client's calls. A
+cached row costs one round trip and one commit per batch (with ``synchronous="normal"``, a
+batch that only debits does not wait for the fsync: ``pg_cas``); a row not cached costs one
+plain ``SELECT`` more. The cache (``pg_cas.AccountCache``, 32,768 rows at most) is never
+authoritative: the statement checks the version of every row it relies on. One batch is in flight per store at a
 time (``BATCHES_IN_FLIGHT``), so steps on one client run in queue order; the calls that
 arrive meanwhile make the next batch. Two in flight (the locking path overlapped one
 batch's fsync with the next one's round trips) measured worse with one statement per
@@ -67,7 +68,7 @@ import contextlib
 import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import fields
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import asyncpg
 
@@ -142,14 +143,14 @@ _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM accounts"
 _INSERT = (
     f"INSERT INTO accounts ({', '.join(_COLUMNS)}) "
     f"VALUES ({', '.join(f'${i}' for i in range(1, len(_COLUMNS) + 1))}) "
-    "ON CONFLICT (client) DO NOTHING"
+    "ON CONFLICT (client) DO NOTHING RETURNING xmin::text"
 )
 _UPDATE = (
     "UPDATE accounts SET "
     + ", ".join(f"{c} = ${i}" for i, c in enumerate(_COLUMNS[1:], start=2))
-    + " WHERE client = $1"
+    + " WHERE client = $1 RETURNING xmin::text"
 )
-_SELECT_ONE = _SELECT + " WHERE client = $1 FOR UPDATE"
+_SELECT_ONE = f"SELECT xmin::text, {', '.join(_COLUMNS)} FROM accounts WHERE client = $1 FOR UPDATE"
 _INSERT_CHEQUE = f"INSERT INTO cheques ({CHEQUE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
 _RETRYABLE = (asyncpg.SerializationError, asyncpg.DeadlockDetectedError)
 _CONNECTION_FAILURES = (asyncpg.InterfaceError, asyncpg.InternalClientError, OSError, TimeoutError)
@@ -232,9 +233,23 @@ async def _join_cheque(conn: asyncpg.Connection, cheque: ChequeJoin) -> bool:
 class PostgresLedgerStore:
     """Accounts and cheques in one PostgreSQL database, shared by every gateway process."""
 
+    BINDS_NO_TASK = True
+    """``apply`` never binds the running task: it queues its call for the group commit
+    (which gathers, so a batch always runs in the group's own task, never the caller's) and
+    waits for a future. It may be started eagerly in its caller's task (``gateway.eager``);
+    the driver and its timeouts only ever run in the batch's task."""
+
     def __init__(
-        self, pool: ConnectionPool, acquire_timeout_s: float, max_waiters: int = DEFAULT_MAX_WAITERS
+        self,
+        pool: ConnectionPool,
+        acquire_timeout_s: float,
+        max_waiters: int = DEFAULT_MAX_WAITERS,
+        synchronous: Literal["normal", "full"] = "full",
     ) -> None:
+        # Only two levels exist; anything else is a caller's typo, not a third level.
+        if synchronous not in ("normal", "full"):
+            raise ValueError(f"synchronous must be 'normal' or 'full', not {synchronous!r}")
+        self._lazy_debits = synchronous == "normal"
         self._pool = pool
         self._acquire_timeout_s = acquire_timeout_s
         self._max_waiters = max_waiters
@@ -259,9 +274,12 @@ class PostgresLedgerStore:
         pool_size: int = 8,
         acquire_timeout_s: float = DEFAULT_QUEUE_TIMEOUT_S,
         max_waiters: int = DEFAULT_MAX_WAITERS,
+        synchronous: Literal["normal", "full"] = "full",
     ) -> PostgresLedgerStore:
         """Connect to ``url`` (``postgresql://USER@HOST:PORT/DB``), creating or checking
-        the schema."""
+        the schema. ``synchronous``: ``full``, every commit waits for the server's WAL
+        flush; ``normal``, a batch that only takes from its clients does not (``pg_cas``:
+        a crash of PostgreSQL itself may then lose the last debits, never a credit)."""
         # A pool needs at least one connection.
         if pool_size < 1:
             raise ValueError("pool_size must be at least 1")
@@ -279,7 +297,7 @@ class PostgresLedgerStore:
             if isinstance(exc, (*_FAILURES, ValueError)):
                 raise LedgerError(f"cannot prepare the ledger database: {exc}") from exc
             raise
-        return cls(pool, acquire_timeout_s, max_waiters)
+        return cls(pool, acquire_timeout_s, max_waiters, synchronous)
 
     async def run(self, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         """Run ``work`` on a pooled connection; driver and network errors are LedgerError.
@@ -353,7 +371,7 @@ class PostgresLedgerStore:
         A concurrent insert of the same nonce waits for the first to commit, then conflicts:
         the second submission is the duplicate."""
 
-        async def work(conn: asyncpg.Connection) -> Applied[R]:
+        async def work(conn: asyncpg.Connection) -> tuple[Applied[R], pg_cas.Version | None]:
             status = await conn.execute(
                 "INSERT INTO nonces (client, job_id, nonce, expires) VALUES ($1, $2, $3, $4) "
                 "ON CONFLICT DO NOTHING",
@@ -366,7 +384,7 @@ class PostgresLedgerStore:
             step = fresh if _affected(status) == 1 else dupe
             return await _settle_in(conn, client, step, now)
 
-        return self._remember(client, await self._transact(work))
+        return self._remember(await self._transact(work))
 
     async def forget_nonces(self, now: int) -> int:
         """Delete the nonces of jobs expired before ``now``; how many."""
@@ -387,7 +405,11 @@ class PostgresLedgerStore:
         clients = {item.client for item in batch}
         slots: pg_cas.Slots = [None] * len(batch)
         try:
-            await self.run(lambda conn: pg_cas.commit_batch(conn, self._rows, batch, slots, locked))
+            await self.run(
+                lambda conn: pg_cas.commit_batch(
+                    conn, self._rows, batch, slots, locked, self._lazy_debits
+                )
+            )
         except LedgerError as exc:
             # The rows' stored values are unknown now (the write may have applied).
             self._rows.drop(clients)
@@ -405,23 +427,25 @@ class PostgresLedgerStore:
     ) -> Applied[R] | None:
         """``apply`` with the cheque's row in the same transaction; None if it is refused."""
 
-        async def work(conn: asyncpg.Connection) -> Applied[R]:
+        async def work(conn: asyncpg.Connection) -> tuple[Applied[R], pg_cas.Version | None]:
             # A refused cheque writes nothing (the transaction rolls back).
             if not await _join_cheque(conn, cheque):
                 raise _Refused
             return await _settle_in(conn, client, step, now)
 
         try:
-            return self._remember(client, await self._transact(work))
+            return self._remember(await self._transact(work))
         except _Refused:
             return None
 
-    def _remember(self, client: bytes, applied: Applied[R]) -> Applied[R]:
-        """Cache what a transaction committed, so that the next charge finds the row."""
-        if applied.stored:
-            self._rows.put(applied.account)
+    def _remember(self, committed: tuple[Applied[R], pg_cas.Version | None]) -> Applied[R]:
+        """Cache what a transaction committed (the account, and the version of its row;
+        None: no row), so that the next charge finds the row."""
+        applied, version = committed
+        if version is not None:
+            self._rows.put(applied.account, version)
         else:
-            self._rows.drop((client,))
+            self._rows.drop((applied.account.client,))
         return applied
 
     async def has_nonce(self, client: bytes, slot: bytes, nonce: int) -> bool:
@@ -523,23 +547,27 @@ class PostgresLedgerStore:
 
 async def _settle_in(
     conn: asyncpg.Connection, client: bytes, step: Step[R], now: int
-) -> Applied[R]:
-    """Lock and read the account, run ``step``, write the result if it must be written."""
+) -> tuple[Applied[R], pg_cas.Version | None]:
+    """Lock and read the account, run ``step``, write the result if it must be written;
+    what was applied, and the version of the row once committed (None: no row)."""
     row = await conn.fetchrow(_SELECT_ONE, client)
-    old = None if row is None else _account(row)
+    old = None if row is None else _account(row[1:])
+    version: pg_cas.Version | None = None if row is None else row[0]
     new, outcome, write = settle(client, old, step, now)
     if write:
-        await _write_one(conn, old, new)
-    return Applied(outcome, new, stored=write or old is not None)
+        version = await _write_one(conn, old, new)
+    return Applied(outcome, new, stored=write or old is not None), version
 
 
-async def _write_one(conn: asyncpg.Connection, old: Account | None, new: Account) -> None:
+async def _write_one(conn: asyncpg.Connection, old: Account | None, new: Account) -> str:
     """Update the locked row, or insert the new one (``_InsertRace`` if another process
-    inserted it since our read: run the whole transaction again)."""
-    if old is not None:
-        await conn.execute(_UPDATE, *_params(new))
-    elif _affected(await conn.execute(_INSERT, *_params(new))) != 1:
+    inserted it since our read: run the whole transaction again); the row's new version."""
+    sql = _UPDATE if old is not None else _INSERT
+    version: str | None = await conn.fetchval(sql, *_params(new))
+    # No row came back: an insert lost to another process's first insert.
+    if version is None:
         raise _InsertRace
+    return version
 
 
 class _Refused(Exception):
