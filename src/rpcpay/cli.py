@@ -196,7 +196,9 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         metavar="URL",
         help="keep the ledger (balances, jobs, used nonces and client ids) in this shared "
         "PostgreSQL database, postgresql://USER@HOST:PORT/DB, so that several gateway "
-        "instances serve the same clients; the schema is created or migrated on start. The "
+        "instances serve the same clients (a server on this host through its Unix socket: "
+        "postgresql://USER@/DB?host=/SOCKET/DIR&port=PORT); the schema is created or "
+        "migrated on start. The "
         "password is best given by PGPASSWORD or ~/.pgpass (default: SQLite in --data-dir)",
     )
     p.add_argument(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -10,6 +11,7 @@ from rpcpay.errors import ConfigError, LedgerError
 from rpcpay.ledger.location import check_ledger_url, open_transactional_store, redacted
 from rpcpay.ledger.pg_store import PostgresLedgerStore
 from rpcpay.ledger.sqlite_async import ThreadedSqliteStore
+from rpcpay.ledger.transactional import adjust_step
 from tests.support.postgres import PostgresCluster
 
 
@@ -19,6 +21,8 @@ from tests.support.postgres import PostgresCluster
         ("mysql://u@h/db", "must start with postgresql://"),
         ("u@h/db", "must start with postgresql://"),
         ("postgresql:///db", "names no host"),
+        ("postgresql://u@/db?host=relative/dir", "names no host"),
+        ("postgresql://u@/db?host=/a&host=/b", "names no host"),
         ("postgresql://u@h", "names no database"),
         ("postgresql://u@h/", "names no database"),
         ("postgresql://u@h:99999/db", "does not parse"),
@@ -31,7 +35,11 @@ def test_bad_urls_are_named(url: str, complaint: str) -> None:
 
 
 def test_good_urls_pass() -> None:
-    for url in ("postgresql://u@127.0.0.1:5432/ledger", "postgres://u:pw@db.example/ledger"):
+    for url in (
+        "postgresql://u@127.0.0.1:5432/ledger",
+        "postgres://u:pw@db.example/ledger",
+        "postgresql://u@/ledger?host=/run/postgresql&port=5433",  # this host's Unix socket
+    ):
         assert check_ledger_url(url) == url
 
 
@@ -62,3 +70,28 @@ async def test_a_url_opens_postgresql(postgres_cluster: PostgresCluster, tmp_pat
         await store.close()
     with pytest.raises(LedgerError):
         await open_transactional_store(postgres_cluster.url("no_such_db"), tmp_path)
+
+
+@pytest.mark.postgres
+async def test_a_unix_socket_url_opens_postgresql(
+    postgres_cluster: PostgresCluster, tmp_path: Path
+) -> None:
+    tcp = postgres_cluster.create_database("loc_socket")
+    user = urlsplit(tcp).username
+    url = (
+        f"postgresql://{user}@/loc_socket?host={postgres_cluster.directory}"
+        f"&port={postgres_cluster.port}"
+    )
+    store = await open_transactional_store(url, tmp_path)
+    try:
+        assert isinstance(store, PostgresLedgerStore)
+        await store.apply(bytes(32), adjust_step(3), now=1)
+        # The same database as over TCP.
+        other = await open_transactional_store(tcp, tmp_path)
+        try:
+            acct = await other.get(bytes(32))
+            assert acct is not None and acct.balance == 3
+        finally:
+            await other.close()
+    finally:
+        await store.close()

@@ -14,14 +14,14 @@ run again, ``MAX_ATTEMPTS`` times at most, then ``LedgerError`` for that client'
 cached row costs one round trip and one commit per batch (with ``synchronous="normal"``, a
 batch that only debits does not wait for the fsync: ``pg_cas``); a row not cached costs one
 plain ``SELECT`` more. The cache (``pg_cas.AccountCache``, 32,768 rows at most) is never
-authoritative: the statement checks the version of every row it relies on. One batch is in flight per store at a
-time (``BATCHES_IN_FLIGHT``), so steps on one client run in queue order; the calls that
-arrive meanwhile make the next batch. Two in flight (the locking path overlapped one
-batch's fsync with the next one's round trips) measured worse with one statement per
-batch: smaller batches cost more CPU per call (docs/benchmarks.md). For the same reason a
-call that finds nothing in flight does not start its batch at once but at the loop's next
-turn (``gather``), with the calls the same turn read: with ``--workers 2`` at 16
-connections that was 7,200 against 6,600 calls/s, neutral for one process.
+authoritative: the statement checks the version of every row it relies on. One batch is in
+flight per store at a time (``BATCHES_IN_FLIGHT``), so steps on one client run in queue
+order; the calls that arrive meanwhile make the next batch. Two in flight (the locking
+path overlapped one batch's fsync with the next one's round trips) measured worse with one
+statement per batch: smaller batches cost more CPU per call (docs/benchmarks.md). For the
+same reason a call that finds nothing in flight does not start its batch at once but at
+the loop's next turn (``gather``), with the calls the same turn read: with ``--workers 2``
+at 16 connections that was 7,200 against 6,600 calls/s, neutral for one process.
 
 ``apply_with_nonce`` and ``apply_with_cheque`` run a transaction at READ COMMITTED: read
 the account ``FOR UPDATE``, which holds every other writer of that row until commit, run
