@@ -367,3 +367,32 @@ def test_settle_batch_chains_steps_on_one_client_in_order() -> None:
         assert settled.writes[0].account.balance == 6
     finally:
         loop.close()
+
+
+@pytest.mark.parametrize(("gather", "batches"), [(False, [1, 1, 1]), (True, [1, 2])])
+async def test_gather_also_lets_the_next_batch_collect_the_calls_of_the_turn_it_ends_in(
+    gather: bool, batches: list[int]
+) -> None:
+    """A batch that follows one that just committed starts a loop turn later too: a call
+    that reaches ``apply`` in the turn the commit ended in (here, a task the commit started,
+    as a request read in that turn is) joins the calls already queued."""
+    rec = Recorder()
+    late: list[asyncio.Task[Applied[None]]] = []
+
+    async def commit(batch: list[Pending], locked: Locked) -> Answers:
+        answers = await rec.commit(batch, locked)
+        if not late:  # the first commit ends: a new call arrives in this turn
+            late.append(asyncio.ensure_future(group.apply(CLIENTS[2], adjust_step(1), T0)))
+        return answers
+
+    group = GroupCommit(commit, gather=gather)
+    rec.gate.clear()
+    first = asyncio.ensure_future(group.apply(CLIENTS[0], adjust_step(1), T0))
+    for _ in range(3):
+        await asyncio.sleep(0)
+    queued = asyncio.ensure_future(group.apply(CLIENTS[1], adjust_step(1), T0))
+    await asyncio.sleep(0)
+    rec.gate.set()
+    await asyncio.gather(first, queued)
+    await late[0]
+    assert rec.batches == batches

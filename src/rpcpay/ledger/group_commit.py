@@ -5,10 +5,10 @@ per store (per process). The contract, for every caller:
 
 - With nothing in flight, a call's transaction starts at once, alone: one caller at a time
   costs what it did before (the store runs a batch of one with its single-row statements).
-  With ``gather`` (PostgreSQL, whose cost is mostly per statement) it starts at the loop's
-  next turn instead, in a task of its own, together with the calls that reached ``apply``
-  meanwhile (the other requests read in the same turn): one loop turn of latency for bigger
-  batches, and the caller never runs the store's driver itself.
+  With ``gather`` (PostgreSQL, whose cost is mostly per statement) every batch starts at
+  the loop's next turn instead, in a task of its own, together with the calls that reached
+  ``apply`` meanwhile (the other requests read in the same turn): one loop turn of latency
+  for bigger batches, and the caller never runs the store's driver itself.
 - Calls that arrive while transactions are in flight (at most ``max_in_flight``; both
   stores use 1: SQLite's writers take turns anyway, and PostgreSQL's batch is one
   statement, whose cost is mostly per statement, so bigger batches beat overlapping ones)
@@ -225,9 +225,7 @@ class GroupCommit:
         # (the other requests read in the same turn of the loop).
         if self._gather:
             self._queue.append(pending)
-            if not self._gathering:
-                self._gathering = True
-                self._spawn(self._drain_gathered())
+            self._kick()
             return await future
         answers = await self._run([pending], self._start(1))
         answer = answers[0]
@@ -275,6 +273,12 @@ class GroupCommit:
         """Start a transaction for the queued calls, if one may start now."""
         if not self._queue or not self._may_start():
             return
+        # Gathering: the batch is taken a loop turn later, by a task of its own.
+        if self._gather:
+            if not self._gathering:
+                self._gathering = True
+                self._spawn(self._drain_gathered())
+            return
         # A caller that gave up before its batch started is left out.
         batch = self._take()
         if not batch:
@@ -294,12 +298,15 @@ class GroupCommit:
     async def _drain_gathered(self) -> None:
         """The gathering task: when it first runs (the loop's next turn), the calls queued
         since it was made go as one batch, in this task. Taking the batch here rather than
-        at a ``call_soon`` that then makes the task saves one turn of the loop per batch."""
+        at a ``call_soon`` that then makes the task saves one turn of the loop per batch.
+        The batch after one that just committed is gathered the same way: the requests its
+        answers let the loop read meanwhile join it (measured with ``--workers 2`` on
+        PostgreSQL at 16 connections, 4 alternating pairs: ~5% less server CPU per call,
+        3% more calls/s; neutral at 1 and 4 connections)."""
         self._gathering = False
-        # Nothing in flight could have started meanwhile but a transaction started by
-        # ``_kick``, which then took the queue too; either way ``_kick`` decides.
+        # Only this task starts gathered batches, so there is room; a queue emptied by
+        # cancelled callers leaves nothing to do.
         if not self._queue or not self._may_start():
-            self._kick()
             return
         batch = self._take()
         if batch:
