@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from rpcpay.errors import LedgerBusy, LedgerError
 from rpcpay.ledger.account import U64_MAX, Account
-from rpcpay.ledger.group_commit import Answers, GroupCommit, Locked, Pending, settle_batch
+from rpcpay.ledger.group_commit import Answers, GroupCommit, Pending, settle_batch
 from rpcpay.ledger.transactional import (
     Applied,
     Step,
@@ -243,8 +243,7 @@ class Recorder:
         self.broken = False
         self.busy = False
 
-    async def commit(self, batch: list[Pending], locked: Locked) -> Answers:
-        locked()
+    async def commit(self, batch: list[Pending]) -> Answers:
         await self.gate.wait()
         self.batches.append(len(batch))
         if self.broken:
@@ -344,7 +343,7 @@ async def test_the_queue_is_bounded_and_a_busy_store_refuses_the_queue_too() -> 
 
 
 def test_a_batch_needs_room_for_one_call() -> None:
-    async def commit(batch: list[Pending], locked: Locked) -> Answers:
+    async def commit(batch: list[Pending]) -> Answers:
         return []
 
     with pytest.raises(ValueError):
@@ -379,8 +378,8 @@ async def test_gather_also_lets_the_next_batch_collect_the_calls_of_the_turn_it_
     rec = Recorder()
     late: list[asyncio.Task[Applied[None]]] = []
 
-    async def commit(batch: list[Pending], locked: Locked) -> Answers:
-        answers = await rec.commit(batch, locked)
+    async def commit(batch: list[Pending]) -> Answers:
+        answers = await rec.commit(batch)
         if not late:  # the first commit ends: a new call arrives in this turn
             late.append(asyncio.ensure_future(group.apply(CLIENTS[2], adjust_step(1), T0)))
         return answers

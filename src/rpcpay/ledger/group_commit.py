@@ -9,10 +9,10 @@ per store (per process). The contract, for every caller:
   the loop's next turn instead, in a task of its own, together with the calls that reached
   ``apply`` meanwhile (the other requests read in the same turn): one loop turn of latency
   for bigger batches, and the caller never runs the store's driver itself.
-- Calls that arrive while transactions are in flight (at most ``max_in_flight``; both
-  stores use 1: SQLite's writers take turns anyway, and PostgreSQL's batch is one
-  statement, whose cost is mostly per statement, so bigger batches beat overlapping ones)
-  wait, in arrival order, and the next transaction takes up to ``max_batch`` of them: their
+- Calls that arrive while a transaction is in flight (one at a time: SQLite's writers
+  take turns anyway, and PostgreSQL's batch is one statement, whose cost is mostly per
+  statement, so bigger batches beat overlapping ones, as measured in ``pg_store``) wait,
+  in arrival order, and the next transaction takes up to ``max_batch`` of them: their
   rows are read (PostgreSQL: from the store's row cache, every one checked by the write's
   compare-and-set, see ``pg_cas``), every step runs in queue order (several steps on one
   client see each other's result, exactly as if they had been applied one after another),
@@ -133,36 +133,23 @@ def fail(batch: Sequence[Pending], exc: Exception) -> None:
 Answers = list[Applied[Any] | BaseException]
 
 
-Locked = Callable[[], None]
-"""Called by a store's commit once its transaction holds the batch's rows."""
-
-
 class _Txn:
-    """One transaction in flight: its batch's size, and whether it holds its rows yet."""
+    """The transaction in flight: its batch's size."""
 
-    __slots__ = ("locked", "size")
+    __slots__ = ("size",)
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self.locked = False
 
 
 class GroupCommit:
     """The queue in front of a store's plain ``apply`` (see the module docstring).
 
-    ``commit(batch, locked)`` is the store's side: it runs one transaction for the batch
-    (retrying conflicts itself), calls ``locked()`` once the transaction holds every row of
-    the batch (a store that allows more than one transaction in flight calls it once a later
-    transaction can no longer read the batch's rows as they were before it), and returns
-    each caller's answer once it has committed; if it raises, every caller of the batch gets
-    ``LedgerError``.
+    ``commit(batch)`` is the store's side: it runs one transaction for the batch (retrying
+    conflicts itself) and returns each caller's answer once it has committed; if it raises,
+    every caller of the batch gets ``LedgerError``.
 
-    At most ``max_in_flight`` transactions run at once, and one starts only when the one
-    before it holds its rows: a later transaction that shares a client then waits for the
-    earlier one's commit on the row lock, so steps on one client still run in queue order,
-    while the commits (the fsyncs) of the two overlap. (A transaction retried after a
-    conflict with another process gives its rows up meanwhile; calls on one client that were
-    queued at the same moment may then run in either order, as calls made at once may.)
+    One transaction runs at a time, so steps on one client run in queue order.
 
     A call that may start a transaction at once runs it in its own task (no queue, no extra
     task: what one caller at a time paid before); queued calls are drained, batch after
@@ -171,29 +158,26 @@ class GroupCommit:
 
     def __init__(
         self,
-        commit: Callable[[list[Pending], Locked], Awaitable[Answers]],
+        commit: Callable[[list[Pending]], Awaitable[Answers]],
         max_batch: int = MAX_BATCH,
         max_waiting: int | None = None,
-        max_in_flight: int = 1,
         gather: bool = False,
     ) -> None:
-        # A batch holds at least the call that started it, and one transaction must run.
-        if max_batch < 1 or max_in_flight < 1:
-            raise ValueError("max_batch and max_in_flight must be at least 1")
+        # A batch holds at least the call that started it.
+        if max_batch < 1:
+            raise ValueError("max_batch must be at least 1")
         self._commit = commit
         self._max_batch = max_batch
         self._max_waiting = max_waiting
-        self._max_in_flight = max_in_flight
         self._gather = gather
         self._queue: deque[Pending] = deque()
-        self._txns: list[_Txn] = []  # the transactions in flight, oldest first
+        self._txn: _Txn | None = None  # the transaction in flight
         self._drainers: set[asyncio.Task[None]] = set()
         self._gathering = False  # a gathering task is made and has not run yet
 
     def _may_start(self) -> bool:
-        """Room for another transaction, and every one in flight holds its rows."""
-        txns = self._txns
-        return len(txns) < self._max_in_flight and (not txns or txns[-1].locked)
+        """No transaction in flight."""
+        return self._txn is None
 
     def _refuse_if_full(self) -> None:
         """``LedgerBusy`` at once when ``max_waiting`` calls already wait (queued or in
@@ -201,7 +185,7 @@ class GroupCommit:
         # No bound (SQLite's): nothing to count.
         if self._max_waiting is None:
             return
-        waiting = len(self._queue) + sum(t.size for t in self._txns)
+        waiting = len(self._queue) + (self._txn.size if self._txn is not None else 0)
         if waiting >= self._max_waiting:
             raise LedgerBusy(f"ledger busy: {waiting} calls already wait")
 
@@ -217,7 +201,7 @@ class GroupCommit:
         future: asyncio.Future[Applied[R]] = loop.create_future()
         pending = Pending(client, step, now, future)
         self._refuse_if_full()
-        # Transactions in flight, or calls queued before this one: wait for a later one.
+        # A transaction in flight, or calls queued before this one: wait for a later one.
         if self._queue or not self._may_start():
             self._queue.append(pending)
             return await future
@@ -236,29 +220,21 @@ class GroupCommit:
     def _start(self, size: int) -> _Txn:
         """Count a transaction as in flight from the moment it is decided, before its task
         first runs: a call arriving in between must queue, not start another."""
-        txn = _Txn(size)
-        self._txns.append(txn)
+        txn = self._txn = _Txn(size)
         return txn
 
     def _finish(self, txn: _Txn) -> None:
         """The transaction is over (idempotent: a drain task cancelled before it ran ends
         here through its done callback)."""
-        if txn in self._txns:
-            self._txns.remove(txn)
+        if self._txn is txn:
+            self._txn = None
             self._kick()
 
     async def _run(self, batch: list[Pending], txn: _Txn) -> Answers:
         """One transaction for ``batch`` (``txn``, counted in flight); what it answers, or
         the store's error."""
-
-        def locked() -> None:
-            # The next transaction may start once this one holds its rows.
-            if not txn.locked:
-                txn.locked = True
-                self._kick()
-
         try:
-            return await self._commit(batch, locked)
+            return await self._commit(batch)
         except LedgerBusy as exc:
             self._give_up_queue(exc)
             raise
@@ -304,8 +280,8 @@ class GroupCommit:
         PostgreSQL at 16 connections, 4 alternating pairs: ~5% less server CPU per call,
         3% more calls/s; neutral at 1 and 4 connections)."""
         self._gathering = False
-        # Only this task starts gathered batches, so there is room; a queue emptied by
-        # cancelled callers leaves nothing to do.
+        # Only this task starts gathered batches, so nothing is in flight; a queue emptied
+        # by cancelled callers leaves nothing to do.
         if not self._queue or not self._may_start():
             return
         batch = self._take()

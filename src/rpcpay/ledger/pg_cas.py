@@ -59,7 +59,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -222,15 +222,12 @@ async def commit_batch(
     cache: AccountCache,
     batch: Sequence[Pending],
     answers: Slots,
-    known: Callable[[], None],
     lazy_debits: bool = False,
 ) -> None:
     """Run ``batch`` to the end on ``conn``, filling ``answers`` (one slot per call, None
-    until final). ``known()`` is called once every client of the batch is known to have a
-    row (cached or read): as ``GroupCommit``'s ``locked``, it lets the next batch start
-    (a batch that creates a row goes alone). ``lazy_debits``: a statement that gives
-    nothing commits without waiting for the flush (module docstring). A driver error
-    propagates; the slots filled before it are committed."""
+    until final). ``lazy_debits``: a statement that gives nothing commits without waiting
+    for the flush (module docstring). A driver error propagates; the slots filled before it
+    are committed."""
     todo = list(range(len(batch)))
     for attempt in range(MAX_ATTEMPTS):
         clients = list(dict.fromkeys(batch[i].client for i in todo))
@@ -248,8 +245,6 @@ async def commit_batch(
             for entry in rows.values():
                 if entry is not None:
                     cache.put(entry.account, entry.version)
-        if attempt == 0 and all(entry is not None for entry in seen.values()):
-            known()
         stored = {c: None if e is None else e.account for c, e in seen.items()}
         items = [batch[i] for i in todo]
         settled = settle_batch(stored, items)

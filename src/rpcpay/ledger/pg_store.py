@@ -15,10 +15,12 @@ cached row costs one round trip and one commit per batch (with ``synchronous="no
 batch that only debits does not wait for the fsync: ``pg_cas``); a row not cached costs one
 plain ``SELECT`` more. The cache (``pg_cas.AccountCache``, 32,768 rows at most) is never
 authoritative: the statement checks the version of every row it relies on. One batch is in
-flight per store at a time (``BATCHES_IN_FLIGHT``), so steps on one client run in queue
+flight per store at a time (``group_commit``), so steps on one client run in queue
 order; the calls that arrive meanwhile make the next batch. Two in flight (the locking
 path overlapped one batch's fsync with the next one's round trips) measured worse with one
-statement per batch: smaller batches cost more CPU per call (docs/benchmarks.md). For the
+statement per batch: with paid ``get_info`` at 16 connections, one process, 7,600 against
+6,800 calls/s, and worse at 1 and 4 and with ``--workers 2`` too, because smaller batches
+cost more CPU per call (docs/benchmarks.md). For the
 same reason a call that finds nothing in flight does not start its batch at once but at
 the loop's next turn (``gather``), with the calls the same turn read: with ``--workers 2``
 at 16 connections that was 7,200 against 6,600 calls/s, neutral for one process.
@@ -75,7 +77,7 @@ import asyncpg
 from rpcpay.errors import LedgerBusy, LedgerError
 from rpcpay.ledger import pg_cas, pg_sessions
 from rpcpay.ledger.account import DEFAULT_FLUSH_AGE, DEFAULT_ZERO_FLUSH_AGE, U64_MAX, Account
-from rpcpay.ledger.group_commit import Answers, GroupCommit, Locked, Pending
+from rpcpay.ledger.group_commit import Answers, GroupCommit, Pending
 from rpcpay.ledger.pg_pool import ConnectionPool
 from rpcpay.ledger.session_rows import JobCache, JobRow, SessionRow, StoredSession
 from rpcpay.ledger.sqlite_store import CHEQUE_COLUMNS, ChequeRow, cheque_from_row
@@ -156,12 +158,6 @@ _RETRYABLE = (asyncpg.SerializationError, asyncpg.DeadlockDetectedError)
 _CONNECTION_FAILURES = (asyncpg.InterfaceError, asyncpg.InternalClientError, OSError, TimeoutError)
 _FAILURES = (asyncpg.PostgresError, *_CONNECTION_FAILURES)
 
-
-BATCHES_IN_FLIGHT = 1
-"""Group-commit batches per store at a time. Measured with paid ``get_info`` at 1/4/16
-connections, one process and ``--workers 2``: one in flight beat two everywhere (e.g. 7,600
-against 6,800 calls/s at 16 connections, one process), because the calls that queue while a
-batch is out make bigger batches, and a batch's CPU is mostly per statement."""
 
 DEFAULT_QUEUE_TIMEOUT_S = 5.0
 DEFAULT_MAX_WAITERS = 64
@@ -262,7 +258,6 @@ class PostgresLedgerStore:
         self._group = GroupCommit(
             self._commit_batch,
             max_waiting=max_waiters,
-            max_in_flight=BATCHES_IN_FLIGHT,
             gather=True,
         )
 
@@ -398,17 +393,15 @@ class PostgresLedgerStore:
         the other ``apply`` calls queued meanwhile (``group_commit``)."""
         return await self._group.apply(client, step, now)
 
-    async def _commit_batch(self, batch: list[Pending], locked: Locked) -> Answers:
+    async def _commit_batch(self, batch: list[Pending]) -> Answers:
         """One batch through ``pg_cas`` (one statement, in autocommit); the answers once it
-        committed. Batches run one at a time (``BATCHES_IN_FLIGHT``), so steps on one client
-        run in queue order."""
+        committed. Batches run one at a time (``group_commit``), so steps on one client run
+        in queue order."""
         clients = {item.client for item in batch}
         slots: pg_cas.Slots = [None] * len(batch)
         try:
             await self.run(
-                lambda conn: pg_cas.commit_batch(
-                    conn, self._rows, batch, slots, locked, self._lazy_debits
-                )
+                lambda conn: pg_cas.commit_batch(conn, self._rows, batch, slots, self._lazy_debits)
             )
         except LedgerError as exc:
             # The rows' stored values are unknown now (the write may have applied).

@@ -56,7 +56,7 @@ from rpcpay.errors import LedgerError
 from rpcpay.ledger import account as rules
 from rpcpay.ledger import sqlite_sessions as sessions
 from rpcpay.ledger.account import DEFAULT_FLUSH_AGE, DEFAULT_ZERO_FLUSH_AGE, Account
-from rpcpay.ledger.group_commit import Answers, GroupCommit, Locked, Pending, settle_batch
+from rpcpay.ledger.group_commit import Answers, GroupCommit, Pending, settle_batch
 from rpcpay.ledger.session_rows import JobCache, JobRow, SessionRow, StoredSession
 from rpcpay.ledger.sqlite_store import (
     _INSERT_CHEQUE_OR_IGNORE,
@@ -302,7 +302,7 @@ class ThreadedSqliteStore:
         group's coroutine itself, rather than one more awaiting it: a frame per paid call.)"""
         return self._group.apply(client, step, now)
 
-    async def _commit_batch(self, batch: list[Pending], locked: Locked) -> Answers:
+    async def _commit_batch(self, batch: list[Pending]) -> Answers:
         """One group transaction, on the loop's connection if it can have the write lock at
         once, else on the thread; its callers' answers once it committed."""
         inline = self._inline
